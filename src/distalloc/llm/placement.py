@@ -1,0 +1,383 @@
+"""Offline block placement and routing: CG-BPRR, the PETALS baseline and its ablations
+(SPEC 1.5, 1.6).  The exact MILP lives in :mod:`distalloc.llm.milp`; :func:`plan`
+dispatches over all methods and returns a :class:`Plan`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from distalloc._compiled import llm_kernels
+from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc.llm.model import Placement, RouteMetrics, evaluate_routes
+from distalloc.llm.routing import (PETALS_NO_CACHE_PENALTY_MS, petals_costs, per_token_costs,
+                                   shortest_routes)
+from distalloc.llm.scenario import Scenario
+
+__all__ = ["Plan", "CGPlacement", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
+           "plan", "METHODS", "conservative_block_counts", "theorem2_bound_ms"]
+
+STATUSES = ("optimal", "feasible", "time_limit", "infeasible")
+
+
+@dataclass(eq=False)
+class Plan:
+    """A placement with one route per request, and what the performance model says of it.
+
+    ``status`` is one of optimal | feasible | time_limit | infeasible; ``feasible`` is true
+    iff the placement and routes are present, every route is valid and every server's
+    memory holds its blocks and all requests' caches.  ``reason`` says why not.
+    """
+
+    method: str
+    status: str
+    placement: Placement | None
+    routes: list[list[int]]
+    request_clients: np.ndarray
+    mean_token_ms: float | None
+    solve_s: float
+    bound_ms: float | None = None
+    gap: float | None = None
+    reason: str | None = None
+    metrics: RouteMetrics | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        return self.status != "infeasible" and self.placement is not None and bool(self.routes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``llm plan --json`` contract keys, plus ``reason`` and ``num_requests``."""
+        return {
+            "method": self.method,
+            "feasible": self.feasible,
+            "status": self.status,
+            "placement": self.placement.to_list() if self.placement is not None else [],
+            "routes": self.routes,
+            "mean_token_ms": self.mean_token_ms,
+            "bound_ms": self.bound_ms,
+            "gap": self.gap,
+            "solve_s": self.solve_s,
+            "reason": self.reason,
+            "num_requests": int(self.request_clients.shape[0]),
+            **self.extra,
+        }
+
+
+def finish_plan(scenario: Scenario, method: str, placement: Placement | None,
+                routes: list[list[int]], t0: float, status: str = "feasible",
+                reason: str | None = None, **kw: Any) -> Plan:
+    """Evaluate a candidate plan with the performance model and check it: routes valid,
+    memory respected.  Any violation turns the status into ``infeasible`` with a reason;
+    a plan is never reported feasible without this check."""
+    clients = scenario.requests
+    if placement is None or not routes or reason is not None:
+        return Plan(method, "infeasible", placement, [], clients, None, time.perf_counter() - t0,
+                    reason=reason or "no plan", **kw)
+    metrics = evaluate_routes(scenario, placement, routes, clients)
+    mean = float(np.mean(metrics.token_ms))
+    if not metrics.all_valid:
+        r = int(np.flatnonzero(metrics.status != 0)[0])
+        status, reason = "infeasible", f"route of request {r} is invalid (status {metrics.status[r]})"
+    else:
+        limit = scenario.usable_memory_gb
+        over = np.flatnonzero(metrics.memory_gb[0] > limit * (1 + 1e-12) + 1e-9)
+        if over.size:
+            j = int(over[0])
+            status = "infeasible"
+            reason = (f"server {j} needs {metrics.memory_gb[0, j]:.4f} GB with all caches "
+                      f"but has {limit[j]:.4f} GB")
+    return Plan(method, status, placement, routes, clients, mean, time.perf_counter() - t0,
+                reason=reason, metrics=metrics, **kw)
+
+
+# ------------------------------------------------------------------------------------------
+# CG-BPRR
+# ------------------------------------------------------------------------------------------
+def _floor_div(x: np.ndarray, y: np.ndarray | float) -> np.ndarray:
+    """floor(x / y) as int64, the same rounding as ``math.floor(x / y)``."""
+    return np.floor(np.asarray(x, dtype=np.float64) / y).astype(np.int64)
+
+
+def conservative_block_counts(scenario: Scenario, num_requests: int) -> np.ndarray:
+    """Step 1 of CG-BPRR: m_j = min(floor(M_j / (s_m + s_c |R|)), L)."""
+    per_block = scenario.block_gb + scenario.cache_gb * num_requests
+    return np.minimum(_floor_div(scenario.usable_memory_gb, per_block), scenario.num_blocks)
+
+
+@dataclass(frozen=True, eq=False)
+class CGPlacement:
+    """Result of CG-BP (steps 1-2 of CG-BPRR) for a planned number of sessions |R|."""
+
+    placement: Placement
+    num_requests: int
+    amortised_ms: np.ndarray     # t~_j (inf for servers that hold no block)
+    order: np.ndarray            # used servers in increasing t~_j
+    sessions: np.ndarray         # s_j, capped at |R|
+    capacity: np.ndarray         # C_b per block
+    uncovered: int               # blocks with C_b < |R|
+    reason: str | None           # why infeasible, or None
+
+    @property
+    def feasible(self) -> bool:
+        return self.reason is None
+
+
+def cg_bp_placement(scenario: Scenario, num_requests: int | None = None) -> CGPlacement:
+    """CG-BP: the conservative block counts and the greedy window choice of CG-BPRR.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    num_requests : int, optional
+        the design parameter |R| (planned concurrent sessions); default: the size of the
+        scenario's request set.
+
+    Notes
+    -----
+    SPEC 1.5 steps 1-2.  O(|V_s| log |V_s| + |V_s| L m) with m the largest block count
+    (window sums are exact left-to-right sums, so ties are exact and break by the smallest
+    start).
+    """
+    R = scenario.num_requests if num_requests is None else check_number(
+        num_requests, "num_requests", low=1, integer=True)
+    S, L = scenario.num_servers, scenario.num_blocks
+    M = scenario.usable_memory_gb
+    m = conservative_block_counts(scenario, R)
+    used = np.flatnonzero(m > 0)
+    amortised = np.full(S, np.inf)
+    t_star = scenario.rtt_ms.max(axis=0)
+    amortised[used] = scenario.decode_ms[used] + t_star[used] / m[used]
+    order = used[np.argsort(amortised[used], kind="stable")].astype(np.int64)
+    sessions = np.zeros(S, dtype=np.int64)
+    sessions[used] = np.minimum(
+        _floor_div(M[used] - scenario.block_gb * m[used], scenario.cache_gb * m[used]), R)
+    first = np.zeros(S, dtype=np.int64)
+    capacity = np.zeros(L)
+    total = int(m.sum())
+    if total < L:
+        placement = Placement.from_arrays(first, np.zeros(S, dtype=np.int64))
+        reason = (f"sum of block counts {total} < L = {L} at |R| = {R} "
+                  f"(servers cannot host every block with cache for |R| sessions)")
+        return CGPlacement(placement, R, amortised, order, sessions, capacity, L, reason)
+    uncovered = llm_kernels.cg_bp_place(m, amortised, sessions, order, L, R, first, capacity)
+    reason = None
+    if uncovered:
+        b = int(np.flatnonzero(capacity < R)[0])
+        reason = (f"{uncovered} block(s) have session capacity below |R| = {R} "
+                  f"(block {b}: {int(capacity[b])})")
+    return CGPlacement(Placement.from_arrays(first, m), R, amortised, order, sessions,
+                       capacity, int(uncovered), reason)
+
+
+def theorem2_bound_ms(num_blocks_total: int, amortised_ms: np.ndarray, num_blocks: np.ndarray,
+                      decode_ms: np.ndarray, order: np.ndarray) -> float:
+    """Theorem 2: sum_{j<=K} t~_j m_j - tau_K (sum_{j<=K} m_j - L), servers in t~ order,
+    K the fewest leading servers whose block counts reach L."""
+    m = num_blocks[order]
+    cum = np.cumsum(m)
+    K = int(np.searchsorted(cum, num_blocks_total))  # first index with cum >= L
+    lead = order[: K + 1]
+    return float(np.sum(amortised_ms[lead] * num_blocks[lead])
+                 - decode_ms[order[K]] * (cum[K] - num_blocks_total))
+
+
+def cg_bprr(scenario: Scenario) -> Plan:
+    """CG-BPRR (SPEC 1.5): conservative counts, greedy placement, per-client shortest
+    per-token routing.  Reports the Theorem-2 guarantee as ``bound_ms``.
+
+    Returns
+    -------
+    Plan
+        status ``feasible`` (the heuristic proves no optimality) or ``infeasible`` with the
+        reason when the greedy placement cannot give every block capacity for |R|.
+
+    Notes
+    -----
+    O(|V_s| log |V_s| + |V_s| L m + |V_c| (|V_s| + sum_j m_j)).
+
+    Examples
+    --------
+    >>> from distalloc.llm import clustered, cg_bprr
+    >>> p = cg_bprr(clustered())
+    >>> p.status, round(p.mean_token_ms, 1), round(p.bound_ms, 1)
+    ('feasible', 625.4, 841.4)
+    """
+    t0 = time.perf_counter()
+    cg = cg_bp_placement(scenario)
+    if not cg.feasible:
+        return finish_plan(scenario, "cg-bprr", cg.placement, [], t0, reason=cg.reason)
+    bound = theorem2_bound_ms(scenario.num_blocks, cg.amortised_ms, cg.placement.num_blocks,
+                              scenario.decode_ms, cg.order)
+    alpha, beta = per_token_costs(scenario)
+    best = shortest_routes(cg.placement, scenario.num_blocks, alpha, beta)
+    paths = [best.path(c) for c in range(scenario.num_clients)]
+    routes = [paths[c] for c in scenario.requests]
+    return finish_plan(scenario, "cg-bprr", cg.placement, routes, t0, bound_ms=bound)
+
+
+# ------------------------------------------------------------------------------------------
+# PETALS and its ablations
+# ------------------------------------------------------------------------------------------
+def petals_block_counts(scenario: Scenario) -> np.ndarray:
+    """m_j = min(floor(M_j / (s_m + c_fixed)), L) with PETALS's fixed cache budget."""
+    return np.minimum(_floor_div(scenario.usable_memory_gb,
+                                 scenario.block_gb + scenario.petals_cache_gb),
+                      scenario.num_blocks)
+
+
+def petals_placement(scenario: Scenario, join_order: np.ndarray,
+                     num_blocks: np.ndarray | None = None) -> tuple[Placement, np.ndarray]:
+    """PETALS's placement: servers join in ``join_order``; each takes the window whose
+    sorted per-block throughputs are lexicographically smallest.  Returns the placement
+    and the final per-block throughput."""
+    m = petals_block_counts(scenario) if num_blocks is None else np.asarray(num_blocks, np.int64)
+    throughput = scenario.server_throughput(m)
+    first = np.zeros(scenario.num_servers, dtype=np.int64)
+    block_thr = np.zeros(scenario.num_blocks)
+    llm_kernels.petals_place(np.ascontiguousarray(m, dtype=np.int64), throughput,
+                             np.ascontiguousarray(join_order, dtype=np.int64),
+                             scenario.num_blocks, first, block_thr)
+    return Placement.from_arrays(first, m), block_thr
+
+
+def _cache_block_budget(scenario: Scenario, placement: Placement) -> np.ndarray:
+    """How many (session, block) caches each server can hold next to its blocks."""
+    spare = scenario.usable_memory_gb - scenario.block_gb * placement.num_blocks
+    return np.maximum(_floor_div(spare, scenario.cache_gb), 0)
+
+
+def route_sequentially(scenario: Scenario, placement: Placement, alpha: np.ndarray,
+                       beta: np.ndarray, penalty: float) -> tuple[list[list[int]], str | None]:
+    """Route requests one at a time, reserving cache as they go.  A link to a server with
+    too little free cache costs ``penalty`` (inf: forbidden).  Returns the routes and the
+    reason the set cannot be served, if any."""
+    free = _cache_block_budget(scenario, placement)
+    routes: list[list[int]] = []
+    a, m = placement.first_block, placement.num_blocks
+    for r, c in enumerate(scenario.requests):
+        best = shortest_routes(placement, scenario.num_blocks, alpha[c:c + 1], beta, free, penalty)
+        if not np.isfinite(best.cost[0]):
+            return routes, f"no chain with free cache for request {r}"
+        path = best.path(0)
+        prev = 0
+        for j in path:
+            k = int(a[j] + m[j] - prev)
+            if k > free[j]:
+                return routes, (f"request {r} finds no free cache on server {j} "
+                                f"(needs {k} blocks, {int(free[j])} free)")
+            free[j] -= k
+            prev = int(a[j] + m[j])
+        routes.append(path)
+    return routes, None
+
+
+def petals(scenario: Scenario, seed: Any = 0, *, join: str = "random", counts: str = "petals",
+           routing: str = "petals", method: str = "petals") -> Plan:
+    """The PETALS baseline (SPEC 1.6) and its ablations.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    seed : int or Generator
+        seeds the random join order.
+    join : {'random', 'cg-order'}
+        random join order, or CG-BPRR's increasing amortised-time order.
+    counts : {'petals', 'cg-bprr'}
+        PETALS's fixed-cache block counts, or CG-BPRR's conservative counts.
+    routing : {'petals', 'optimal'}
+        PETALS's Dijkstra (rtt/2 + 18 ms per hop, +10 s without free cache) or the
+        per-token shortest path among servers with free cache; both route the requests
+        one by one and reserve their caches.
+
+    Notes
+    -----
+    O(|V_s| L m) placement + O(|R| (|V_s| + sum_j m_j)) routing.
+    """
+    t0 = time.perf_counter()
+    rng = as_generator(seed)
+    if counts == "petals":
+        m = petals_block_counts(scenario)
+    elif counts == "cg-bprr":
+        m = conservative_block_counts(scenario, scenario.num_requests)
+    else:
+        raise ValidationError(f"The 'counts' parameter must be 'petals' or 'cg-bprr'. Got {counts!r} instead.")
+    if join == "random":
+        order = rng.permutation(scenario.num_servers)
+    elif join == "cg-order":
+        order = cg_bp_placement(scenario).order
+    else:
+        raise ValidationError(f"The 'join' parameter must be 'random' or 'cg-order'. Got {join!r} instead.")
+    placement, block_thr = petals_placement(scenario, order, m)
+    if not placement.covers_all_blocks(scenario.num_blocks):
+        b = int(np.flatnonzero(block_thr == 0)[0])
+        return finish_plan(scenario, method, placement, [], t0,
+                           reason=f"placement leaves block {b} unserved")
+    if routing == "petals":
+        alpha, beta = petals_costs(scenario)
+        routes, reason = route_sequentially(scenario, placement, alpha, beta,
+                                            PETALS_NO_CACHE_PENALTY_MS)
+    elif routing == "optimal":
+        alpha, beta = per_token_costs(scenario)
+        routes, reason = route_sequentially(scenario, placement, alpha, beta, math.inf)
+    else:
+        raise ValidationError(f"The 'routing' parameter must be 'petals' or 'optimal'. Got {routing!r} instead.")
+    return finish_plan(scenario, method, placement, routes, t0, reason=reason,
+                       extra={"join_order": [int(j) for j in order]})
+
+
+# ------------------------------------------------------------------------------------------
+# Dispatch
+# ------------------------------------------------------------------------------------------
+def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0) -> Plan:
+    from distalloc.llm.milp import solve_milp
+    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed)
+
+
+METHODS: dict[str, Callable[..., Plan]] = {
+    "cg-bprr": lambda sc, seed=0, **kw: cg_bprr(sc),
+    "petals": lambda sc, seed=0, **kw: petals(sc, seed),
+    "petals-cg-order": lambda sc, seed=0, **kw: petals(sc, seed, join="cg-order",
+                                                        method="petals-cg-order"),
+    "petals-cg-counts": lambda sc, seed=0, **kw: petals(sc, seed, counts="cg-bprr",
+                                                         method="petals-cg-counts"),
+    "petals-opt-routing": lambda sc, seed=0, **kw: petals(sc, seed, routing="optimal",
+                                                           method="petals-opt-routing"),
+    "milp": lambda sc, seed=0, time_limit_s=60.0, **kw: _milp(sc, seed, time_limit_s),
+}
+
+
+def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
+         num_requests: int | None = None, time_limit_s: float = 60.0) -> Plan:
+    """Place blocks and route the scenario's request set with ``method``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    method : str
+        one of ``METHODS``: 'cg-bprr', 'petals', 'petals-cg-order', 'petals-cg-counts',
+        'petals-opt-routing', 'milp'.
+    seed : int
+        PETALS's join order (and the MILP's solver seed).
+    num_requests : int, optional
+        replace the request set by this many requests (clients repeat cyclically).
+    time_limit_s : float
+        MILP only.
+
+    Raises
+    ------
+    ValidationError
+        unknown method or bad parameters, before any work.
+    """
+    if method not in METHODS:
+        raise ValidationError(f"The 'method' parameter must be one of {', '.join(METHODS)}. "
+                              f"Got {method!r} instead.")
+    time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
+    as_generator(seed)  # validate early
+    if num_requests is not None:
+        scenario = scenario.with_requests(num_requests)
+    return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s)

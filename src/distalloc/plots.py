@@ -1,0 +1,41 @@
+"""matplotlib figures (SPEC 4.3), written as PNG.  Imported lazily by the CLI so that
+plain runs never pay for matplotlib."""
+from __future__ import annotations
+
+from typing import Sequence
+
+__all__ = ["placement_map"]
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def placement_map(scenario, plans: Sequence, path: str) -> None:
+    """One panel per plan: which server hosts which blocks; servers on client 0's route
+    are drawn dark."""
+    plt = _pyplot()
+    S = scenario.num_servers
+    fig, axes = plt.subplots(1, len(plans), figsize=(5 * len(plans), 0.25 * S + 1.5),
+                             squeeze=False, sharey=True)
+    for ax, p in zip(axes[0], plans):
+        on_route = set(p.routes[0]) if p.routes else set()
+        if p.placement is not None:
+            for j in range(S):
+                m = int(p.placement.num_blocks[j])
+                if m:
+                    ax.barh(j, m, left=int(p.placement.first_block[j]), height=0.7,
+                            color="tab:blue" if j in on_route else "tab:gray", alpha=0.9)
+        title = p.method if p.mean_token_ms is None else f"{p.method}: {p.mean_token_ms:,.0f} ms/token"
+        ax.set_title(title if p.feasible else f"{p.method}: {p.status}")
+        ax.set_xlim(0, scenario.num_blocks)
+        ax.set_xlabel("block")
+        ax.invert_yaxis()
+    axes[0][0].set_yticks(range(S))
+    axes[0][0].set_yticklabels(scenario.server_names, fontsize=7 if S > 20 else 9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
