@@ -81,7 +81,7 @@ def _identical_server_pairs(sc: Scenario) -> list[tuple[int, int]]:
 
 
 def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float = 1e-7,
-               seed: Any = 0, cutoff: bool = True) -> Plan:
+               seed: Any = 0, cutoff: bool = True, presolve: bool = False) -> Plan:
     """Solve BPRR exactly (within ``rel_gap``) or until ``time_limit_s``.
 
     Returns
@@ -94,6 +94,9 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     Notes
     -----
     Exact only for small instances (about 10 servers); always read ``gap``.
+    HiGHS's MIP presolve is off by default: on our brute-force oracle it once returned a
+    sub-optimal point as optimal (with the heuristic cutoff row), a known class of HiGHS
+    presolve defects (ERGO-Code/HiGHS issues 3094, 3273).  ``presolve=True`` turns it on.
     """
     t0 = time.perf_counter()
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
@@ -184,7 +187,8 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         ub[base + nL: base + per_req] = L
     remaining = max(time_limit_s - (time.perf_counter() - t0), 1e-3)
     res = milp(c, constraints=rows.constraint(n), integrality=integrality, bounds=Bounds(lb, ub),
-               options={"time_limit": remaining, "mip_rel_gap": rel_gap, "disp": False})
+               options={"time_limit": remaining, "mip_rel_gap": rel_gap, "disp": False,
+                        "presolve": presolve})
     extra = {"num_variables": n, "heuristic_cutoff_ms": best_heuristic}
     bound = getattr(res, "mip_dual_bound", None)
     gap = getattr(res, "mip_gap", None)

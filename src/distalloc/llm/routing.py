@@ -99,18 +99,15 @@ def petals_costs(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return scenario.rtt_ms / 2.0 + PETALS_HOP_MS, scenario.decode_ms
 
 
-def feasible_links(placement: Placement) -> list[tuple[int, int]]:
-    """All feasible links of the DAG, with -1 the dummy start and -2 the dummy end
-    (for inspection and plotting; routing does not build the DAG explicitly)."""
+def feasible_links(placement: Placement, num_blocks_total: int) -> list[tuple[int, int]]:
+    """All feasible links of the DAG, -1 standing for the dummy start and -2 for the dummy
+    end (for inspection and plotting; routing never builds the DAG explicitly)."""
     a, m = placement.first_block, placement.num_blocks
     used = np.flatnonzero(m > 0)
-    L = int(max((a + m)[used].max(), 0)) if used.size else 0
     ends = {-1: 0, **{int(j): int(a[j] + m[j]) for j in used}}
     links = []
     for i, e_i in ends.items():
-        for j in used:
-            if a[j] <= e_i <= a[j] + m[j] - 1:
-                links.append((i, int(j)))
-        if e_i == L and i != -1:
+        links.extend((i, int(j)) for j in used if a[j] <= e_i <= a[j] + m[j] - 1)
+        if i != -1 and e_i == num_blocks_total:
             links.append((i, -2))
     return links

@@ -1,0 +1,278 @@
+"""Slow, obviously-correct reference implementations: the oracles of the compiled kernels,
+and the pure-Python baselines of the benchmarks.  Plain Python lists and loops on purpose.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+
+# ------------------------------------------------------------------------------------------
+# Performance model
+# ------------------------------------------------------------------------------------------
+def route_blocks(first, num, L, route):
+    """[(server, k_j)] of a route, or None if it is not a feasible chain covering [0, L)."""
+    if not route:
+        return None
+    prev, out = 0, []
+    for j in route:
+        if not (0 <= j < len(num)) or num[j] <= 0:
+            return None
+        a, e = first[j], first[j] + num[j]
+        if not (a <= prev <= e - 1):
+            return None
+        out.append((j, e - prev))
+        prev = e
+    return out if prev == L else None
+
+
+def evaluate_route(sc, first, num, route, client):
+    """(token_ms, ttft_ms, request_ms) by SPEC 1.1, or None for an invalid route."""
+    blocks = route_blocks(first, num, sc.num_blocks, route)
+    if blocks is None:
+        return None
+    tok = sum(sc.rtt_ms[client][j] + sc.decode_ms[j] * k for j, k in blocks)
+    pre = sum(sc.prefill_rtt_ms[client][j] + sc.prefill_ms[j] * k for j, k in blocks)
+    return tok, pre, pre + (sc.output_tokens - 1) * tok
+
+
+def memory_use(sc, first, num, routes):
+    mem = [sc.block_gb * m for m in num]
+    for route in routes:
+        for j, k in route_blocks(first, num, sc.num_blocks, route) or []:
+            mem[j] += sc.cache_gb * k
+    return mem
+
+
+# ------------------------------------------------------------------------------------------
+# Routing: Dijkstra on the explicit feasible-link DAG
+# ------------------------------------------------------------------------------------------
+def dijkstra_route(first, num, L, alpha_row, beta, free_blocks=None, penalty=0.0):
+    """Shortest start->end path on the explicit DAG with heapq.  Returns (cost, path)."""
+    S = len(num)
+    ends = {"s": 0}
+    for j in range(S):
+        if num[j] > 0:
+            ends[j] = first[j] + num[j]
+    dist = {"s": 0.0}
+    prev = {}
+    heap = [(0.0, -1, "s")]
+    done = set()
+    best_end, best_node = math.inf, None
+    while heap:
+        d, _, u = heapq.heappop(heap)
+        if u in done:
+            continue
+        done.add(u)
+        e_u = ends[u]
+        if e_u == L and u != "s" and d < best_end:
+            best_end, best_node = d, u
+        for j in range(S):
+            if num[j] <= 0 or j in done:
+                continue
+            if first[j] <= e_u <= first[j] + num[j] - 1:
+                k = first[j] + num[j] - e_u
+                w = alpha_row[j] + beta[j] * k
+                if free_blocks is not None and k > free_blocks[j]:
+                    w += penalty
+                if d + w < dist.get(j, math.inf):
+                    dist[j] = d + w
+                    prev[j] = u
+                    heapq.heappush(heap, (d + w, j, j))
+    if best_node is None:
+        return math.inf, []
+    path, u = [], best_node
+    while u != "s":
+        path.append(u)
+        u = prev[u]
+    return best_end, path[::-1]
+
+
+def dp_route(first, num, L, alpha_row, beta):
+    """Block-ordered dynamic program in pure Python (the benchmark's baseline routing)."""
+    D = [math.inf] * (L + 1)
+    D[0] = 0.0
+    arg = [None] * (L + 1)
+    order = sorted((first[j] + num[j], j) for j in range(len(num)) if num[j] > 0)
+    for e, j in order:
+        for p in range(first[j], e):
+            c = D[p] + alpha_row[j] + beta[j] * (e - p)
+            if c < D[e]:
+                D[e], arg[e] = c, (j, p)
+    if D[L] == math.inf:
+        return math.inf, []
+    path, e = [], L
+    while e > 0:
+        j, e = arg[e]
+        path.append(j)
+    return D[L], path[::-1]
+
+
+# ------------------------------------------------------------------------------------------
+# CG-BPRR and PETALS placement, pure Python
+# ------------------------------------------------------------------------------------------
+def cg_bp(usable_memory, decode_ms, rtt_max, block_gb, cache_gb, R, L):
+    """Steps 1-2 of CG-BPRR exactly as SPEC 1.5 states them.
+    Returns (first, num, capacity, amortised, order)."""
+    S = len(usable_memory)
+    num = [min(math.floor(usable_memory[j] / (block_gb + cache_gb * R)), L) for j in range(S)]
+    used = [j for j in range(S) if num[j] > 0]
+    amort = [math.inf] * S
+    for j in used:
+        amort[j] = decode_ms[j] + rtt_max[j] / num[j]
+    order = sorted(used, key=lambda j: amort[j])  # stable: ties by index
+    sessions = [0] * S
+    for j in used:
+        sessions[j] = min(math.floor((usable_memory[j] - block_gb * num[j]) / (cache_gb * num[j])), R)
+    first = [0] * S
+    C = [0] * L
+    if sum(num) < L:
+        return first, [0] * S, C, amort, order
+    tmax = max(amort[j] for j in used)
+    dummy = tmax + 1.0
+    T = [R * dummy] * L
+    for j in order:
+        m = num[j]
+        if any(c < R for c in C):
+            best_a, best_sum = -1, -math.inf
+            for a in range(L - m + 1):
+                if not any(C[b] < R for b in range(a, a + m)):
+                    continue
+                wsum = 0.0
+                for b in range(a, a + m):
+                    wsum = wsum + T[b]
+                if wsum > best_sum:
+                    best_a, best_sum = a, wsum
+        else:
+            best_a = min(range(L - m + 1), key=lambda a: (sorted(C[a:a + m]), a))
+        first[j] = best_a
+        for b in range(best_a, best_a + m):
+            T[b] -= (dummy - amort[j]) * min(max(R - C[b], 0), sessions[j])
+            C[b] += sessions[j]
+    return first, num, C, amort, order
+
+
+def cg_bprr(sc):
+    """The whole CG-BPRR in pure Python: placement and per-client routing.
+    Returns (first, num, routes) or None if infeasible."""
+    M = [float(x) for x in sc.usable_memory_gb]
+    rtt = [list(map(float, row)) for row in sc.rtt_ms]
+    rtt_max = [max(rtt[c][j] for c in range(len(rtt))) for j in range(len(M))]
+    tau = [float(x) for x in sc.decode_ms]
+    R, L = sc.num_requests, sc.num_blocks
+    first, num, C, _, _ = cg_bp(M, tau, rtt_max, sc.block_gb, sc.cache_gb, R, L)
+    if sum(num) < L or any(c < R for c in C):
+        return None
+    paths = [dp_route(first, num, L, rtt[c], tau)[1] for c in range(len(rtt))]
+    return first, num, [paths[int(c)] for c in sc.requests]
+
+
+def petals_place(num, throughput, join_order, L):
+    thr = [0.0] * L
+    first = [0] * len(num)
+    for j in join_order:
+        m = num[j]
+        if m <= 0:
+            continue
+        a = min(range(L - m + 1), key=lambda a: (sorted(thr[a:a + m]), a))
+        first[j] = a
+        for b in range(a, a + m):
+            thr[b] += throughput[j]
+    return first
+
+
+# ------------------------------------------------------------------------------------------
+# Brute-force BPRR for tiny instances
+# ------------------------------------------------------------------------------------------
+def _paths(first, num, L):
+    """All feasible chains as lists of (server, k)."""
+    out = []
+
+    def dfs(pos, acc):
+        if pos == L:
+            out.append(list(acc))
+            return
+        for j in range(len(num)):
+            if num[j] > 0 and first[j] <= pos <= first[j] + num[j] - 1:
+                e = first[j] + num[j]
+                acc.append((j, e - pos))
+                dfs(e, acc)
+                acc.pop()
+    dfs(0, [])
+    return out
+
+
+def brute_force_bprr(sc, tol=1e-9):
+    """Optimal mean per-token time over all placements and route assignments, or None if
+    no plan fits in memory.  Exhaustive with lower-bound pruning."""
+    S, L, R = sc.num_servers, sc.num_blocks, sc.num_requests
+    M = [float(x) for x in sc.usable_memory_gb]
+    rtt = [list(map(float, row)) for row in sc.rtt_ms]
+    tau = [float(x) for x in sc.decode_ms]
+    s_m, s_c = sc.block_gb, sc.cache_gb
+    reqs = [int(c) for c in sc.requests]
+    clients = sorted(set(reqs))
+    options = []
+    for j in range(S):
+        cap = min(L, math.floor(M[j] / s_m))
+        opts = [(0, 0)] + [(a, m) for m in range(1, cap + 1) for a in range(L - m + 1)]
+        options.append(opts)
+    best = [math.inf]
+
+    def evaluate(first, num):
+        paths = _paths(first, num, L)
+        if not paths:
+            return
+        costs = {c: [sum(rtt[c][j] + tau[j] * k for j, k in p) for p in paths] for c in clients}
+        lb = sum(min(costs[c]) for c in reqs)
+        if lb >= best[0] * R - tol:
+            return
+        free = [M[j] - s_m * num[j] for j in range(S)]
+        order_by_client = {c: sorted(range(len(paths)), key=lambda i: costs[c][i]) for c in clients}
+        min_cost = {c: min(costs[c]) for c in clients}
+        suffix_lb = [0.0] * (R + 1)
+        for r in range(R - 1, -1, -1):
+            suffix_lb[r] = suffix_lb[r + 1] + min_cost[reqs[r]]
+
+        def assign(r, acc, last_idx):
+            if acc + suffix_lb[r] >= best[0] * R - tol:
+                return
+            if r == R:
+                best[0] = acc / R
+                return
+            c = reqs[r]
+            start = last_idx if r > 0 and reqs[r - 1] == c else 0
+            ordered = order_by_client[c]
+            for pos in range(start, len(ordered)):
+                i = ordered[pos]
+                p = paths[i]
+                if all(free[j] - s_c * k >= -tol for j, k in p):
+                    for j, k in p:
+                        free[j] -= s_c * k
+                    assign(r + 1, acc + costs[c][i], pos)
+                    for j, k in p:
+                        free[j] += s_c * k
+
+        assign(0, 0.0, 0)
+
+    # requests of one client are interchangeable: sort them so the symmetry cut is valid
+    reqs.sort()
+
+    def rec(j, first, num):
+        if j == S:
+            covered = [False] * L
+            for i in range(S):
+                for b in range(first[i], first[i] + num[i]):
+                    covered[b] = True
+            if all(covered):
+                evaluate(first, num)
+            return
+        for a, m in options[j]:
+            first.append(a)
+            num.append(m)
+            rec(j + 1, first, num)
+            first.pop()
+            num.pop()
+
+    rec(0, [], [])
+    return None if best[0] == math.inf else best[0]
