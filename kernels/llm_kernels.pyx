@@ -12,7 +12,8 @@ What this module computes, and for whom (callers: ``distalloc.llm.placement``,
   (k_j blocks processed on j), plus ``penalty`` when k_j exceeds ``free_blocks[j]``.
   One kernel serves per-token routing (CG-BPRR), request-time routing and PETALS's
   Dijkstra costs with its no-cache penalty.
-* ``cg_bp_place``      — step 2 of CG-BPRR (SPEC 1.5): the greedy window choice.
+* ``cg_bp``            — steps 1-2 of CG-BPRR (SPEC 1.5): block counts, amortised
+  order and the greedy window choice.
 * ``petals_place``     — PETALS's weakest-window join rule (SPEC 1.6).
 
 Layering: ``cdef`` helpers on raw pointers (window comparison), then array loops that
@@ -22,7 +23,7 @@ never validate user input (the API layer does that once).
 Blocks are 0-based; a server j hosts [first[j], first[j] + num[j]); num[j] == 0 means
 unused; the dummy start ends at block 0.
 """
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, floor
 from libc.stdint cimport int64_t, int8_t
 from libc.stdlib cimport malloc, free, qsort
 
@@ -32,56 +33,89 @@ import numpy as np
 # --------------------------------------------------------------------------------------
 # One-window helpers
 # --------------------------------------------------------------------------------------
-cdef int _cmp_double(const void* x, const void* y) noexcept nogil:
-    cdef double a = (<const double*> x)[0]
-    cdef double b = (<const double*> y)[0]
-    return (a > b) - (a < b)
+cdef Py_ssize_t _lower_bound(const double* buf, Py_ssize_t n, double x) noexcept nogil:
+    """First index i of the sorted buf[0:n] with buf[i] >= x."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline Py_ssize_t _hist_remove(double* vals, double* cnts, Py_ssize_t n,
+                                    double x) noexcept nogil:
+    """Remove one x from the run-length sorted multiset; returns the new number of runs."""
+    cdef Py_ssize_t i = _lower_bound(vals, n, x)
+    cnts[i] -= 1.0
+    if cnts[i] == 0.0:
+        n -= 1
+        while i < n:
+            vals[i] = vals[i + 1]
+            cnts[i] = cnts[i + 1]
+            i += 1
+    return n
+
+
+cdef inline Py_ssize_t _hist_insert(double* vals, double* cnts, Py_ssize_t n,
+                                    double x) noexcept nogil:
+    """Add one x to the run-length sorted multiset; returns the new number of runs."""
+    cdef Py_ssize_t i = _lower_bound(vals, n, x), k
+    if i < n and vals[i] == x:
+        cnts[i] += 1.0
+        return n
+    k = n
+    while k > i:
+        vals[k] = vals[k - 1]
+        cnts[k] = cnts[k - 1]
+        k -= 1
+    vals[i] = x
+    cnts[i] = 1.0
+    return n + 1
 
 
 cdef Py_ssize_t _lexmin_sorted_window(const double* values, Py_ssize_t L, Py_ssize_t m,
-                                      double* buf, double* best) noexcept nogil:
+                                      double* work, double* best) noexcept nogil:
     """Start of the window of length m whose *sorted* values are lexicographically
-    smallest; ties go to the smallest start.  A first pass keeps only windows whose
-    minimum is the smallest (usually one), so the sort runs on few candidates."""
-    cdef Py_ssize_t a, b, best_a = -1, nwin = L - m + 1
-    cdef double wmin, gmin = INFINITY
-    cdef int ncand = 0
-    for a in range(nwin):
-        wmin = values[a]
-        for b in range(a + 1, a + m):
-            if values[b] < wmin:
-                wmin = values[b]
-        if wmin < gmin:
-            gmin = wmin
-            ncand = 1
-            best_a = a
-        elif wmin == gmin:
-            ncand += 1
-    if ncand == 1:
-        return best_a
-    best_a = -1
-    for a in range(nwin):
-        wmin = values[a]
-        for b in range(a + 1, a + m):
-            if values[b] < wmin:
-                wmin = values[b]
-        if wmin != gmin:
-            continue
-        for b in range(m):
-            buf[b] = values[a + b]
-        qsort(buf, m, sizeof(double), _cmp_double)
-        if best_a < 0:
-            best_a = a
-            for b in range(m):
-                best[b] = buf[b]
-            continue
-        for b in range(m):
-            if buf[b] != best[b]:
+    smallest; ties go to the smallest start.  ``work`` and ``best`` hold 2 L doubles.
+
+    The window is kept as a sorted run-length multiset (value, count) that slides: one
+    value leaves, one enters.  Sorted vectors compare like their runs: at the first run
+    that differs, the smaller value wins, and for an equal value the larger count wins
+    (the other vector moves on to a larger value sooner).  Per window the cost is
+    O(log d + d) for d distinct values in the window (few in practice: capacities and
+    throughputs are sums of a few server values), so O(L d) per server, no sorting."""
+    cdef double* vals = work
+    cdef double* cnts = work + L
+    cdef double* bvals = best
+    cdef double* bcnts = best + L
+    cdef Py_ssize_t a, b, i, n = 0, bn, best_a = 0, nwin = L - m + 1
+    cdef bint less
+    for b in range(m):
+        n = _hist_insert(vals, cnts, n, values[b])
+    for i in range(n):
+        bvals[i] = vals[i]
+        bcnts[i] = cnts[i]
+    bn = n
+    for a in range(1, nwin):
+        n = _hist_remove(vals, cnts, n, values[a - 1])
+        n = _hist_insert(vals, cnts, n, values[a + m - 1])
+        less = False
+        for i in range(n if n < bn else bn):
+            if vals[i] != bvals[i]:
+                less = vals[i] < bvals[i]
                 break
-        if buf[b] < best[b]:
+            if cnts[i] != bcnts[i]:
+                less = cnts[i] > bcnts[i]
+                break
+        if less:
             best_a = a
-            for b in range(m):
-                best[b] = buf[b]
+            for i in range(n):
+                bvals[i] = vals[i]
+                bcnts[i] = cnts[i]
+            bn = n
     return best_a
 
 
@@ -239,72 +273,132 @@ def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_block
 # --------------------------------------------------------------------------------------
 # Placement
 # --------------------------------------------------------------------------------------
-def cg_bp_place(const int64_t[::1] num_blocks, const double[::1] amortised_ms,
-                const int64_t[::1] sessions, const int64_t[::1] order,
-                int64_t L, int64_t R, int64_t[::1] first_block, double[::1] capacity):
-    """Greedy window choice of CG-BPRR step 2 (SPEC 1.5).
+cdef struct KeyIndex:
+    double key
+    int64_t index
 
-    ``order``: servers with num_blocks >= 1 in increasing amortised time.
-    ``sessions[j]``: session capacity s_j (already capped at R).  On return
-    ``first_block`` holds each placed server's window and ``capacity`` the per-block
-    session capacity C_b.  Returns the number of blocks with C_b < R (0 = feasible).
-    Window sums are summed left to right inside each window so that exact ties are
-    exact and broken by the smallest start, as in the reference implementation.
-    """
-    cdef Py_ssize_t n = order.shape[0], i, j, a, b, m, best_a
+
+cdef int _cmp_key_index(const void* x, const void* y) noexcept nogil:
+    cdef const KeyIndex* a = <const KeyIndex*> x
+    cdef const KeyIndex* b = <const KeyIndex*> y
+    if a.key < b.key:
+        return -1
+    if a.key > b.key:
+        return 1
+    return (a.index > b.index) - (a.index < b.index)
+
+
+cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
+                        const int64_t* sessions, const int64_t* order, Py_ssize_t n,
+                        Py_ssize_t L, int64_t R, int64_t* first_block, double* capacity,
+                        double* T, int64_t* under_prefix, double* buf,
+                        double* best) noexcept nogil:
+    """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R."""
+    cdef Py_ssize_t i, j, a, b, m, best_a
     cdef double tmax = -INFINITY, dummy, wsum, best_sum, gain
-    cdef int64_t under = L, have_under, deficit
-    cdef double* T = <double*> malloc(L * sizeof(double))
+    cdef int64_t under = L, deficit
+    for i in range(n):
+        if amortised_ms[order[i]] > tmax:
+            tmax = amortised_ms[order[i]]
+    dummy = tmax + 1.0
+    for b in range(L):
+        capacity[b] = 0.0
+        T[b] = R * dummy
+    for i in range(n):
+        j = order[i]
+        m = num_blocks[j]
+        if under > 0:
+            # windows that contain an under-served block: the largest amortised-time sum
+            under_prefix[0] = 0
+            for b in range(L):
+                under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
+            best_a = -1
+            best_sum = -INFINITY
+            for a in range(L - m + 1):
+                if under_prefix[a + m] - under_prefix[a] == 0:
+                    continue
+                wsum = 0.0
+                for b in range(a, a + m):
+                    wsum = wsum + T[b]
+                if wsum > best_sum:
+                    best_sum = wsum
+                    best_a = a
+        else:
+            best_a = _lexmin_sorted_window(capacity, L, m, buf, best)
+        first_block[j] = best_a
+        gain = dummy - amortised_ms[j]
+        for b in range(best_a, best_a + m):
+            deficit = R - <int64_t> capacity[b]
+            if deficit < 0:
+                deficit = 0
+            if deficit > sessions[j]:
+                deficit = sessions[j]
+            T[b] -= gain * deficit
+            if capacity[b] < R and capacity[b] + sessions[j] >= R:
+                under -= 1
+            capacity[b] += sessions[j]
+    return under
+
+
+def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
+          const double[::1] rtt_max_ms, double block_gb, double cache_gb, int64_t R,
+          int64_t L, int64_t[::1] num_blocks, double[::1] amortised_ms,
+          int64_t[::1] sessions, int64_t[::1] order, int64_t[::1] first_block,
+          double[::1] capacity):
+    """CG-BP, steps 1-2 of CG-BPRR (SPEC 1.5), in one pass.
+
+    Step 1: m_j = min(floor(M_j / (s_m + s_c R)), L); amortised time
+    t~_j = tau_j + t*_j / m_j; session capacity s_j = floor((M_j - s_m m_j) / (s_c m_j))
+    capped at R.  Servers with m_j >= 1 are sorted by (t~_j, j) into ``order[:n_used]``.
+    Step 2: each server in that order takes, while some block has C_b < R, the window
+    containing an under-served block with the largest sum of T_b (summed left to right,
+    so exact ties stay exact and go to the smallest start); afterwards the window whose
+    sorted C_b are lexicographically smallest.  Returns (n_used, uncovered blocks); the
+    greedy is skipped (uncovered = L) when sum_j m_j < L.
+    """
+    cdef Py_ssize_t S = usable_memory_gb.shape[0], j, n_used = 0
+    cdef int64_t m, total = 0, under = L, s
+    cdef double per_block = block_gb + cache_gb * R
+    cdef KeyIndex* keys = <KeyIndex*> malloc((S + 1) * sizeof(KeyIndex))
+    cdef double* T = <double*> malloc((L + 1) * sizeof(double))
     cdef int64_t* under_prefix = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef double* buf = <double*> malloc(L * sizeof(double))
-    cdef double* best = <double*> malloc(L * sizeof(double))
-    if not (T and under_prefix and buf and best):
-        free(T); free(under_prefix); free(buf); free(best)
+    cdef double* buf = <double*> malloc(2 * (L + 1) * sizeof(double))
+    cdef double* best = <double*> malloc(2 * (L + 1) * sizeof(double))
+    if not (keys and T and under_prefix and buf and best):
+        free(keys); free(T); free(under_prefix); free(buf); free(best)
         raise MemoryError()
     try:
         with nogil:
-            for i in range(n):
-                if amortised_ms[order[i]] > tmax:
-                    tmax = amortised_ms[order[i]]
-            dummy = tmax + 1.0
-            for b in range(L):
-                capacity[b] = 0.0
-                T[b] = R * dummy
-            for i in range(n):
-                j = order[i]
-                m = num_blocks[j]
-                if under > 0:
-                    under_prefix[0] = 0
-                    for b in range(L):
-                        under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
-                    best_a = -1
-                    best_sum = -INFINITY
-                    for a in range(L - m + 1):
-                        if under_prefix[a + m] - under_prefix[a] == 0:
-                            continue
-                        wsum = 0.0
-                        for b in range(a, a + m):
-                            wsum = wsum + T[b]
-                        if wsum > best_sum:
-                            best_sum = wsum
-                            best_a = a
-                else:
-                    best_a = _lexmin_sorted_window(&capacity[0], L, m, buf, best)
-                first_block[j] = best_a
-                gain = dummy - amortised_ms[j]
-                for b in range(best_a, best_a + m):
-                    deficit = R - <int64_t> capacity[b]
-                    if deficit < 0:
-                        deficit = 0
-                    if deficit > sessions[j]:
-                        deficit = sessions[j]
-                    T[b] -= gain * deficit
-                    if capacity[b] < R and capacity[b] + sessions[j] >= R:
-                        under -= 1
-                    capacity[b] += sessions[j]
+            for j in range(S):
+                m = <int64_t> floor(usable_memory_gb[j] / per_block)
+                if m > L:
+                    m = L
+                if m < 0:
+                    m = 0
+                num_blocks[j] = m
+                first_block[j] = 0
+                sessions[j] = 0
+                amortised_ms[j] = INFINITY
+                if m > 0:
+                    total += m
+                    amortised_ms[j] = decode_ms[j] + rtt_max_ms[j] / m
+                    s = <int64_t> floor((usable_memory_gb[j] - block_gb * m) / (cache_gb * m))
+                    sessions[j] = s if s < R else R
+                    keys[n_used].key = amortised_ms[j]
+                    keys[n_used].index = j
+                    n_used += 1
+            qsort(keys, n_used, sizeof(KeyIndex), _cmp_key_index)
+            for j in range(n_used):
+                order[j] = keys[j].index
+            for j in range(L):
+                capacity[j] = 0.0
+            if total >= L:
+                under = _cg_greedy(&num_blocks[0], &amortised_ms[0], &sessions[0], &order[0],
+                                   n_used, L, R, &first_block[0], &capacity[0], T,
+                                   under_prefix, buf, best)
     finally:
-        free(T); free(under_prefix); free(buf); free(best)
-    return under
+        free(keys); free(T); free(under_prefix); free(buf); free(best)
+    return n_used, under
 
 
 def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
@@ -314,8 +408,8 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
     per-block throughputs are lexicographically smallest (serve the weakest blocks),
     then adds its throughput to those blocks."""
     cdef Py_ssize_t n = join_order.shape[0], i, j, b, a, m
-    cdef double* buf = <double*> malloc((L + 1) * sizeof(double))
-    cdef double* best = <double*> malloc((L + 1) * sizeof(double))
+    cdef double* buf = <double*> malloc(2 * (L + 1) * sizeof(double))
+    cdef double* best = <double*> malloc(2 * (L + 1) * sizeof(double))
     if not (buf and best):
         free(buf); free(best)
         raise MemoryError()

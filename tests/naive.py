@@ -153,8 +153,8 @@ def cg_bp(usable_memory, decode_ms, rtt_max, block_gb, cache_gb, R, L):
 
 
 def cg_bprr(sc):
-    """The whole CG-BPRR in pure Python: placement and per-client routing.
-    Returns (first, num, routes) or None if infeasible."""
+    """The whole CG-BPRR in pure Python: placement, per-client routing and the mean
+    per-token time.  Returns (first, num, routes, mean_token_ms) or None if infeasible."""
     M = [float(x) for x in sc.usable_memory_gb]
     rtt = [list(map(float, row)) for row in sc.rtt_ms]
     rtt_max = [max(rtt[c][j] for c in range(len(rtt))) for j in range(len(M))]
@@ -163,8 +163,10 @@ def cg_bprr(sc):
     first, num, C, _, _ = cg_bp(M, tau, rtt_max, sc.block_gb, sc.cache_gb, R, L)
     if sum(num) < L or any(c < R for c in C):
         return None
-    paths = [dp_route(first, num, L, rtt[c], tau)[1] for c in range(len(rtt))]
-    return first, num, [paths[int(c)] for c in sc.requests]
+    best = [dp_route(first, num, L, rtt[c], tau) for c in range(len(rtt))]
+    routes = [best[int(c)][1] for c in sc.requests]
+    mean_token_ms = sum(best[int(c)][0] for c in sc.requests) / R
+    return first, num, routes, mean_token_ms
 
 
 def petals_place(num, throughput, join_order, L):

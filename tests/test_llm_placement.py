@@ -89,9 +89,10 @@ def test_petals_rule_fills_weakest_blocks():
 def test_cg_bprr_full_pipeline_matches_pure_python():
     for sc in [clustered(), synthetic_scenario(200, seed=3)]:
         p = cg_bprr(sc)
-        first, num, routes = naive.cg_bprr(sc)
+        first, num, routes, mean_ms = naive.cg_bprr(sc)
         assert p.placement.num_blocks.tolist() == num
         assert p.routes == routes
+        assert p.mean_token_ms == pytest.approx(mean_ms)
         check_plan_feasible(sc, p)
 
 

@@ -10,6 +10,7 @@ routes (and many placements) in one call of the compiled kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -81,11 +82,10 @@ class RouteMetrics:
 
 
 def _csr(routes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(r) for r in routes), dtype=np.int64, count=len(routes))
+    lengths = np.fromiter(map(len, routes), dtype=np.int64, count=len(routes))
     indptr = np.zeros(len(routes) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    servers = (np.concatenate([np.asarray(r, dtype=np.int64) for r in routes])
-               if len(routes) and indptr[-1] else np.zeros(0, dtype=np.int64))
+    servers = np.fromiter(chain.from_iterable(routes), dtype=np.int64, count=int(indptr[-1]))
     return indptr, servers
 
 
@@ -123,8 +123,12 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     """
     if isinstance(placements, Placement):
         placements = [placements]
-    first = np.ascontiguousarray(np.stack([p.first_block for p in placements]), dtype=np.int64)
-    num = np.ascontiguousarray(np.stack([p.num_blocks for p in placements]), dtype=np.int64)
+    if len(placements) == 1:  # the common case: views, no copies
+        first = np.ascontiguousarray(placements[0].first_block, dtype=np.int64)[None, :]
+        num = np.ascontiguousarray(placements[0].num_blocks, dtype=np.int64)[None, :]
+    else:
+        first = np.ascontiguousarray(np.stack([p.first_block for p in placements]), dtype=np.int64)
+        num = np.ascontiguousarray(np.stack([p.num_blocks for p in placements]), dtype=np.int64)
     if first.shape[1] != scenario.num_servers:
         raise ValidationError(f"Placement must have one entry per server ({scenario.num_servers}). "
                               f"Got {first.shape[1]} instead.")

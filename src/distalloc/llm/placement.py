@@ -79,7 +79,7 @@ def finish_plan(scenario: Scenario, method: str, placement: Placement | None,
         return Plan(method, "infeasible", placement, [], clients, None, time.perf_counter() - t0,
                     reason=reason or "no plan", **kw)
     metrics = evaluate_routes(scenario, placement, routes, clients)
-    mean = float(np.mean(metrics.token_ms))
+    mean = float(metrics.token_ms.sum()) / len(routes)
     if not metrics.all_valid:
         r = int(np.flatnonzero(metrics.status != 0)[0])
         status, reason = "infeasible", f"route of request {r} is invalid (status {metrics.status[r]})"
@@ -146,32 +146,29 @@ def cg_bp_placement(scenario: Scenario, num_requests: int | None = None) -> CGPl
     R = scenario.num_requests if num_requests is None else check_number(
         num_requests, "num_requests", low=1, integer=True)
     S, L = scenario.num_servers, scenario.num_blocks
-    M = scenario.usable_memory_gb
-    m = conservative_block_counts(scenario, R)
-    used = np.flatnonzero(m > 0)
-    amortised = np.full(S, np.inf)
-    t_star = scenario.rtt_ms.max(axis=0)
-    amortised[used] = scenario.decode_ms[used] + t_star[used] / m[used]
-    order = used[np.argsort(amortised[used], kind="stable")].astype(np.int64)
-    sessions = np.zeros(S, dtype=np.int64)
-    sessions[used] = np.minimum(
-        _floor_div(M[used] - scenario.block_gb * m[used], scenario.cache_gb * m[used]), R)
-    first = np.zeros(S, dtype=np.int64)
-    capacity = np.zeros(L)
+    m = np.empty(S, dtype=np.int64)
+    amortised = np.empty(S)
+    sessions = np.empty(S, dtype=np.int64)
+    order = np.empty(S, dtype=np.int64)
+    first = np.empty(S, dtype=np.int64)
+    capacity = np.empty(L)
+    n_used, uncovered = llm_kernels.cg_bp(scenario.usable_memory_gb, scenario.decode_ms,
+                                          scenario.max_rtt_ms, scenario.block_gb,
+                                          scenario.cache_gb, R, L, m, amortised, sessions,
+                                          order, first, capacity)
+    order = order[:n_used]
+    reason = None
     total = int(m.sum())
     if total < L:
-        placement = Placement.from_arrays(first, np.zeros(S, dtype=np.int64))
+        m[:] = 0
         reason = (f"sum of block counts {total} < L = {L} at |R| = {R} "
                   f"(servers cannot host every block with cache for |R| sessions)")
-        return CGPlacement(placement, R, amortised, order, sessions, capacity, L, reason)
-    uncovered = llm_kernels.cg_bp_place(m, amortised, sessions, order, L, R, first, capacity)
-    reason = None
-    if uncovered:
+    elif uncovered:
         b = int(np.flatnonzero(capacity < R)[0])
         reason = (f"{uncovered} block(s) have session capacity below |R| = {R} "
                   f"(block {b}: {int(capacity[b])})")
-    return CGPlacement(Placement.from_arrays(first, m), R, amortised, order, sessions,
-                       capacity, int(uncovered), reason)
+    return CGPlacement(Placement(first, m), R, amortised, order, sessions, capacity,
+                       int(uncovered), reason)
 
 
 def theorem2_bound_ms(num_blocks_total: int, amortised_ms: np.ndarray, num_blocks: np.ndarray,

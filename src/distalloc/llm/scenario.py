@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,15 @@ class Scenario:
     def num_requests(self) -> int:
         return int(self.requests.shape[0])
 
-    @property
+    @cached_property
     def usable_memory_gb(self) -> np.ndarray:
         """M_j of SPEC 1.1: ``memory_gb - reserve_gb``."""
         return self.memory_gb - self.reserve_gb
+
+    @cached_property
+    def max_rtt_ms(self) -> np.ndarray:
+        """t*_j = max_c rtt_ms[c, j], the worst client's per-token RTT to each server."""
+        return self.rtt_ms.max(axis=0)
 
     @property
     def petals_cache_gb(self) -> float:
