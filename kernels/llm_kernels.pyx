@@ -25,7 +25,8 @@ unused; the dummy start ends at block 0.
 """
 from libc.math cimport INFINITY, floor
 from libc.stdint cimport int64_t, int8_t
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, calloc, realloc, free, qsort
+from libc.string cimport memmove
 
 import numpy as np
 
@@ -186,6 +187,146 @@ def evaluate_routes(const int64_t[:, ::1] first_block, const int64_t[:, ::1] num
 # --------------------------------------------------------------------------------------
 # Routing: block-ordered dynamic program on the feasible-link DAG
 # --------------------------------------------------------------------------------------
+cdef struct SessionList:
+    # sessions holding cache on one server, sorted by end time (ms); live entries are
+    # [head, head + size) of the three buffers
+    double* end
+    int64_t* blocks
+    int64_t* req
+    Py_ssize_t head
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef struct RouteCost:
+    # link (i, j) with k blocks on j costs a1[j] + w a2[j] + k (b1[j] + w b2[j]) + extra
+    const double* a1
+    const double* a2      # may be NULL when w == 0
+    const double* b1
+    const double* b2      # may be NULL when w == 0
+    double w
+    int mode              # 0: no extra; 1: penalty if k > capb[j] - used[j];
+                          # 2: wait (ms) until k blocks of cache are free on j
+    const int64_t* capb   # cache budget of each server, in (session, block) units
+    const int64_t* used   # cache in use or reserved, same units
+    double penalty
+    SessionList* lists    # mode 2 only
+    double now
+
+
+cdef struct RouteGraph:
+    # servers bucketed by end block: bucket e is by_end[bucket[e - 1]:bucket[e]]
+    const int64_t* first
+    const int64_t* num
+    int64_t* bucket
+    int64_t* by_end
+    Py_ssize_t L
+
+
+cdef void _graph_build(RouteGraph* g, Py_ssize_t S) noexcept nogil:
+    """Counting sort of the used servers by end block (stable in server index)."""
+    cdef Py_ssize_t j, e, L = g.L
+    for e in range(L + 2):
+        g.bucket[e] = 0
+    for j in range(S):
+        if g.num[j] > 0:
+            g.bucket[g.first[j] + g.num[j] + 1] += 1
+    for e in range(1, L + 2):
+        g.bucket[e] += g.bucket[e - 1]
+    for j in range(S):
+        if g.num[j] > 0:
+            e = g.first[j] + g.num[j]
+            g.by_end[g.bucket[e]] = j
+            g.bucket[e] += 1
+
+
+cdef void _wait_table(const SessionList* s, int64_t used, int64_t capb, int64_t m,
+                      double now, double* W) noexcept nogil:
+    """W[k], k = 1..m: ms until k more (session, block) caches are free on the server,
+    releasing its sessions in order of completion; inf if k exceeds its budget."""
+    cdef int64_t k, need, released = 0
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    for k in range(1, m + 1):
+        if k > capb:
+            W[k] = INFINITY
+            continue
+        need = used + k - capb
+        if need <= 0:
+            W[k] = 0.0
+            continue
+        while released < need and i < stop:
+            released += s.blocks[i]
+            i += 1
+        if released >= need:
+            W[k] = s.end[i - 1] - now if s.end[i - 1] > now else 0.0
+        else:
+            W[k] = INFINITY
+
+
+cdef double _route_dp(const RouteGraph* g, const RouteCost* rc, double* D, int64_t* arg_server,
+                      int64_t* arg_prev, double* W, int64_t* path,
+                      int64_t* path_len) noexcept nogil:
+    """Cheapest chain from block 0 to block L under ``rc``; writes it to ``path``.
+
+    D[e] (cheapest way to have processed blocks [0, e)) is final once every server
+    ending at or before e is relaxed, and every feasible link strictly increases the end
+    block, so visiting servers by end block is exact: O(S + sum_j num_j) plus, in mode 2,
+    O(sessions) per server whose free cache is short.  Returns inf (path_len 0) if no
+    chain covers all blocks."""
+    cdef Py_ssize_t L = g.L, e, t, p, pos
+    cdef int64_t j, a, k, m, free_k
+    cdef double base, per_block, cand, extra
+    D[0] = 0.0
+    for e in range(1, L + 1):
+        D[e] = INFINITY
+        arg_server[e] = -1
+        arg_prev[e] = -1
+    for e in range(1, L + 1):
+        for t in range(g.bucket[e - 1], g.bucket[e]):
+            j = g.by_end[t]
+            a = g.first[j]
+            m = g.num[j]
+            base = rc.a1[j]
+            per_block = rc.b1[j]
+            if rc.w != 0.0:
+                base = base + rc.w * rc.a2[j]
+                per_block = per_block + rc.w * rc.b2[j]
+            free_k = m
+            if rc.mode != 0:
+                free_k = rc.capb[j] - rc.used[j]
+                if rc.mode == 2 and free_k < m:
+                    _wait_table(&rc.lists[j], rc.used[j], rc.capb[j], m, rc.now, W)
+            for p in range(a, e):
+                if D[p] == INFINITY:
+                    continue
+                k = e - p
+                cand = D[p] + base + per_block * k
+                if k > free_k:
+                    if rc.mode == 1:
+                        cand = cand + rc.penalty
+                    else:
+                        cand = cand + W[k]
+                if cand < D[e]:
+                    D[e] = cand
+                    arg_server[e] = j
+                    arg_prev[e] = p
+    if D[L] == INFINITY:
+        path_len[0] = 0
+        return INFINITY
+    pos = 0
+    e = L
+    while e > 0:
+        path[pos] = arg_server[e]
+        pos += 1
+        e = arg_prev[e]
+    for t in range(pos // 2):
+        j = path[t]
+        path[t] = path[pos - 1 - t]
+        path[pos - 1 - t] = j
+    path_len[0] = pos
+    return D[L]
+
+
 def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
                     const double[:, ::1] alpha, const double[::1] beta,
                     const int64_t[::1] free_blocks, double penalty,
@@ -193,81 +334,42 @@ def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_block
     """Cheapest start-to-end chain for every row c of ``alpha``.
 
     Link (i, j) with k = end_j - end_i blocks processed on j costs
-    ``alpha[c, j] + beta[j] * k + (penalty if k > free_blocks[j] else 0)``.
-    Feasible iff first_j <= end_i <= end_j - 1.  D[e] (cheapest way to have processed
-    blocks [0, e)) is final once every server ending at or before e is relaxed, so
-    servers are visited in increasing end block (counting sort, stable in index):
-    O(C * (S + sum_j num_blocks[j])).  Unreachable: cost inf, path_len 0.
+    ``alpha[c, j] + beta[j] * k + (penalty if k > free_blocks[j] else 0)``; feasible iff
+    first_j <= end_i <= end_j - 1.  Unreachable: cost inf, path_len 0.
     """
-    cdef Py_ssize_t S = first_block.shape[0], C = alpha.shape[0]
-    cdef Py_ssize_t j, c, e, p, t, n_used, pos
-    cdef int64_t a, k
-    cdef double base, cand, best
-    cdef int64_t* bucket_start = <int64_t*> malloc((L + 2) * sizeof(int64_t))
-    cdef int64_t* by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    cdef Py_ssize_t S = first_block.shape[0], C = alpha.shape[0], c
+    cdef RouteGraph g
+    cdef RouteCost rc
     cdef double* D = <double*> malloc((L + 1) * sizeof(double))
-    cdef int64_t* best_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* best_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    if not (bucket_start and by_end and D and best_server and best_prev):
-        free(bucket_start); free(by_end); free(D); free(best_server); free(best_prev)
-        raise MemoryError()
+    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* zeros = <int64_t*> calloc(S + 1, sizeof(int64_t))
+    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
+    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
     try:
+        if not (D and arg_server and arg_prev and zeros and g.bucket and g.by_end):
+            raise MemoryError()
         with nogil:
-            # counting sort of used servers by end block
-            for e in range(L + 2):
-                bucket_start[e] = 0
-            for j in range(S):
-                if num_blocks[j] > 0:
-                    bucket_start[first_block[j] + num_blocks[j] + 1] += 1
-            for e in range(1, L + 2):
-                bucket_start[e] += bucket_start[e - 1]
-            n_used = bucket_start[L + 1]
-            for j in range(S):
-                if num_blocks[j] > 0:
-                    e = first_block[j] + num_blocks[j]
-                    by_end[bucket_start[e]] = j
-                    bucket_start[e] += 1
-            # now bucket_start[e] is the end of bucket e; bucket e starts at bucket_start[e-1]
+            g.first = &first_block[0]
+            g.num = &num_blocks[0]
+            g.L = L
+            _graph_build(&g, S)
+            rc.a2 = NULL
+            rc.b2 = NULL
+            rc.w = 0.0
+            rc.b1 = &beta[0]
+            rc.mode = 1 if penalty != 0.0 else 0
+            rc.capb = &free_blocks[0]
+            rc.used = zeros
+            rc.penalty = penalty
+            rc.lists = NULL
+            rc.now = 0.0
             for c in range(C):
-                D[0] = 0.0
-                for e in range(1, L + 1):
-                    D[e] = INFINITY
-                    best_server[e] = -1
-                    best_prev[e] = -1
-                for e in range(1, L + 1):
-                    for t in range(bucket_start[e - 1], bucket_start[e]):
-                        j = by_end[t]
-                        a = first_block[j]
-                        base = alpha[c, j]
-                        for p in range(a, e):
-                            if D[p] == INFINITY:
-                                continue
-                            k = e - p
-                            cand = D[p] + base + beta[j] * k
-                            if k > free_blocks[j]:
-                                cand += penalty
-                            if cand < D[e]:
-                                D[e] = cand
-                                best_server[e] = j
-                                best_prev[e] = p
-                cost[c] = D[L]
-                if D[L] == INFINITY:
-                    path_len[c] = 0
-                    continue
-                # backtrack, then reverse in place
-                pos = 0
-                e = L
-                while e > 0:
-                    paths[c, pos] = best_server[e]
-                    pos += 1
-                    e = best_prev[e]
-                path_len[c] = pos
-                for t in range(pos // 2):
-                    j = paths[c, t]
-                    paths[c, t] = paths[c, pos - 1 - t]
-                    paths[c, pos - 1 - t] = j
+                rc.a1 = &alpha[c, 0]
+                cost[c] = _route_dp(&g, &rc, D, arg_server, arg_prev, NULL, &paths[c, 0],
+                                    &path_len[c])
     finally:
-        free(bucket_start); free(by_end); free(D); free(best_server); free(best_prev)
+        free(D); free(arg_server); free(arg_prev); free(zeros); free(g.bucket); free(g.by_end)
 
 
 # --------------------------------------------------------------------------------------
@@ -428,3 +530,335 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
                     block_throughput[b] += throughput[j]
     finally:
         free(buf); free(best)
+
+
+# --------------------------------------------------------------------------------------
+# Discrete-event simulation of online serving (SPEC 1.7)
+# --------------------------------------------------------------------------------------
+cdef int _sl_insert(SessionList* s, double end, int64_t blocks, int64_t req) noexcept nogil:
+    """Insert a session keeping the list sorted by end time (after equal ends)."""
+    cdef Py_ssize_t lo, hi, mid, i, newcap
+    cdef void* p
+    if s.head + s.size == s.cap:
+        if s.head > 0:
+            memmove(s.end, s.end + s.head, s.size * sizeof(double))
+            memmove(s.blocks, s.blocks + s.head, s.size * sizeof(int64_t))
+            memmove(s.req, s.req + s.head, s.size * sizeof(int64_t))
+            s.head = 0
+        else:
+            newcap = 2 * s.cap if s.cap else 8
+            p = realloc(s.end, newcap * sizeof(double))
+            if not p:
+                return -1
+            s.end = <double*> p
+            p = realloc(s.blocks, newcap * sizeof(int64_t))
+            if not p:
+                return -1
+            s.blocks = <int64_t*> p
+            p = realloc(s.req, newcap * sizeof(int64_t))
+            if not p:
+                return -1
+            s.req = <int64_t*> p
+            s.cap = newcap
+    lo = s.head
+    hi = s.head + s.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if s.end[mid] <= end:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = s.head + s.size
+    while i > lo:
+        s.end[i] = s.end[i - 1]
+        s.blocks[i] = s.blocks[i - 1]
+        s.req[i] = s.req[i - 1]
+        i -= 1
+    s.end[lo] = end
+    s.blocks[lo] = blocks
+    s.req[lo] = req
+    s.size += 1
+    return 0
+
+
+cdef void _sl_remove(SessionList* s, int64_t req) noexcept nogil:
+    """Remove the session of ``req``; completions come in end order, so it sits at or
+    near the head."""
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    while i < stop and s.req[i] != req:
+        i += 1
+    if i == stop:
+        return
+    while i > s.head:
+        s.end[i] = s.end[i - 1]
+        s.blocks[i] = s.blocks[i - 1]
+        s.req[i] = s.req[i - 1]
+        i -= 1
+    s.head += 1
+    s.size -= 1
+
+
+cdef inline bint _heap_less(const double* ht, const int64_t* hc, Py_ssize_t x, Py_ssize_t y) noexcept nogil:
+    # earlier time first; at equal times completions (code even) before retries (odd),
+    # then by request index (code = 2 r + type): a total order, so runs are reproducible
+    if ht[x] != ht[y]:
+        return ht[x] < ht[y]
+    if (hc[x] & 1) != (hc[y] & 1):
+        return (hc[x] & 1) < (hc[y] & 1)
+    return hc[x] < hc[y]
+
+
+cdef void _heap_push(double* ht, int64_t* hc, Py_ssize_t* n, double t, int64_t code) noexcept nogil:
+    cdef Py_ssize_t i = n[0], parent
+    cdef double tt
+    cdef int64_t cc
+    ht[i] = t
+    hc[i] = code
+    n[0] += 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not _heap_less(ht, hc, i, parent):
+            break
+        tt = ht[i]; ht[i] = ht[parent]; ht[parent] = tt
+        cc = hc[i]; hc[i] = hc[parent]; hc[parent] = cc
+        i = parent
+
+
+cdef void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogil:
+    cdef Py_ssize_t i = 0, l, r, small
+    cdef double tt
+    cdef int64_t cc
+    n[0] -= 1
+    ht[0] = ht[n[0]]
+    hc[0] = hc[n[0]]
+    while True:
+        l = 2 * i + 1
+        r = l + 1
+        small = i
+        if l < n[0] and _heap_less(ht, hc, l, small):
+            small = l
+        if r < n[0] and _heap_less(ht, hc, r, small):
+            small = r
+        if small == i:
+            break
+        tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
+        cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
+        i = small
+
+
+def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
+             const double[::1] arrival_ms, const int64_t[::1] client,
+             const int64_t[::1] output_tokens, const double[::1] noise, double delay_ms,
+             const double[:, ::1] rtt_ms, const double[:, ::1] prefill_rtt_ms,
+             const double[::1] decode_ms, const double[::1] prefill_ms,
+             const int64_t[::1] cache_budget, int mode,
+             const double[:, ::1] petals_alpha, const double[::1] petals_beta,
+             double penalty_ms, double backoff_base_ms, double backoff_cap_ms,
+             int64_t max_attempts,
+             double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
+             double[::1] wait_ms, int64_t[::1] retries, int64_t[::1] path_offset, int64_t[::1] path_len):
+    """Event-driven simulation of online sessions on a fixed placement.
+
+    Requests arrive at ``arrival_ms`` (sorted) and are routed ``delay_ms`` later.
+    mode 0 (WS-RR): cheapest chain where server j costs its share of the request time
+    (prefill + (l_out - 1) x decode, with RTTs) plus the wait until it has cache for the
+    request's k_j blocks, releasing the sessions it holds in order of completion; the
+    session is booked at once and starts when every server of its chain has the cache.
+    mode 1 (PETALS): Dijkstra costs ``petals_alpha[c, j] + petals_beta[j] k`` plus
+    ``penalty_ms`` where j lacks free cache now; a chain without cache is retried after
+    backoff_base x 2^(attempt-1) ms (capped), re-routed each time.
+    Either way a session holds cache_gb x k_j on every server of its chain from booking
+    to completion; ``cache_budget[j]`` is how many (session, block) caches j can hold.
+    A chain that is cheapest without waits and has free cache now is optimal with them,
+    so each client's static cheapest chain is cached and the DP runs only on contention.
+
+    Outputs per request: start, end and first-token times and the wait between the
+    routing decision (arrival + delay) and the start (ms; NaN if never served), retries, and its chain as ``path_offset``/``path_len`` into the returned int64 array.
+    Returns (chains, events processed).
+    """
+    cdef Py_ssize_t S = first_block.shape[0], N = arrival_ms.shape[0], C = rtt_ms.shape[0]
+    cdef Py_ssize_t i_arr = 0, nheap = 0, t, q, flat_size = 0, flat_cap = 0
+    cdef int64_t r, c, j, k, prev, code, lo, events = 0, plen, attempt
+    cdef double now, t_arr, pre, tok, service, wait, wmax, cost
+    cdef bint fits, use_cached
+    cdef RouteGraph g
+    cdef RouteCost rc
+    cdef int64_t* flat = NULL
+    cdef void* grow
+    cdef SessionList* lists = <SessionList*> calloc(S + 1, sizeof(SessionList))
+    cdef int64_t* used = <int64_t*> calloc(S + 1, sizeof(int64_t))
+    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
+    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
+    cdef double* D = <double*> malloc((L + 1) * sizeof(double))
+    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef double* W = <double*> malloc((L + 2) * sizeof(double))
+    cdef int64_t* path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* cached_key = <int64_t*> malloc((C + 1) * sizeof(int64_t))
+    cdef int64_t* cached_len = <int64_t*> malloc((C + 1) * sizeof(int64_t))
+    cdef int64_t* cached_path = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
+    cdef int failed = 0
+    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
+    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    try:
+        if not (lists and used and ht and hc and D and arg_server and arg_prev and W and path
+                and cached_key and cached_len and cached_path and g.bucket and g.by_end):
+            raise MemoryError()
+        with nogil:
+            g.first = &first_block[0]
+            g.num = &num_blocks[0]
+            g.L = L
+            _graph_build(&g, S)
+            rc.capb = &cache_budget[0]
+            rc.used = used
+            rc.lists = lists
+            rc.penalty = penalty_ms
+            for c in range(C):
+                cached_key[c] = -1
+            for r in range(N):
+                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
+                retries[r] = 0
+                path_offset[r] = -1
+                path_len[r] = 0
+            while i_arr < N or nheap > 0:
+                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
+                if nheap > 0 and (ht[0] < t_arr or (ht[0] == t_arr and (hc[0] & 1) == 0)):
+                    now = ht[0]
+                    code = hc[0]
+                    _heap_pop(ht, hc, &nheap)
+                    r = code >> 1
+                    events += 1
+                    if (code & 1) == 0:
+                        # completion: release the cache on every server of the chain
+                        prev = 0
+                        for q in range(path_offset[r], path_offset[r] + path_len[r]):
+                            j = flat[q]
+                            _sl_remove(&lists[j], r)
+                            used[j] -= first_block[j] + num_blocks[j] - prev
+                            prev = first_block[j] + num_blocks[j]
+                        continue
+                else:
+                    now = t_arr
+                    r = i_arr
+                    i_arr += 1
+                    events += 1
+                # ---- route request r at time `now` ----
+                c = client[r]
+                lo = output_tokens[r]
+                if mode == 0:
+                    rc.a1 = &prefill_rtt_ms[c, 0]
+                    rc.a2 = &rtt_ms[c, 0]
+                    rc.b1 = &prefill_ms[0]
+                    rc.b2 = &decode_ms[0]
+                    rc.w = <double> (lo - 1)
+                else:
+                    rc.a1 = &petals_alpha[c, 0]
+                    rc.a2 = NULL
+                    rc.b1 = &petals_beta[0]
+                    rc.b2 = NULL
+                    rc.w = 0.0
+                rc.now = now
+                if cached_key[c] != lo:
+                    rc.mode = 0
+                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W,
+                                     &cached_path[c * (L + 1)], &cached_len[c])
+                    cached_key[c] = lo
+                # does the static chain have free cache now?
+                use_cached = cached_len[c] > 0
+                prev = 0
+                for q in range(cached_len[c]):
+                    j = cached_path[c * (L + 1) + q]
+                    k = first_block[j] + num_blocks[j] - prev
+                    prev = first_block[j] + num_blocks[j]
+                    if k > cache_budget[j] - used[j]:
+                        use_cached = False
+                        break
+                if use_cached:
+                    plen = cached_len[c]
+                    for q in range(plen):
+                        path[q] = cached_path[c * (L + 1) + q]
+                    wmax = 0.0
+                    fits = True
+                else:
+                    rc.mode = 2 if mode == 0 else 1
+                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W, path, &plen)
+                    if plen == 0:
+                        continue  # no chain can ever serve it: dropped (NaN times)
+                    wmax = 0.0
+                    fits = True
+                    prev = 0
+                    for q in range(plen):
+                        j = path[q]
+                        k = first_block[j] + num_blocks[j] - prev
+                        prev = first_block[j] + num_blocks[j]
+                        if k > cache_budget[j] - used[j]:
+                            fits = False
+                            if mode == 0:
+                                _wait_table(&lists[j], used[j], cache_budget[j], k, now, W)
+                                if W[k] > wmax:
+                                    wmax = W[k]
+                    if mode == 0 and wmax == INFINITY:
+                        continue  # larger than some server's whole budget: dropped
+                if mode == 1 and not fits:
+                    retries[r] += 1
+                    if retries[r] > max_attempts:
+                        continue  # gave up: dropped
+                    attempt = retries[r] - 1
+                    wait = backoff_base_ms
+                    while attempt > 0 and wait < backoff_cap_ms:
+                        wait = wait * 2.0
+                        attempt -= 1
+                    if wait > backoff_cap_ms:
+                        wait = backoff_cap_ms
+                    _heap_push(ht, hc, &nheap, now + wait, 2 * r + 1)
+                    continue
+                # ---- book the session ----
+                pre = 0.0
+                tok = 0.0
+                prev = 0
+                for q in range(plen):
+                    j = path[q]
+                    k = first_block[j] + num_blocks[j] - prev
+                    prev = first_block[j] + num_blocks[j]
+                    pre += prefill_rtt_ms[c, j] + prefill_ms[j] * k
+                    tok += rtt_ms[c, j] + decode_ms[j] * k
+                service = (pre + (lo - 1) * tok) * noise[r]
+                start_ms[r] = now + wmax
+                wait_ms[r] = (now - (arrival_ms[r] + delay_ms)) + wmax
+                ttft_ms[r] = start_ms[r] + pre * noise[r]
+                end_ms[r] = start_ms[r] + service
+                if flat_size + plen > flat_cap:
+                    flat_cap = 2 * flat_cap + plen + 1024
+                    grow = realloc(flat, flat_cap * sizeof(int64_t))
+                    if not grow:
+                        failed = 1
+                        break
+                    flat = <int64_t*> grow
+                path_offset[r] = flat_size
+                path_len[r] = plen
+                prev = 0
+                for q in range(plen):
+                    j = path[q]
+                    flat[flat_size + q] = j
+                    k = first_block[j] + num_blocks[j] - prev
+                    prev = first_block[j] + num_blocks[j]
+                    if _sl_insert(&lists[j], end_ms[r], k, r) < 0:
+                        failed = 1
+                    used[j] += k
+                if failed:
+                    break
+                flat_size += plen
+                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
+        if failed:
+            raise MemoryError()
+        chains = np.empty(flat_size, dtype=np.int64)
+        for q in range(flat_size):
+            chains[q] = flat[q]
+        return chains, events
+    finally:
+        if lists:
+            for j in range(S):
+                free(lists[j].end); free(lists[j].blocks); free(lists[j].req)
+        free(lists); free(used); free(ht); free(hc); free(D); free(arg_server); free(arg_prev)
+        free(W); free(path); free(cached_key); free(cached_len); free(cached_path); free(flat)
+        free(g.bucket); free(g.by_end)

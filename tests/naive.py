@@ -278,3 +278,134 @@ def brute_force_bprr(sc, tol=1e-9):
 
     rec(0, [], [])
     return None if best[0] == math.inf else best[0]
+
+
+# ------------------------------------------------------------------------------------------
+# Online serving: a straightforward heapq simulator with the semantics of the kernel
+# ------------------------------------------------------------------------------------------
+def _wait_for(sessions, used, budget, k, now):
+    """ms until k more caches are free, releasing sessions (sorted by end) in order."""
+    if k > budget:
+        return math.inf
+    need = used + k - budget
+    if need <= 0:
+        return 0.0
+    released = 0
+    for end, blocks, _ in sessions:
+        released += blocks
+        if released >= need:
+            return max(end - now, 0.0)
+    return math.inf
+
+
+def _dp_extra(first, num, L, alpha, beta, extra):
+    """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k)."""
+    D = [math.inf] * (L + 1)
+    D[0] = 0.0
+    arg = [None] * (L + 1)
+    for e, j in sorted((first[j] + num[j], j) for j in range(len(num)) if num[j] > 0):
+        for p in range(first[j], e):
+            if D[p] == math.inf:
+                continue
+            c = D[p] + alpha[j] + beta[j] * (e - p) + extra(j, e - p)
+            if c < D[e]:
+                D[e], arg[e] = c, (j, p)
+    if D[L] == math.inf:
+        return []
+    path, e = [], L
+    while e > 0:
+        j, e = arg[e]
+        path.append(j)
+    return path[::-1]
+
+
+def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, budget, mode,
+             penalty_ms=10_000.0, base_ms=1000.0, cap_ms=60_000.0, max_attempts=10_000):
+    """Pure-Python twin of distalloc._kernels.llm_kernels.simulate (same semantics, same
+    tie-breaking).  Returns (start, end, first_token, retries, routes, events)."""
+    import bisect
+    S, L, N = len(num), sc.num_blocks, len(arrival_ms)
+    rtt = [list(map(float, row)) for row in sc.rtt_ms]
+    prtt = [list(map(float, row)) for row in sc.prefill_rtt_ms]
+    dec, pre = list(map(float, sc.decode_ms)), list(map(float, sc.prefill_ms))
+    p_alpha = [[x / 2 + 18.0 for x in row] for row in rtt]
+    sessions = [[] for _ in range(S)]
+    used = [0] * S
+    start = [math.nan] * N
+    end = [math.nan] * N
+    ftok = [math.nan] * N
+    retries = [0] * N
+    routes = [[] for _ in range(N)]
+    heap = []
+    events = 0
+    cache = {}
+
+    def blocks_of(path):
+        prev, out = 0, []
+        for j in path:
+            out.append((j, first[j] + num[j] - prev))
+            prev = first[j] + num[j]
+        return out
+
+    def route(r, now):
+        c, lo = int(client[r]), int(out_tokens[r])
+        if mode == 0:
+            alpha = [prtt[c][j] + (lo - 1) * rtt[c][j] for j in range(S)]
+            beta = [pre[j] + (lo - 1) * dec[j] for j in range(S)]
+        else:
+            alpha, beta = p_alpha[c], dec
+        if cache.get(c, (None,))[0] != lo:
+            cache[c] = (lo, _dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0))
+        static = cache[c][1]
+        if static and all(k <= budget[j] - used[j] for j, k in blocks_of(static)):
+            return static, 0.0, True
+        if mode == 0:
+            extra = lambda j, k: (0.0 if k <= budget[j] - used[j]
+                                  else _wait_for(sessions[j], used[j], budget[j], k, now))
+        else:
+            extra = lambda j, k: penalty_ms if k > budget[j] - used[j] else 0.0
+        path = _dp_extra(first, num, L, alpha, beta, extra)
+        if not path:
+            return None, None, False
+        waits = [(_wait_for(sessions[j], used[j], budget[j], k, now) if k > budget[j] - used[j] else 0.0)
+                 for j, k in blocks_of(path)]
+        fits = all(w == 0.0 for w in waits) and all(k <= budget[j] - used[j] for j, k in blocks_of(path))
+        return path, (max(waits) if mode == 0 else 0.0), fits
+
+    i = 0
+    while i < N or heap:
+        t_arr = arrival_ms[i] + delay_ms if i < N else math.inf
+        if heap and (heap[0][0] < t_arr or (heap[0][0] == t_arr and heap[0][1] == 0)):
+            now, typ, r = heapq.heappop(heap)
+            events += 1
+            if typ == 0:
+                for j, k in blocks_of(routes[r]):
+                    sessions[j] = [s for s in sessions[j] if s[2] != r]
+                    used[j] -= k
+                continue
+        else:
+            now, r = t_arr, i
+            i += 1
+            events += 1
+        path, wait, fits = route(r, now)
+        if path is None or (mode == 0 and wait == math.inf):
+            continue
+        if mode == 1 and not fits:
+            retries[r] += 1
+            if retries[r] > max_attempts:
+                continue
+            heapq.heappush(heap, (now + min(base_ms * 2 ** (retries[r] - 1), cap_ms), 1, r))
+            continue
+        c, lo = int(client[r]), int(out_tokens[r])
+        bl = blocks_of(path)
+        p = sum(prtt[c][j] + pre[j] * k for j, k in bl)
+        t = sum(rtt[c][j] + dec[j] * k for j, k in bl)
+        start[r] = now + wait
+        ftok[r] = start[r] + p * noise[r]
+        end[r] = start[r] + (p + (lo - 1) * t) * noise[r]
+        routes[r] = path
+        for j, k in bl:
+            bisect.insort(sessions[j], (end[r], k, r), key=lambda s: s[0])
+            used[j] += k
+        heapq.heappush(heap, (end[r], 0, r))
+    return start, end, ftok, retries, routes, events
