@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["placement_map"]
+__all__ = ["placement_map", "token_time_cdf"]
 
 
 def _pyplot():
@@ -36,6 +36,25 @@ def placement_map(scenario, plans: Sequence, path: str) -> None:
         ax.invert_yaxis()
     axes[0][0].set_yticks(range(S))
     axes[0][0].set_yticklabels(scenario.server_names, fontsize=7 if S > 20 else 9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def token_time_cdf(samples: dict, path: str, title: str = "") -> None:
+    """Empirical CDF of the average per-token time (s) of each method."""
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, x in samples.items():
+        x = np.sort(np.asarray(x))
+        ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("average per-token time (s)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

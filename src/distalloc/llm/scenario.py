@@ -446,7 +446,8 @@ def topology_scenario(topology: str, num_servers: int | None = None, seed: Any =
 
 def synthetic_scenario(num_servers: int, num_blocks: int = 96, num_clients: int = 4,
                        num_requests: int = 100, seed: Any = 0,
-                       a100_fraction: float = 0.2) -> Scenario:
+                       a100_fraction: float = 0.2, input_tokens: int = 20,
+                       output_tokens: int = 128) -> Scenario:
     """A synthetic swarm for scale tests: servers and clients at uniform random points of
     a 4000 km square (raw RTT = 1 ms + 0.01 ms/km of round trip), 20% A100, BLOOM-sized
     blocks, ``num_blocks`` blocks."""
@@ -458,7 +459,7 @@ def synthetic_scenario(num_servers: int, num_blocks: int = 96, num_clients: int 
     pos_c = rng.uniform(0, 4000, size=(Cn, 2))
     raw = 1.0 + 0.01 * 2 * np.linalg.norm(pos_c[:, None, :] - pos_s[None, :, :], axis=2)
     is_a100 = rng.random(S) < a100_fraction
-    l_in, l_out = 20, 128
+    l_in, l_out = input_tokens, output_tokens
     rtt, prefill = _rtt_matrices(raw, l_in)
     servers = [_server_entry(f"s{j}", A100 if is_a100[j] else MIG_1G, l_in) for j in range(S)]
     model = _bloom_model(l_in, l_out)
@@ -471,16 +472,24 @@ def synthetic_scenario(num_servers: int, num_blocks: int = 96, num_clients: int 
     return scenario_from_dict(data, name=f"synthetic:{S}")
 
 
-def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0) -> Scenario:
+def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0,
+                     input_tokens: int | None = None,
+                     output_tokens: int | None = None) -> Scenario:
     """A built-in scenario by name: ``clustered``, ``topology:<name or path>``,
-    ``synthetic:<servers>[:<blocks>]``."""
+    ``synthetic:<servers>[:<blocks>]``; ``input_tokens``/``output_tokens`` set the static
+    lengths (and so the prefill profile and the cache size)."""
     kind, _, arg = spec.partition(":")
+    lengths = {}
+    if input_tokens is not None:
+        lengths["input_tokens"] = check_number(input_tokens, "input_tokens", low=1, integer=True)
+    if output_tokens is not None:
+        lengths["output_tokens"] = check_number(output_tokens, "output_tokens", low=1, integer=True)
     if kind == "clustered" and not arg:
         if num_servers is not None:
             raise ValidationError("The 'servers' option does not apply to the clustered scenario.")
-        return clustered()
+        return clustered(**lengths)
     if kind == "topology" and arg:
-        return topology_scenario(arg, num_servers=num_servers, seed=seed)
+        return topology_scenario(arg, num_servers=num_servers, seed=seed, **lengths)
     if kind == "synthetic" and arg:
         parts = arg.split(":")
         try:
@@ -490,16 +499,21 @@ def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
         if len(nums) > 2:
             raise ValidationError(f"Scenario '{spec}': expected synthetic:<servers>[:<blocks>].")
         return synthetic_scenario(num_servers if num_servers is not None else nums[0],
-                                  *(nums[1:]), seed=seed)
+                                  *(nums[1:]), seed=seed, **lengths)
     raise ValidationError(f"Unknown scenario '{spec}' (built-ins: clustered, topology:<name>, "
                           "synthetic:<servers>[:<blocks>]; or a path to a .json/.toml file).")
 
 
-def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0) -> Scenario:
+def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0,
+                     input_tokens: int | None = None,
+                     output_tokens: int | None = None) -> Scenario:
     """A path to a scenario file, or a built-in name."""
     path = Path(spec)
     if path.suffix.lower() in (".json", ".toml") or path.is_file():
-        if num_servers is not None:
-            raise ValidationError("The 'servers' option applies only to built-in scenarios.")
+        for name, value in (("servers", num_servers), ("input_tokens", input_tokens),
+                            ("output_tokens", output_tokens)):
+            if value is not None:
+                raise ValidationError(f"The '{name}' option applies only to built-in scenarios.")
         return load_scenario(path)
-    return builtin_scenario(spec, num_servers=num_servers, seed=seed)
+    return builtin_scenario(spec, num_servers=num_servers, seed=seed,
+                            input_tokens=input_tokens, output_tokens=output_tokens)
