@@ -69,3 +69,47 @@ def test_bad_input_exit_2_one_line(args, needle):
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+SIM_KEYS = {"method", "num_requests", "mean_token_s", "mean_ttft_s", "mean_wait_s",
+            "p50_token_s", "p95_token_s"}
+
+
+@pytest.mark.parametrize("method", ["cg-bprr", "petals", "petals-opt-routing"])
+def test_simulate_json_keys(method, capsys):
+    assert main(["llm", "simulate", "clustered", "--method", method, "--rate", "0.3",
+                 "--num-requests", "50", "--seed", "2", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert SIM_KEYS <= set(d) and d["method"] == method and d["num_requests"] == 50
+    assert d["p50_token_s"] <= d["p95_token_s"]
+
+
+def test_compare_table_json_and_plot(tmp_path, capsys):
+    png = tmp_path / "cdf.png"
+    assert main(["llm", "compare", "clustered", "--seeds", "2", "--num-requests", "40",
+                 "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "mean_token_s" in out and "against petals" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["llm", "compare", "clustered", "--seeds", "2", "--num-requests", "40",
+                 "--allocation-delay", "petals=250,cg-bprr=60", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d["methods"]) == {"cg-bprr", "petals"}
+    assert len(d["methods"]["petals"]["per_seed_mean_token_s"]) == 2
+    # the allocation delay alone adds 250 / 128 s per token to PETALS
+    assert d["methods"]["petals"]["mean_token_s"] > 250 / 128
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["llm", "simulate", "clustered", "--rate", "-2"], "rate_per_s"),
+    (["llm", "simulate", "clustered", "--allocation-delay", "petals=soon"], "allocation_delay"),
+    (["llm", "simulate", "clustered", "--client-weights", "1,x,0"], "client-weights"),
+    (["llm", "simulate", "clustered", "--client-weights", "1,1"], "client_weights"),
+    (["llm", "compare", "clustered", "--methods", "cg-bprr,nope"], "methods"),
+    (["llm", "simulate", "clustered", "--trace", "missing.csv"], "does not exist"),
+])
+def test_online_bad_input_exit_2(args, needle):
+    out = run(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr

@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 import naive
 from conftest import random_scenario_dict
 from distalloc import ValidationError
-from distalloc.llm import clustered, evaluate_routes, scenario_from_dict, shortest_routes
+from distalloc.llm import (clustered, evaluate_routes, scenario_from_dict, shortest_routes,
+                           synthetic_scenario)
 from distalloc.llm.routing import request_time_costs
 from distalloc.llm.simulation import (ONLINE_METHODS, Workload, choose_planned_requests,
                                       max_planned_requests, parse_allocation_delay,
@@ -193,7 +194,7 @@ def test_simulate_validates_before_work():
     with pytest.raises(ValidationError, match="'method'"):
         simulate(sc, "fifo", rate_per_s=1, num_requests=10)
     with pytest.raises(ValidationError, match="rate_per_s"):
-        simulate(sc, "cg-bprr", num_requests=10)
+        simulate(synthetic_scenario(5, 4), "cg-bprr", num_requests=10)  # no rate anywhere
     with pytest.raises(ValidationError, match="rate_per_s"):
         simulate(sc, "cg-bprr", rate_per_s=-1, num_requests=10)
     with pytest.raises(ValidationError, match="noise"):

@@ -397,7 +397,8 @@ def clustered(input_tokens: int = 20, output_tokens: int = 128,
 
     Cluster0 holds client c0, Cluster1 two A100 servers and client c1, Cluster2 seven
     MIG 1g.10gb servers and client c2; raw RTT 5 ms inside a cluster, 100 ms between.
-    Requests alternate between c0 and c1 (the paper's two client locations).
+    Offline requests alternate between c0 and c1 (the paper's two client locations); the
+    online workload is 100 Poisson arrivals at 0.5 requests/s from c0 and c1.
     """
     cluster_of_server = [1, 1] + [2] * 7
     servers = ([_server_entry(f"a100-{i}", A100, input_tokens) for i in range(2)]
@@ -408,7 +409,8 @@ def clustered(input_tokens: int = 20, output_tokens: int = 128,
             "clients": [{"name": "cluster0"}, {"name": "cluster1"}, {"name": "cluster2"}],
             "rtt_ms": rtt, "prefill_rtt_ms": prefill,
             "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                         "requests": [i % 2 for i in range(num_requests)]}}
+                         "requests": [i % 2 for i in range(num_requests)],
+                         "rate_per_s": 0.5, "num_requests": 100, "client_weights": [1, 1, 0]}}
     return scenario_from_dict(data, name="clustered")
 
 
