@@ -3,12 +3,12 @@ silent fallback to slow code."""
 from __future__ import annotations
 
 try:
-    from distalloc._kernels import llm_kernels
+    from distalloc._kernels import llm_kernels, queue_kernels
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
-        "distalloc's compiled kernels are missing (distalloc._kernels.llm_kernels). "
+        "distalloc's compiled kernels are missing (distalloc._kernels). "
         "Build them with `pip install .` (or `pip install -e .`) from the project root; "
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["llm_kernels"]
+__all__ = ["llm_kernels", "queue_kernels"]
