@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["placement_map", "token_time_cdf"]
+__all__ = ["placement_map", "token_time_cdf", "tradeoff_curve"]
 
 
 def _pyplot():
@@ -55,6 +55,26 @@ def token_time_cdf(samples: dict, path: str, title: str = "") -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tradeoff_curve(t, path: str, title: str = "") -> None:
+    """E[N] against energy per job along the fast-level probability p (colour)."""
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ok = np.isfinite(t.mean_jobs)
+    ax.plot(t.energy_per_job[ok], t.mean_jobs[ok], "-", color="0.6", zorder=1)
+    sc = ax.scatter(t.energy_per_job[ok], t.mean_jobs[ok], c=t.switch_prob[ok], cmap="viridis",
+                    zorder=2)
+    fig.colorbar(sc, ax=ax, label="probability of the fast level")
+    ax.set_yscale("log")
+    ax.set_xlabel("energy per job")
+    ax.set_ylabel("mean number of jobs E[N]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -177,7 +177,7 @@ def exact_state_count(system: ForkJoin, max_jobs: int) -> int:
     return len(_Chain(system, max_jobs).build(10**9)[0])
 
 
-def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e-6,
+def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e-8,
           state_limit: int = 400_000) -> QueueMetrics:
     """Stationary metrics from the truncated Markov chain (small systems).
 

@@ -120,5 +120,11 @@ class QueueMetrics:
                "mean_power": self.mean_power,
                "completion_fraction": [float(x) for x in self.completion_fraction]}
         out.update(self.extra)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in out.items()}
+        clean = {}
+        for key, v in out.items():
+            if isinstance(v, (float, np.floating)):
+                v = float(v) if math.isfinite(v) else None
+            elif isinstance(v, np.integer):
+                v = int(v)
+            clean[key] = v
+        return clean
