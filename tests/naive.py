@@ -409,3 +409,68 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
             used[j] += k
         heapq.heappush(heap, (end[r], 0, r))
     return start, end, ftok, retries, routes, events
+
+
+# ------------------------------------------------------------------------------------------
+# (n, k) fork-join with purging: a straightforward heapq event simulator
+# ------------------------------------------------------------------------------------------
+def fork_join_simulate(n, k, lam, speeds, probs, num_jobs, seed=0, warmup=0):
+    """Per-core FCFS deques, a heap of (time, core, job, version) completion events,
+    purging of the n - k remaining tasks at the k-th completion.  Returns (mean response
+    time of the jobs after ``warmup``, share of completions per speed level)."""
+    import random
+    from collections import deque
+    rnd = random.Random(seed)
+    queues = [deque() for _ in range(n)]
+    serving = [None] * n          # job in service on each core
+    version = [0] * n             # bumps when a core's service is cancelled
+    done = {}                     # job -> completed tasks
+    arrival = {}
+    heap = []
+    t = 0.0
+    next_arrival = rnd.expovariate(lam)
+    arrived = finished = 0
+    total_resp = 0.0
+    wins = [0] * len(speeds)
+    cum = [sum(probs[:i + 1]) for i in range(len(probs))]
+
+    def start(core, now):
+        while queues[core]:
+            job = queues[core].popleft()
+            if job in done:               # not purged yet
+                u = rnd.random()
+                lev = next(i for i, c in enumerate(cum) if u < c or i == len(cum) - 1)
+                serving[core] = (job, lev)
+                heapq.heappush(heap, (now + rnd.expovariate(speeds[lev]), core, job, version[core]))
+                return
+        serving[core] = None
+
+    while finished < num_jobs:
+        if arrived < num_jobs and (not heap or next_arrival < heap[0][0]):
+            t = next_arrival
+            job = arrived
+            arrived += 1
+            done[job] = 0
+            arrival[job] = t
+            for core in range(n):
+                queues[core].append(job)
+                if serving[core] is None:
+                    start(core, t)
+            next_arrival = t + rnd.expovariate(lam)
+            continue
+        t, core, job, ver = heapq.heappop(heap)
+        if ver != version[core] or serving[core] is None or serving[core][0] != job:
+            continue                       # cancelled by a purge
+        wins[serving[core][1]] += 1
+        done[job] += 1
+        if done[job] == k:                 # departure: purge the other tasks
+            del done[job]
+            finished += 1
+            if job >= warmup:
+                total_resp += t - arrival[job]
+            for other in range(n):
+                if other != core and serving[other] is not None and serving[other][0] == job:
+                    version[other] += 1
+                    start(other, t)
+        start(core, t)
+    return total_resp / (num_jobs - warmup), [w / sum(wins) for w in wins]

@@ -173,6 +173,23 @@ def light_traffic_race(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
     return t, wins / k
 
 
+@lru_cache(maxsize=65536)
+def _mix_terms(n: int, k: int, speeds_key: bytes, probs_key: bytes):
+    """Everything that does not depend on the arrival rate, cached per (n, k, mix): the
+    saturation capacity and purge rate, the race (T_0, q^0), the task-time SCV under purging
+    and the saturated completion shares."""
+    mu = np.frombuffer(speeds_key)
+    p = np.frombuffer(probs_key)
+    live = p > 0
+    capacity, purge_rate = saturation_capacity(n, k, mu, p)
+    t0, q0 = light_traffic_race(n, k, mu[live], p[live])
+    r = mu + purge_rate
+    mean_d = float(np.sum(p / r))
+    scv = 2.0 * float(np.sum(p / r ** 2)) / mean_d ** 2 - 1.0
+    q_sat = p * mu / r
+    return capacity, purge_rate, t0, q0, scv, q_sat / q_sat.sum()
+
+
 def approximate(system: ForkJoin) -> QueueMetrics:
     """Closed-form approximation of E[N], E[T], energy per job and mean power.
 
@@ -209,16 +226,11 @@ def approximate(system: ForkJoin) -> QueueMetrics:
     live = p > 0
     if k == 1:
         return _race_mg1(system)
-    capacity, purge_rate = saturation_capacity(n, k, mu, p)
+    capacity, purge_rate, t0, q0, scv, q_sat = _mix_terms(n, k, mu.tobytes(), p.tobytes())
     load = lam / capacity
     if load >= 1.0:
         raise ValidationError(f"The system is unstable: rate {lam:g} >= saturation capacity "
                               f"{capacity:.4g} jobs per unit time (n = {n}, k = {k}).")
-    t0, q0 = light_traffic_race(n, k, mu[live], p[live])
-    # squared coefficient of variation of a task's duration (hyperexponential, cut by purges)
-    r = mu + purge_rate
-    mean_d = float(np.sum(p / r))
-    scv = 2.0 * float(np.sum(p / r ** 2)) / mean_d ** 2 - 1.0
     b0 = light_traffic_slope(n, k)
     b1 = heavy_traffic_constant(n, k, scv)
     if k == n:
@@ -227,8 +239,6 @@ def approximate(system: ForkJoin) -> QueueMetrics:
     beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
     resp = t0 + load / (1.0 - load) * beta / capacity
     q = np.zeros(mu.size)
-    q_sat = p * mu / (mu + purge_rate)
-    q_sat = q_sat / q_sat.sum()
     q[live] = (1.0 - load) * q0 + load * q_sat[live]
     energy = system.energy_from_completions(q)
     return QueueMetrics(method="approx", mean_jobs=lam * resp, mean_response=resp,
