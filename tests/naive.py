@@ -6,6 +6,8 @@ from __future__ import annotations
 import heapq
 import math
 
+import numpy as np
+
 
 # ------------------------------------------------------------------------------------------
 # Performance model
@@ -474,3 +476,38 @@ def fork_join_simulate(n, k, lam, speeds, probs, num_jobs, seed=0, warmup=0):
                     start(other, t)
         start(core, t)
     return total_resp / (num_jobs - warmup), [w / sum(wins) for w in wins]
+
+
+# ------------------------------------------------------------------------------------------
+# Fastest-k SGD: numpy-per-iteration reference loop
+# ------------------------------------------------------------------------------------------
+def fastest_k_reference(times, grads, k):
+    """Average of the k fastest workers' gradients, ties broken by worker index."""
+    order = np.argsort(times, axis=1, kind="stable")
+    out = np.empty((times.shape[0], grads.shape[2]))
+    for b in range(times.shape[0]):
+        out[b] = grads[b, order[b, : k[b]]].mean(axis=0)
+    return out, order
+
+
+def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", reg=0.0):
+    """Fastest-k SGD one iteration at a time in numpy.  Returns (w, t, iterations, ks)."""
+    m, d = X.shape
+    s = m // n
+    w = np.zeros(d)
+    t, it, ks = 0.0, 0, []
+    while it < times.shape[0] and t < horizon:
+        k = k_of_time(t)
+        order = np.argsort(times[it], kind="stable")[:k]
+        g = np.zeros(d)
+        for i in order:
+            Xi, yi = X[i * s:(i + 1) * s], y[i * s:(i + 1) * s]
+            z = Xi @ w
+            r = z - yi if loss == "least_squares" else 1 / (1 + np.exp(-z)) - yi
+            g += Xi.T @ r
+        g = g / (k * s) + reg * w
+        w = w - lr * g
+        t += times[it, order[-1]]
+        it += 1
+        ks.append(k)
+    return w, t, it, ks

@@ -10,6 +10,8 @@ import argparse
 import json
 import math
 import sys
+
+import numpy as np
 from typing import Any, Sequence
 
 from distalloc._validation import ValidationError
@@ -221,6 +223,53 @@ def _cmd_llm_compare(args) -> int:
 
 
 
+
+# ------------------------------------------------------------------------------------------
+# sgd
+# ------------------------------------------------------------------------------------------
+def _cmd_sgd_schedule(args) -> int:
+    from distalloc.sgd import bound_schedule, parse_model
+    sch = bound_schedule(args.workers, args.lr, args.smoothness, args.strong_convexity,
+                         args.noise_var, args.batch, args.initial_gap,
+                         model=parse_model(args.model) if args.model else None, rate=args.rate,
+                         step=args.step)
+    if args.json:
+        _print_json({"switch_times": sch.switch_times.tolist(),
+                     "switch_errors": sch.switch_errors.tolist(),
+                     "k_values": sch.k_values.tolist()})
+    else:
+        print(f"{'switch':>6} {'k -> k+step':>12} {'time':>14} {'bound error':>14}")
+        for i, (t, e) in enumerate(zip(sch.switch_times, sch.switch_errors)):
+            print(f"{i + 1:>6} {f'{sch.k_values[i]} -> {sch.k_values[i + 1]}':>12} {t:14.6g} {e:14.6g}")
+    return 0
+
+
+def _cmd_sgd_run(args) -> int:
+    from distalloc.sgd import parse_model, run
+    res = run(args.problem, args.workers, args.policy, horizon=args.horizon, lr=args.lr,
+              model=parse_model(args.model) if args.model else None, seed=args.seed,
+              k_max=args.k_max)
+    if args.json:
+        _print_json(res.to_dict())
+    else:
+        print(f"problem {args.problem}, n = {args.workers}, policy {res.policy}: "
+              f"{res.iterations} iterations in {res.extra['horizon']:g} time units "
+              f"({res.wall_s:.3f} s)")
+        print(f"  final error F(w) - F* = {res.error[-1]:.4g} (lowest {res.error.min():.4g})")
+        print(f"  uplink gradients {res.uplink_gradients}, downlink models {res.downlink_models}")
+        if res.schedule is not None:
+            print("  switch times: " + ", ".join(f"{t:.4g}" for t in res.schedule.switch_times[:12])
+                  + (" ..." if res.schedule.switch_times.size > 12 else ""))
+        steps = np.flatnonzero(np.diff(res.k)) + 1
+        if steps.size:
+            print("  k steps (time: k): " + ", ".join(f"{res.time[i]:.4g}: {res.k[i]}"
+                                                       for i in steps[:12]))
+    if args.plot:
+        from distalloc.plots import sgd_error
+        sgd_error([res], args.plot, title=f"{args.problem}, n = {args.workers}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
 # queue
 # ------------------------------------------------------------------------------------------
@@ -374,6 +423,39 @@ def build_parser() -> argparse.ArgumentParser:
     scn.add_argument("--output-tokens", type=int, default=None, metavar="N")
     scn.add_argument("--json", action="store_true")
     scn.set_defaults(func=_cmd_llm_scenario)
+    sgd = sub.add_parser("sgd", help="fastest-k distributed SGD with adaptive k")
+    sgd_sub = sgd.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sc = sgd_sub.add_parser("schedule", help="bound-optimal switching times (SPEC 2.2)")
+    sc.add_argument("--workers", type=int, required=True, metavar="n")
+    sc.add_argument("--lr", type=float, required=True, metavar="η")
+    sc.add_argument("--smoothness", type=float, required=True, metavar="L")
+    sc.add_argument("--strong-convexity", type=float, required=True, metavar="c")
+    sc.add_argument("--noise-var", type=float, required=True, metavar="σ²")
+    sc.add_argument("--batch", type=int, required=True, metavar="s")
+    sc.add_argument("--initial-gap", type=float, required=True, metavar="e0")
+    sc.add_argument("--rate", type=float, default=1.0, metavar="λ",
+                    help="exponential response-time rate (default 1)")
+    sc.add_argument("--model", default=None, metavar="SPEC",
+                    help="response times instead of Exp(rate): exp:RATE, shifted-exp:SHIFT:RATE, "
+                    "pareto:SCALE:SHAPE, lognormal:MU:SIGMA")
+    sc.add_argument("--step", type=int, default=1)
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=_cmd_sgd_schedule)
+    sr = sgd_sub.add_parser("run", help="simulate fastest-k SGD")
+    sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic")
+    sr.add_argument("--workers", type=int, default=50, metavar="n")
+    sr.add_argument("--policy", default="pflug", metavar="P",
+                    help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], async")
+    sr.add_argument("--horizon", type=float, default=None, metavar="T")
+    sr.add_argument("--lr", type=float, default=None, metavar="η")
+    sr.add_argument("--model", default=None, metavar="SPEC")
+    sr.add_argument("--k-max", type=int, default=None, metavar="K",
+                    help="largest k for pflug (default n)")
+    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--plot", default=None, metavar="FILE")
+    sr.add_argument("--json", action="store_true")
+    sr.set_defaults(func=_cmd_sgd_run)
+
     queue = sub.add_parser("queue", help="(n,k) fork-join queues with speed levels")
     q_sub = queue.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -425,6 +507,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"distalloc: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # pragma: no cover
         print("distalloc: interrupted", file=sys.stderr)
         return 130

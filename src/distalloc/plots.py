@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["placement_map", "token_time_cdf", "tradeoff_curve"]
+__all__ = ["placement_map", "token_time_cdf", "tradeoff_curve", "sgd_error"]
 
 
 def _pyplot():
@@ -75,6 +75,30 @@ def tradeoff_curve(t, path: str, title: str = "") -> None:
     ax.set_ylabel("mean number of jobs E[N]")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sgd_error(results, path: str, title: str = "") -> None:
+    """Error F(w) - F* against wall-clock time, one line per run, with the k steps of
+    adaptive runs marked and labelled."""
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for res in results:
+        line, = ax.semilogy(res.time, res.error, label=res.policy, lw=1.2)
+        steps = np.flatnonzero(np.diff(res.k)) + 1
+        if steps.size and len(results) <= 8:
+            ax.scatter(res.time[steps], res.error[steps], marker="|", s=80, color=line.get_color())
+            for i in steps[:: max(1, steps.size // 8)]:
+                ax.annotate(f"k={res.k[i]}", (res.time[i], res.error[i]), fontsize=7,
+                            color=line.get_color(), xytext=(2, 4), textcoords="offset points")
+    ax.set_xlabel("wall-clock time")
+    ax.set_ylabel("F(w) - F*")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

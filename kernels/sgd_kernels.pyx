@@ -1,0 +1,272 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, nonecheck=False
+"""Compiled kernels for fastest-k distributed SGD (distalloc.sgd).
+
+* ``fastest_k_average`` — for each iteration (row), the k workers with the smallest response
+  times (ties broken by worker index) and the average of their partial gradients.
+* ``run_fastest_k``     — the fused simulation: per iteration take the pre-drawn response
+  times, pick the k fastest workers, compute their partial gradients on their data
+  partitions (least squares or l2-regularised logistic regression, BLAS dgemv), average,
+  step, advance the wall clock by the k-th order statistic, record the error.  k comes from
+  a schedule over wall-clock time (fixed k is a one-step schedule) or from the online
+  Pflug-type test of SPEC 2.3, all inside the loop.
+* ``run_async``         — asynchronous SGD: every worker's gradient, computed on the model
+  it last received, is applied on arrival (staleness = updates since then).
+
+Layering: helpers on raw pointers (selection, one worker's gradient, error), then the
+loops; callers pass contiguous arrays and never user input.
+"""
+from libc.math cimport exp, log1p, INFINITY
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from scipy.linalg.cython_blas cimport dgemv, ddot, daxpy, dscal, dcopy
+
+import numpy as np
+
+
+cdef void _fastest(const double* times, Py_ssize_t n, Py_ssize_t k, int64_t* idx) noexcept nogil:
+    """idx[0:k] = the k smallest times, ordered by (time, worker index)."""
+    cdef Py_ssize_t i, j, m = 0
+    cdef int64_t cand
+    for i in range(n):
+        # insert i into the sorted prefix idx[0:m] if it belongs to the best k
+        if m == k and not (times[i] < times[idx[k - 1]]):
+            continue            # ties keep the earlier (smaller) index
+        j = m if m < k else k - 1
+        while j > 0 and times[i] < times[idx[j - 1]]:
+            idx[j] = idx[j - 1]
+            j -= 1
+        idx[j] = i
+        if m < k:
+            m += 1
+
+
+def fastest_k_average(const double[:, ::1] times, const double[:, :, ::1] grads,
+                      const int64_t[::1] k, double[:, ::1] out, int64_t[:, ::1] chosen):
+    """out[b] = mean of grads[b, i] over the k[b] fastest workers of row b;
+    chosen[b, :k[b]] their indices (by time, then index)."""
+    cdef Py_ssize_t B = times.shape[0], n = times.shape[1], d = grads.shape[2]
+    cdef Py_ssize_t b, q, i, c
+    cdef int64_t* idx = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    if not idx:
+        raise MemoryError()
+    try:
+        with nogil:
+            for b in range(B):
+                _fastest(&times[b, 0], n, k[b], idx)
+                for c in range(d):
+                    out[b, c] = 0.0
+                for q in range(k[b]):
+                    i = idx[q]
+                    chosen[b, q] = i
+                    for c in range(d):
+                        out[b, c] += grads[b, i, c]
+                for c in range(d):
+                    out[b, c] /= k[b]
+    finally:
+        free(idx)
+
+
+cdef inline double _sigmoid(double z) noexcept nogil:
+    if z >= 0:
+        return 1.0 / (1.0 + exp(-z))
+    return exp(z) / (1.0 + exp(z))
+
+
+cdef void _partial_gradient(const double* X, const double* y, Py_ssize_t s, Py_ssize_t d,
+                            int problem, const double* w, double* r, double* g) noexcept nogil:
+    """g += X_i^T r with r = X_i w - y_i (least squares) or sigmoid(X_i w) - y_i (logistic);
+    X_i is the worker's s x d row-major block."""
+    cdef int di = <int> d, si = <int> s, one = 1, j
+    cdef double alpha = 1.0, zero = 0.0
+    cdef char trans_t = b'T', trans_n = b'N'
+    # row-major X_i (s x d) is the column-major d x s matrix A = X_i^T
+    dgemv(&trans_t, &di, &si, &alpha, <double*> X, &di, <double*> w, &one, &zero, r, &one)
+    for j in range(si):
+        if problem == 0:
+            r[j] = r[j] - y[j]
+        else:
+            r[j] = _sigmoid(r[j]) - y[j]
+    dgemv(&trans_n, &di, &si, &alpha, <double*> X, &di, r, &one, &alpha, g, &one)
+
+
+cdef double _error(const double* X, const double* y, Py_ssize_t m, Py_ssize_t d, int problem,
+                   double reg, const double* w, const double* w_star, const double* H,
+                   double f_star, double* tmp, double* tmp2) noexcept nogil:
+    """F(w) - F*: least squares by the quadratic form 1/2 (w-w*)^T H (w-w*) (O(d^2));
+    logistic by a full pass (O(m d))."""
+    cdef int di = <int> d, mi = <int> m, one = 1, j
+    cdef double alpha = 1.0, zero = 0.0, acc = 0.0, z
+    cdef char trans_t = b'T', trans_n = b'N'
+    if problem == 0:
+        for j in range(di):
+            tmp[j] = w[j] - w_star[j]
+        dgemv(&trans_n, &di, &di, &alpha, <double*> H, &di, tmp, &one, &zero, tmp2, &one)
+        return 0.5 * ddot(&di, tmp, &one, tmp2, &one)
+    dgemv(&trans_t, &di, &mi, &alpha, <double*> X, &di, <double*> w, &one, &zero, tmp, &one)
+    for j in range(mi):
+        z = tmp[j]
+        # log(1 + e^z) - y z, stably
+        if z > 0:
+            acc += z + log1p(exp(-z)) - y[j] * z
+        else:
+            acc += log1p(exp(z)) - y[j] * z
+    acc = acc / m + 0.5 * reg * ddot(&di, <double*> w, &one, <double*> w, &one)
+    return acc - f_star
+
+
+def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_workers,
+                  int problem, double reg, const double[:, ::1] times, double lr,
+                  double[::1] w, double horizon,
+                  const double[::1] switch_times, const int64_t[::1] k_values,
+                  int pflug, int64_t k0, int64_t step, int64_t thresh, int64_t burnin,
+                  int64_t k_max,
+                  const double[::1] w_star, const double[:, ::1] H, double f_star,
+                  int64_t record_every,
+                  double[::1] rec_time, double[::1] rec_error, int64_t[::1] rec_k):
+    """Fastest-k SGD until wall-clock ``horizon`` or the rows of ``times`` run out.
+
+    Schedule: k = k_values[#switch_times <= t] (fixed k: no switch times); with ``pflug``
+    k starts at k0 and grows by ``step`` (up to k_max) when the counter of negative
+    consecutive-gradient products exceeds ``thresh`` after more than ``burnin`` iterations
+    at the current k.  Records (time, error, k) every ``record_every`` iterations and at
+    the end.  Returns (iterations, records, uplink gradients, final time)."""
+    cdef Py_ssize_t m = X.shape[0], d = X.shape[1], n = num_workers
+    cdef Py_ssize_t s = m // n, it = 0, nrec = 0, q, i, j, iters = times.shape[0]
+    cdef Py_ssize_t nswitch = switch_times.shape[0], sw = 0, maxrec = rec_time.shape[0]
+    cdef int64_t k, counter = 0, since = 0, uplink = 0
+    cdef double t = 0.0, scale, prod, kth
+    cdef int di = <int> d, one = 1
+    cdef double* g = <double*> malloc(d * sizeof(double))
+    cdef double* g_prev = <double*> malloc(d * sizeof(double))
+    cdef double* r = <double*> malloc((s + 1) * sizeof(double))
+    cdef double* tmp = <double*> malloc((m + d + 1) * sizeof(double))
+    cdef double* tmp2 = <double*> malloc((d + 1) * sizeof(double))
+    cdef int64_t* idx = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef bint have_prev = False
+    if not (g and g_prev and r and tmp and tmp2 and idx):
+        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx)
+        raise MemoryError()
+    try:
+        with nogil:
+            k = k0 if pflug else k_values[0]
+            rec_time[0] = 0.0
+            rec_error[0] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
+                                  &H[0, 0], f_star, tmp, tmp2)
+            rec_k[0] = k
+            nrec = 1
+            while it < iters and t < horizon:
+                if not pflug:
+                    while sw < nswitch and switch_times[sw] <= t:
+                        sw += 1
+                    k = k_values[sw]
+                _fastest(&times[it, 0], n, k, idx)
+                kth = times[it, idx[k - 1]]
+                for j in range(d):
+                    g[j] = 0.0
+                for q in range(k):
+                    i = idx[q]
+                    _partial_gradient(&X[i * s, 0], &y[i * s], s, d, problem, &w[0], r, g)
+                scale = 1.0 / (k * s)
+                dscal(&di, &scale, g, &one)
+                if reg != 0.0:
+                    daxpy(&di, &reg, &w[0], &one, g, &one)
+                scale = -lr
+                daxpy(&di, &scale, g, &one, &w[0], &one)
+                t += kth
+                uplink += k
+                it += 1
+                if pflug:
+                    since += 1
+                    if have_prev:
+                        prod = ddot(&di, g, &one, g_prev, &one)
+                        counter += 1 if prod < 0 else -1
+                    dcopy(&di, g, &one, g_prev, &one)
+                    have_prev = True
+                    if counter > thresh and since > burnin and k + step <= k_max:
+                        k += step
+                        counter = 0
+                        since = 0
+                if (it % record_every == 0 or it == iters or t >= horizon) and nrec < maxrec:
+                    rec_time[nrec] = t
+                    rec_error[nrec] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
+                                             &w_star[0], &H[0, 0], f_star, tmp, tmp2)
+                    rec_k[nrec] = k
+                    nrec += 1
+    finally:
+        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx)
+    return it, nrec, uplink, t
+
+
+def run_async(const double[:, ::1] X, const double[::1] y, int64_t num_workers, int problem,
+              double reg, const double[:, ::1] times, double lr, double[::1] w, double horizon,
+              const double[::1] w_star, const double[:, ::1] H, double f_star,
+              int64_t record_every, double[::1] rec_time, double[::1] rec_error,
+              int64_t[::1] rec_staleness):
+    """Asynchronous SGD: worker i's j-th response time is times[j, i]; on arrival its
+    gradient (on its stale model) is applied at once and it receives the new model.
+    Records (time, error, staleness of the last update).  Returns (updates, records,
+    whether the horizon was reached before the pre-drawn times ran out)."""
+    cdef Py_ssize_t m = X.shape[0], d = X.shape[1], n = num_workers, s = m // n
+    cdef Py_ssize_t rows = times.shape[0], i, j, best, nrec = 0, maxrec = rec_time.shape[0]
+    cdef int64_t updates = 0
+    cdef int di = <int> d, one = 1
+    cdef double t = 0.0, scale
+    cdef bint reached = False
+    cdef double* snap = <double*> malloc(n * d * sizeof(double))
+    cdef double* finish = <double*> malloc(n * sizeof(double))
+    cdef int64_t* drawn = <int64_t*> malloc(n * sizeof(int64_t))
+    cdef int64_t* version = <int64_t*> malloc(n * sizeof(int64_t))
+    cdef double* g = <double*> malloc(d * sizeof(double))
+    cdef double* r = <double*> malloc((s + 1) * sizeof(double))
+    cdef double* tmp = <double*> malloc((m + d + 1) * sizeof(double))
+    cdef double* tmp2 = <double*> malloc((d + 1) * sizeof(double))
+    if not (snap and finish and drawn and version and g and r and tmp and tmp2):
+        free(snap); free(finish); free(drawn); free(version); free(g); free(r); free(tmp); free(tmp2)
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(n):
+                dcopy(&di, &w[0], &one, &snap[i * d], &one)
+                finish[i] = times[0, i]
+                drawn[i] = 1
+                version[i] = 0
+            rec_time[0] = 0.0
+            rec_error[0] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
+                                  &H[0, 0], f_star, tmp, tmp2)
+            rec_staleness[0] = 0
+            nrec = 1
+            while True:
+                best = 0
+                for i in range(1, n):
+                    if finish[i] < finish[best]:
+                        best = i
+                if finish[best] >= horizon:
+                    reached = True
+                    break
+                if drawn[best] >= rows:
+                    break
+                t = finish[best]
+                for j in range(d):
+                    g[j] = 0.0
+                _partial_gradient(&X[best * s, 0], &y[best * s], s, d, problem,
+                                  &snap[best * d], r, g)
+                scale = 1.0 / s
+                dscal(&di, &scale, g, &one)
+                if reg != 0.0:
+                    daxpy(&di, &reg, &snap[best * d], &one, g, &one)
+                scale = -lr
+                daxpy(&di, &scale, g, &one, &w[0], &one)
+                updates += 1
+                dcopy(&di, &w[0], &one, &snap[best * d], &one)
+                finish[best] = t + times[drawn[best], best]
+                drawn[best] += 1
+                if updates % record_every == 0 and nrec < maxrec:
+                    rec_time[nrec] = t
+                    rec_error[nrec] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
+                                             &w_star[0], &H[0, 0], f_star, tmp, tmp2)
+                    rec_staleness[nrec] = updates - 1 - version[best]
+                    nrec += 1
+                version[best] = updates
+    finally:
+        free(snap); free(finish); free(drawn); free(version); free(g); free(r); free(tmp); free(tmp2)
+    return updates, nrec, reached

@@ -1,0 +1,18 @@
+"""Distributed SGD that waits for the fastest k of n workers, with k adapted over time.
+
+References: S. Kas Hanna, R. Bitar, P. Parag, V. Dasari, S. El Rouayheb, "Adaptive
+Distributed Stochastic Gradient Descent for Minimizing Delay in the Presence of
+Stragglers" (ICASSP 2020); "Adaptive Stochastic Gradient Descent for Fast and
+Communication-Efficient Distributed Learning" (arXiv 2208.03134).
+"""
+from distalloc.sgd.aggregate import fastest_k_average
+from distalloc.sgd.models import (Empirical, Exponential, Heterogeneous, LogNormal, Pareto,
+                                  ResponseModel, ShiftedExponential, parse_model)
+from distalloc.sgd.problems import Problem, diabetes, digits, load_problem, synthetic_regression
+from distalloc.sgd.run import SGDResult, parse_policy, run
+from distalloc.sgd.schedule import Schedule, bound_schedule
+
+__all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
+           "Heterogeneous", "Empirical", "parse_model", "Problem", "synthetic_regression",
+           "diabetes", "digits", "load_problem", "SGDResult", "run", "parse_policy", "Schedule",
+           "bound_schedule", "fastest_k_average"]

@@ -1,0 +1,213 @@
+"""Response-time models of the workers (SPEC 2.1) and the order-statistic means mu_k."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import integrate, stats
+
+from distalloc._validation import ValidationError, as_generator, check_number
+
+__all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
+           "Heterogeneous", "Empirical", "parse_model"]
+
+
+class ResponseModel:
+    """i.i.d. (or per-worker) response times X_i.  ``sample(iterations, n, seed)`` gives an
+    (iterations x n) array; ``order_stat_mean(k, n)`` gives mu_k = E[X_(k)]."""
+
+    name = "model"
+
+    def sample(self, iterations: int, n: int, seed: Any = 0) -> np.ndarray:
+        rng = as_generator(seed)
+        return np.ascontiguousarray(self._draw(rng, (iterations, n)), dtype=np.float64)
+
+    def _draw(self, rng, shape):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def cdf(self, x: np.ndarray, n: int) -> np.ndarray:
+        """(len(x), n) array: P(X_i <= x) for every worker i."""
+        raise NotImplementedError  # pragma: no cover
+
+    def order_stat_mean(self, k: int, n: int) -> float:
+        """mu_k = E[X_(k)] = integral_0^inf P(fewer than k workers have finished by x) dx,
+        the Poisson-binomial tail computed by a DP over workers (numerical quadrature)."""
+        k = check_number(k, "k", low=1, high=n, integer=True)
+
+        def tail(x):
+            F = self.cdf(np.array([x]), n)[0]
+            dist = np.zeros(n + 1)
+            dist[0] = 1.0
+            for f in F:
+                dist[1:] = dist[1:] * (1 - f) + dist[:-1] * f
+                dist[0] *= 1 - f
+            return float(dist[:k].sum())
+        lo = self._support_low()
+        value, _ = integrate.quad(tail, lo, np.inf, limit=400, epsabs=1e-10, epsrel=1e-10)
+        return lo + value
+
+    def _support_low(self) -> float:
+        return 0.0
+
+    def order_stat_means(self, n: int) -> np.ndarray:
+        """mu_1 .. mu_n."""
+        return np.array([self.order_stat_mean(k, n) for k in range(1, n + 1)])
+
+    def to_dict(self) -> dict:
+        return {"model": self.name, **{k: v for k, v in self.__dict__.items()
+                                      if not isinstance(v, np.ndarray)}}
+
+
+@dataclass(frozen=True)
+class Exponential(ResponseModel):
+    rate: float = 1.0
+    name = "exponential"
+
+    def __post_init__(self):
+        check_number(self.rate, "rate", low=0, low_open=True)
+
+    def _draw(self, rng, shape):
+        return rng.standard_exponential(shape) / self.rate
+
+    def cdf(self, x, n):
+        return np.repeat((1 - np.exp(-self.rate * np.maximum(x, 0)))[:, None], n, axis=1)
+
+    def order_stat_mean(self, k, n):
+        """Closed form (H_n - H_{n-k}) / rate."""
+        k = check_number(k, "k", low=1, high=n, integer=True)
+        return float(np.sum(1.0 / np.arange(n - k + 1, n + 1))) / self.rate
+
+
+@dataclass(frozen=True)
+class ShiftedExponential(ResponseModel):
+    shift: float = 1.0
+    rate: float = 1.0
+    name = "shifted-exponential"
+
+    def __post_init__(self):
+        check_number(self.shift, "shift", low=0)
+        check_number(self.rate, "rate", low=0, low_open=True)
+
+    def _draw(self, rng, shape):
+        return self.shift + rng.standard_exponential(shape) / self.rate
+
+    def cdf(self, x, n):
+        return np.repeat((1 - np.exp(-self.rate * np.maximum(x - self.shift, 0)))[:, None], n, 1)
+
+    def order_stat_mean(self, k, n):
+        return self.shift + Exponential(self.rate).order_stat_mean(k, n)
+
+
+@dataclass(frozen=True)
+class Pareto(ResponseModel):
+    scale: float = 1.0
+    shape: float = 3.0
+    name = "pareto"
+
+    def __post_init__(self):
+        check_number(self.scale, "scale", low=0, low_open=True)
+        check_number(self.shape, "shape", low=1, low_open=True)   # finite mean
+
+    def _draw(self, rng, shape):
+        return self.scale * (1.0 + rng.pareto(self.shape, shape))
+
+    def cdf(self, x, n):
+        F = np.where(x < self.scale, 0.0, 1 - (self.scale / np.maximum(x, self.scale)) ** self.shape)
+        return np.repeat(F[:, None], n, axis=1)
+
+    def _support_low(self):
+        return self.scale
+
+
+@dataclass(frozen=True)
+class LogNormal(ResponseModel):
+    mu: float = 0.0
+    sigma: float = 1.0
+    name = "lognormal"
+
+    def __post_init__(self):
+        check_number(self.mu, "mu")
+        check_number(self.sigma, "sigma", low=0, low_open=True)
+
+    def _draw(self, rng, shape):
+        return rng.lognormal(self.mu, self.sigma, shape)
+
+    def cdf(self, x, n):
+        F = stats.lognorm.cdf(x, s=self.sigma, scale=math.exp(self.mu))
+        return np.repeat(np.atleast_1d(F)[:, None], n, axis=1)
+
+
+class Heterogeneous(ResponseModel):
+    """Exponential response times with a rate per worker."""
+
+    name = "heterogeneous"
+
+    def __init__(self, rates):
+        self.rates = np.array([check_number(r, f"rates[{i}]", low=0, low_open=True)
+                               for i, r in enumerate(rates)])
+
+    def sample(self, iterations, n, seed=0):
+        if n != self.rates.size:
+            raise ValidationError(f"Heterogeneous model has {self.rates.size} rates; the run "
+                                  f"has {n} workers.")
+        return super().sample(iterations, n, seed)
+
+    def _draw(self, rng, shape):
+        return rng.standard_exponential(shape) / self.rates[None, :]
+
+    def cdf(self, x, n):
+        return 1 - np.exp(-np.maximum(x, 0)[:, None] * self.rates[None, :n])
+
+    def to_dict(self):
+        return {"model": self.name, "rates": self.rates.tolist()}
+
+
+class Empirical(ResponseModel):
+    """Response times drawn from measured samples (i.i.d. resampling)."""
+
+    name = "empirical"
+
+    def __init__(self, samples):
+        x = np.asarray(samples, dtype=float).ravel()
+        if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x < 0):
+            raise ValidationError("Empirical response times must be a non-empty array of finite "
+                                  "non-negative numbers.")
+        self.samples = np.sort(x)
+
+    def _draw(self, rng, shape):
+        return rng.choice(self.samples, size=shape, replace=True)
+
+    def cdf(self, x, n):
+        F = np.searchsorted(self.samples, x, side="right") / self.samples.size
+        return np.repeat(np.atleast_1d(F)[:, None], n, axis=1)
+
+    def order_stat_mean(self, k, n):
+        """Exact for the discrete distribution: the tail is constant between samples."""
+        k = check_number(k, "k", low=1, high=n, integer=True)
+        pts = np.unique(self.samples)
+        F = np.searchsorted(self.samples, pts, side="right") / self.samples.size
+        tail = stats.binom.cdf(k - 1, n, F)        # P(X_(k) > x) for x in [pts_i, pts_i+1)
+        return float(pts[0] + np.sum(tail[:-1] * np.diff(pts)))
+
+    def to_dict(self):
+        return {"model": self.name, "num_samples": int(self.samples.size)}
+
+
+def parse_model(spec: str) -> ResponseModel:
+    """'exp[:rate]', 'shifted-exp:shift:rate', 'pareto:scale:shape', 'lognormal:mu:sigma'."""
+    name, *args = spec.split(":")
+    try:
+        vals = [float(a) for a in args]
+    except ValueError:
+        raise ValidationError(f"The 'model' option has a non-numeric parameter: {spec!r}.") from None
+    table = {"exp": Exponential, "exponential": Exponential,
+             "shifted-exp": ShiftedExponential, "pareto": Pareto, "lognormal": LogNormal}
+    if name not in table:
+        raise ValidationError(f"Unknown response-time model {name!r} (known: exp, shifted-exp, "
+                              "pareto, lognormal).")
+    try:
+        return table[name](*vals)
+    except TypeError:
+        raise ValidationError(f"Too many parameters for model {name!r}: {spec!r}.") from None

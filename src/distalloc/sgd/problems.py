@@ -1,0 +1,153 @@
+"""Learning problems for the SGD experiments (SPEC 2.4): data, optimum and constants."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from distalloc._validation import ValidationError, as_generator, check_number
+
+__all__ = ["Problem", "synthetic_regression", "diabetes", "digits", "load_problem"]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Data X (m x d), targets y, the loss ('least_squares' or 'logistic', with l2 weight
+    ``reg``), its minimiser ``w_star`` and minimum ``f_star``, the Hessian ``H`` (least
+    squares) and the constants of SPEC 2.2 estimated from the data.
+
+    Loss: least squares F(w) = ||X w - y||^2 / (2 m); logistic
+    F(w) = mean(log(1 + e^{x w}) - y x w) + reg ||w||^2 / 2 with y in {0, 1}."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    loss: str
+    reg: float
+    w_star: np.ndarray
+    f_star: float
+    H: np.ndarray
+
+    @property
+    def num_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[1]
+
+    def value(self, w: np.ndarray) -> float:
+        z = self.X @ w
+        if self.loss == "least_squares":
+            return float(np.sum((z - self.y) ** 2) / (2 * self.num_samples))
+        return float(np.mean(np.logaddexp(0, z) - self.y * z) + 0.5 * self.reg * w @ w)
+
+    def per_sample_gradients(self, w: np.ndarray) -> np.ndarray:
+        z = self.X @ w
+        r = z - self.y if self.loss == "least_squares" else 1 / (1 + np.exp(-z)) - self.y
+        return self.X * r[:, None] + self.reg * w[None, :]
+
+    def restrict(self, num_rows: int) -> "Problem":
+        """The same problem on its first ``num_rows`` rows (what n workers with m // n rows
+        each actually hold), with its own optimum."""
+        if num_rows == self.num_samples:
+            return self
+        X, y = self.X[:num_rows], self.y[:num_rows]
+        if self.loss == "least_squares":
+            return _least_squares(self.name, X, y)
+        return _logistic(self.name, X, y, self.reg)
+
+    def constants(self, w0: np.ndarray) -> dict[str, float]:
+        """L, c (extreme eigenvalues of the Hessian at w*), sigma^2 (per-sample gradient
+        variance at w*) and F(w0) - F*."""
+        if self.loss == "least_squares":
+            H = self.H
+        else:
+            z = self.X @ self.w_star
+            sig = 1 / (1 + np.exp(-z))
+            H = (self.X.T * (sig * (1 - sig))) @ self.X / self.num_samples + self.reg * np.eye(self.dim)
+        eig = np.linalg.eigvalsh(H)
+        g = self.per_sample_gradients(self.w_star)
+        sigma2 = float(np.mean(np.sum((g - g.mean(axis=0)) ** 2, axis=1)))
+        return {"smoothness": float(eig[-1]), "strong_convexity": float(max(eig[0], 1e-12)),
+                "noise_var": sigma2, "initial_gap": self.value(w0) - self.f_star}
+
+
+def _least_squares(name, X, y) -> Problem:
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    w_star, *_ = np.linalg.lstsq(X, y, rcond=None)
+    f_star = float(np.sum((X @ w_star - y) ** 2) / (2 * X.shape[0]))
+    H = np.ascontiguousarray(X.T @ X / X.shape[0])
+    return Problem(name, X, y, "least_squares", 0.0, w_star, f_star, H)
+
+
+def synthetic_regression(num_samples: int = 2000, dim: int = 100, seed: Any = 0) -> Problem:
+    """SPEC 2.4: x uniform on {1..10}^d, w_bar uniform on {1..100}^d, y ~ N(<x, w_bar>, 1)."""
+    m = check_number(num_samples, "num_samples", low=2, integer=True)
+    d = check_number(dim, "dim", low=1, integer=True)
+    rng = as_generator(seed)
+    X = rng.integers(1, 11, size=(m, d)).astype(np.float64)
+    w_bar = rng.integers(1, 101, size=d).astype(np.float64)
+    y = X @ w_bar + rng.standard_normal(m)
+    return _least_squares("synthetic", X, y)
+
+
+def _sklearn():
+    try:
+        import sklearn.datasets as ds
+    except ImportError:
+        raise ValidationError("The diabetes and digits problems need scikit-learn "
+                              "(pip install 'distalloc[data]').") from None
+    return ds
+
+
+def diabetes() -> Problem:
+    """scikit-learn's bundled diabetes data (442 x 10, standardised), least squares with an
+    intercept column."""
+    data = _sklearn().load_diabetes()
+    X = (data.data - data.data.mean(0)) / data.data.std(0)
+    X = np.column_stack([X, np.ones(len(X))])
+    y = (data.target - data.target.mean()) / data.target.std()
+    return _least_squares("diabetes", X, y)
+
+
+def digits(reg: float = 1e-3) -> Problem:
+    """scikit-learn's bundled digits (1797 x 64, pixels / 16), binary logistic regression:
+    digit >= 5 against the rest, l2 weight ``reg``; w* by L-BFGS to machine precision."""
+    data = _sklearn().load_digits()
+    X = np.column_stack([data.data / 16.0, np.ones(len(data.data))])
+    y = (data.target >= 5).astype(np.float64)
+    return _logistic("digits", X, y, reg)
+
+
+def _logistic(name, X, y, reg) -> Problem:
+    """l2-regularised logistic regression; w* by L-BFGS to machine precision."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    m = X.shape[0]
+
+    def f(w):
+        z = X @ w
+        return np.mean(np.logaddexp(0, z) - y * z) + 0.5 * reg * w @ w
+
+    def grad(w):
+        z = X @ w
+        return X.T @ (1 / (1 + np.exp(-z)) - y) / m + reg * w
+    res = minimize(f, np.zeros(X.shape[1]), jac=grad, method="L-BFGS-B",
+                   options={"maxiter": 10_000, "gtol": 1e-12, "ftol": 1e-15})
+    return Problem(name, X, y, "logistic", reg, res.x, float(res.fun),
+                   np.zeros((X.shape[1], X.shape[1])))
+
+
+def load_problem(name: str, seed: Any = 0) -> Problem:
+    if name == "synthetic":
+        return synthetic_regression(seed=seed)
+    if name == "diabetes":
+        return diabetes()
+    if name == "digits":
+        return digits()
+    raise ValidationError(f"The 'problem' parameter must be synthetic, diabetes or digits. "
+                          f"Got {name!r} instead.")

@@ -1,0 +1,109 @@
+"""The bound-optimal k schedule of SPEC 2.2.
+
+With fixed k, after wall-clock time t the error bound is
+e_k(t) = a_k + (1 - eta c)^{t / mu_k} (e_0 - a_k),  a_k = eta L sigma^2 / (2 c k s).
+Small k decays fast (mu_k small), large k has a lower floor a_k.  Starting from k = 1, the
+schedule moves to k' = k + step as soon as the bound of k' decreases faster at the current
+error value e:  d e / dt = ln(1 - eta c) (e - a_k) / mu_k, so k' is faster iff
+(e - a_k) / mu_k < (e - a_k') / mu_k', i.e. once e falls to
+
+    e*_k = (a_k mu_k' - a_k' mu_k) / (mu_k' - mu_k).
+
+Reaching e* from the value e_prev at the previous switch takes
+mu_k ln((e* - a_k) / (e_prev - a_k)) / ln(1 - eta c), which for step 1 is SPEC 2.2's
+t_k - t_{k-1} = mu_k / (-ln(1 - eta c)) [ln(mu_{k+1} - mu_k) - ln(eta L sigma^2 mu_k)
++ ln(2 c k (k+1) s e_{k-1} - eta L (k+1) sigma^2)]: substitute a_k and simplify
+(e_prev - a_k) / (e* - a_k) = (e_prev - a_k)(mu_k' - mu_k) / ((a_k - a_k') mu_k) and
+a_k - a_k' = eta L sigma^2 / (2 c s k (k+1)).  If e_prev <= e* already the switch is
+immediate (a log argument <= 0 in SPEC's form).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from distalloc._validation import ValidationError, check_number
+from distalloc.sgd.models import Exponential, ResponseModel
+
+__all__ = ["Schedule", "bound_schedule"]
+
+
+@dataclass(eq=False)
+class Schedule:
+    """k_values[j] is used from switch_times[j-1] (0 for j = 0) on; ``switch_errors`` is the
+    bound's value at each switch."""
+
+    k_values: np.ndarray
+    switch_times: np.ndarray
+    switch_errors: np.ndarray
+    order_stat_means: np.ndarray
+
+    def k_at(self, t: float) -> int:
+        return int(self.k_values[np.searchsorted(self.switch_times, t, side="right")])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k_values": self.k_values.tolist(), "switch_times": self.switch_times.tolist(),
+                "switch_errors": self.switch_errors.tolist(),
+                "order_stat_means": self.order_stat_means.tolist()}
+
+
+def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity: float,
+                   noise_var: float, batch: int, initial_gap: float,
+                   model: ResponseModel | None = None, rate: float = 1.0, step: int = 1,
+                   k_start: int = 1) -> Schedule:
+    """Switching times t_1 .. of the bound-optimal schedule k = k_start, k_start + step, ...
+
+    Parameters
+    ----------
+    workers : int
+        n.
+    lr, smoothness, strong_convexity, noise_var, batch, initial_gap : float
+        eta, L, c, sigma^2, s (rows per worker), F(w0) - F*.  Needs eta c < 1.
+    model : ResponseModel, optional
+        response times (default Exponential(rate)); mu_k from its order statistics.
+
+    Returns
+    -------
+    Schedule
+
+    Examples
+    --------
+    >>> s = bound_schedule(5, 0.001, 2, 1, 10, 10, 100)
+    >>> [round(t, 1) for t in s.switch_times]
+    [2484.6, 3108.1, 3968.3, 5512.6]
+    """
+    n = check_number(workers, "workers", low=1, integer=True)
+    eta = check_number(lr, "lr", low=0, low_open=True)
+    L = check_number(smoothness, "smoothness", low=0, low_open=True)
+    c = check_number(strong_convexity, "strong_convexity", low=0, low_open=True)
+    sigma2 = check_number(noise_var, "noise_var", low=0)
+    s = check_number(batch, "batch", low=1, integer=True)
+    e = check_number(initial_gap, "initial_gap", low=0)
+    step = check_number(step, "step", low=1, integer=True)
+    k = check_number(k_start, "k_start", low=1, high=n, integer=True)
+    if eta * c >= 1:
+        raise ValidationError(f"The bound needs lr x strong_convexity < 1. Got {eta * c:g} instead.")
+    model = model or Exponential(check_number(rate, "rate", low=0, low_open=True))
+    mu = model.order_stat_means(n)
+    log_contraction = math.log(1 - eta * c)          # < 0
+
+    def a(kk):
+        return eta * L * sigma2 / (2 * c * kk * s)
+    ks, times, errors = [k], [], []
+    t = 0.0
+    while k + step <= n:
+        k2 = k + step
+        mu_k, mu_k2 = mu[k - 1], mu[k2 - 1]
+        target = (a(k) * mu_k2 - a(k2) * mu_k) / (mu_k2 - mu_k)
+        if e > target:
+            dt = mu_k * math.log((target - a(k)) / (e - a(k))) / log_contraction
+            t += dt
+            e = a(k) + (1 - eta * c) ** (dt / mu_k) * (e - a(k))
+        times.append(t)
+        errors.append(e)
+        k = k2
+        ks.append(k)
+    return Schedule(np.array(ks), np.array(times), np.array(errors), mu)

@@ -1,0 +1,166 @@
+"""Fastest-k SGD: order statistics, aggregation and fused kernels against numpy references,
+the bound-optimal schedule against SPEC 2.2, and the paper's finding."""
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import naive
+from distalloc import ValidationError
+from distalloc.cli import main
+from distalloc.sgd import (Empirical, Exponential, Heterogeneous, LogNormal, Pareto,
+                           ShiftedExponential, bound_schedule, fastest_k_average, run,
+                           synthetic_regression)
+from distalloc.sgd.models import ResponseModel
+
+
+def test_schedule_spec_example():
+    """SPEC 2.2 example.  Derivation of the first switch: mu_1 = 1/5, mu_2 = 1/5 + 1/4,
+    a_1 = eta L sigma^2 / (2 c s) = 1e-3, e_0 = 100; t_1 = mu_1 / -ln(0.999) x
+    [ln(mu_2 - mu_1) - ln(eta L sigma^2 mu_1) + ln(2 c 1 2 s e_0 - eta L 2 sigma^2)]
+    = 0.2 / 0.0010005 x [ln 0.25 - ln 0.004 + ln 3999.96] = 2484.6."""
+    s = bound_schedule(5, 0.001, 2, 1, 10, 10, 100)
+    mu1, mu2 = 0.2, 0.45
+    t1 = mu1 / -math.log(0.999) * (math.log(mu2 - mu1) - math.log(0.001 * 2 * 10 * mu1)
+                                   + math.log(2 * 1 * 1 * 2 * 10 * 100 - 0.001 * 2 * 2 * 10))
+    assert s.switch_times[0] == pytest.approx(t1, rel=1e-12)
+    assert np.allclose(s.switch_times, [2484.6, 3108.1, 3968.3, 5512.6], atol=0.05)
+    assert s.k_values.tolist() == [1, 2, 3, 4, 5]
+    # at each switch the bound equals the crossing value (a_k mu_k+1 - a_k+1 mu_k)/(mu_k+1 - mu_k)
+    a = lambda k: 0.001 * 2 * 10 / (2 * 1 * k * 10)  # noqa: E731
+    mu = s.order_stat_means
+    for k in range(1, 5):
+        cross = (a(k) * mu[k] - a(k + 1) * mu[k - 1]) / (mu[k] - mu[k - 1])
+        assert s.switch_errors[k - 1] == pytest.approx(cross, rel=1e-9)
+
+
+def test_schedule_immediate_switch_and_validation():
+    s = bound_schedule(5, 0.001, 2, 1, 10, 10, 1e-9)  # already below every crossing
+    assert np.all(s.switch_times == 0)
+    with pytest.raises(ValidationError, match="lr x strong_convexity < 1"):
+        bound_schedule(5, 2.0, 2, 1, 10, 10, 100)
+    with pytest.raises(ValidationError, match="'batch'"):
+        bound_schedule(5, 0.001, 2, 1, 10, 0, 100)
+
+
+MODELS = [Exponential(2.0), ShiftedExponential(0.5, 1.0), Pareto(1.0, 3.0), LogNormal(0.0, 0.5),
+          Heterogeneous([0.5, 1.0, 2.0, 4.0, 1.0, 3.0]),
+          Empirical(np.random.default_rng(0).gamma(2.0, 1.0, size=300))]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.name)
+def test_order_stat_means_against_monte_carlo(model):
+    n = 6
+    x = np.sort(model.sample(200_000, n, seed=1), axis=1)
+    mc, se = x.mean(axis=0), x.std(axis=0) / math.sqrt(x.shape[0])
+    mu = model.order_stat_means(n)
+    assert np.all(np.abs(mu - mc) <= 5 * se + 1e-9)
+    assert np.all(np.diff(mu) > 0)
+
+
+def test_exponential_closed_form_equals_quadrature():
+    m = Exponential(1.5)
+    for k in (1, 3, 6):
+        generic = ResponseModel.order_stat_mean(m, k, 6)
+        assert m.order_stat_mean(k, 6) == pytest.approx(generic, rel=1e-8)
+        assert m.order_stat_mean(k, 6) == pytest.approx(sum(1 / j for j in range(7 - k, 7)) / 1.5)
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=40)
+def test_fastest_k_average_matches_argsort(seed):
+    rng = np.random.default_rng(seed)
+    B, n, d = int(rng.integers(1, 20)), int(rng.integers(1, 12)), int(rng.integers(1, 6))
+    times = rng.integers(0, 4, size=(B, n)).astype(float)   # many ties
+    grads = rng.standard_normal((B, n, d))
+    k = rng.integers(1, n + 1, size=B)
+    out, chosen = fastest_k_average(times, grads, k)
+    ref, order = naive.fastest_k_reference(times, grads, k)
+    assert np.allclose(out, ref)
+    for b in range(B):
+        assert chosen[b, : k[b]].tolist() == order[b, : k[b]].tolist()
+
+
+@pytest.mark.parametrize("loss", ["least_squares", "logistic"])
+@pytest.mark.parametrize("schedule", ["fixed", "switch"])
+def test_fused_kernel_matches_numpy_loop(loss, schedule):
+    from distalloc._compiled import sgd_kernels
+    rng = np.random.default_rng(3)
+    n, s, d = 8, 5, 4
+    X = rng.standard_normal((n * s, d))
+    y = (X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n * s)) if loss == "least_squares" \
+        else (rng.random(n * s) < 0.5).astype(float)
+    times = np.round(rng.exponential(1.0, size=(400, n)), 1)   # ties on purpose
+    switch_times, k_values = ((np.zeros(0), np.array([3])) if schedule == "fixed"
+                              else (np.array([20.0, 60.0]), np.array([2, 5, 8])))
+    k_of_time = lambda t: int(k_values[np.searchsorted(switch_times, t, side="right")])  # noqa
+    reg = 0.0 if loss == "least_squares" else 0.01
+    w_ref, t_ref, it_ref, ks = naive.sgd_reference(X, y, n, times, 0.05, 150.0, k_of_time, loss, reg)
+    w = np.zeros(d)
+    rec = np.zeros(1000), np.zeros(1000), np.zeros(1000, dtype=np.int64)
+    it, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
+        np.ascontiguousarray(X), y, n, 0 if loss == "least_squares" else 1, reg, times, 0.05, w,
+        150.0, switch_times, k_values, 0, 1, 1, 0, 0, n, np.zeros(d), np.eye(d), 0.0, 1, *rec)
+    assert it == it_ref and uplink == sum(ks)
+    assert t_end == pytest.approx(t_ref)
+    assert np.allclose(w, w_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_pflug_moves_k_up_and_respects_caps():
+    prob = synthetic_regression(num_samples=400, dim=10)
+    r = run(prob, 20, "pflug:2:3:5:50", horizon=800, k_max=14)
+    assert r.k[0] == 2 and r.k.max() <= 14 and np.all(np.diff(r.k) >= 0)
+    assert set(np.unique(r.k)) <= {2, 5, 8, 11, 14}
+    assert r.uplink_gradients >= 2 * r.iterations and r.downlink_models == 20 * r.iterations
+
+
+def test_policies_and_async():
+    prob = synthetic_regression(num_samples=400, dim=10)
+    for policy in ("fixed:4", "sync", "bound", "async"):
+        r = run(prob, 20, policy, horizon=300, seed=2)
+        assert r.time[-1] <= 300 + 50 and np.all(np.isfinite(r.error))
+        assert r.error[-1] < r.error[0]
+    with pytest.raises(ValidationError, match="'policy k' parameter"):
+        run(prob, 20, "fixed:0")
+    with pytest.raises(ValidationError, match="'policy'"):
+        run(prob, 20, "greedy")
+
+
+def test_paper_finding_adaptive_beats_fixed_40():
+    """SPEC 2.4: synthetic regression, n = 50, Exp(1), eta = 0.0005.  Averaged over 5 seeds,
+    the bound schedule and the Pflug heuristic (paper setting: k from 10 to 40 in steps of
+    10, thresh 10, burnin 200) reach fixed k = 40's lowest error at least 2x sooner."""
+    prob = synthetic_regression()
+    speedups = {"bound": [], "pflug": []}
+    for seed in range(5):
+        f40 = run(prob, 50, "fixed:40", seed=seed)
+        target = f40.error.min()
+        t40 = f40.time_to_error(target)
+        speedups["bound"].append(t40 / run(prob, 50, "bound", seed=seed).time_to_error(target))
+        speedups["pflug"].append(t40 / run(prob, 50, "pflug:10:10:10:200", seed=seed,
+                                           k_max=40).time_to_error(target))
+    assert np.mean(speedups["bound"]) >= 2.0
+    assert np.mean(speedups["pflug"]) >= 2.0
+
+
+def test_cli_sgd_contract(capsys):
+    assert main(["sgd", "schedule", "--workers", "5", "--lr", "0.001", "--smoothness", "2",
+                 "--strong-convexity", "1", "--noise-var", "10", "--batch", "10",
+                 "--initial-gap", "100", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {"switch_times", "switch_errors"} <= set(d) and len(d["switch_times"]) == 4
+    assert main(["sgd", "run", "--problem", "synthetic", "--workers", "50", "--policy",
+                 "fixed:10", "--horizon", "200", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {"time", "error", "k", "uplink_gradients", "downlink_models"} <= set(d)
+    assert len(d["time"]) == len(d["error"]) == len(d["k"])
+    assert d["uplink_gradients"] == 10 * d["iterations"]
+
+
+def test_real_data_problems():
+    pytest.importorskip("sklearn", reason="scikit-learn ships the diabetes and digits data")
+    for problem, policy in (("diabetes", "bound"), ("digits", "pflug:1:2:10:200")):
+        r = run(problem, 10, policy, horizon=300)
+        assert np.all(r.error >= -1e-9) and r.error[-1] < 0.1 * r.error[0]
