@@ -240,6 +240,21 @@ cdef void _graph_build(RouteGraph* g, Py_ssize_t S) noexcept nogil:
             g.bucket[e] += 1
 
 
+cdef int _graph_init(RouteGraph* g, const int64_t* first, const int64_t* num, Py_ssize_t S,
+                     Py_ssize_t L) noexcept nogil:
+    """Allocate the buckets of ``g`` and build them; -1 if out of memory (caller frees
+    g.bucket and g.by_end either way)."""
+    g.first = first
+    g.num = num
+    g.L = L
+    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
+    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    if not (g.bucket and g.by_end):
+        return -1
+    _graph_build(g, S)
+    return 0
+
+
 cdef void _wait_table(const SessionList* s, int64_t used, int64_t capb, int64_t m,
                       double now, double* W) noexcept nogil:
     """W[k], k = 1..m: ms until k more (session, block) caches are free on the server,
@@ -344,16 +359,11 @@ def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_block
     cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
     cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
     cdef int64_t* zeros = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
-    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    cdef int graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
     try:
-        if not (D and arg_server and arg_prev and zeros and g.bucket and g.by_end):
+        if not (D and arg_server and arg_prev and zeros) or graph_ok < 0:
             raise MemoryError()
         with nogil:
-            g.first = &first_block[0]
-            g.num = &num_blocks[0]
-            g.L = L
-            _graph_build(&g, S)
             rc.a2 = NULL
             rc.b2 = NULL
             rc.w = 0.0
@@ -698,17 +708,12 @@ def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int6
     cdef int64_t* cached_len = <int64_t*> malloc((C + 1) * sizeof(int64_t))
     cdef int64_t* cached_path = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
     cdef int failed = 0
-    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
-    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    cdef int graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
     try:
         if not (lists and used and ht and hc and D and arg_server and arg_prev and W and path
-                and cached_key and cached_len and cached_path and g.bucket and g.by_end):
+                and cached_key and cached_len and cached_path) or graph_ok < 0:
             raise MemoryError()
         with nogil:
-            g.first = &first_block[0]
-            g.num = &num_blocks[0]
-            g.L = L
-            _graph_build(&g, S)
             rc.capb = &cache_budget[0]
             rc.used = used
             rc.lists = lists

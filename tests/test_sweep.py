@@ -136,7 +136,9 @@ def test_parquet_output_and_resume(tmp_path):
     assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0
     table = pa.read_table(out)
     assert table.num_rows == 12 and "mean_jobs" in table.column_names
-    assert table.column("probs").to_pylist()[0] == [0.5, 0.5]
+    got = sorted((r["rate"], tuple(r["probs"]), r["seed"]) for r in table.to_pylist())
+    assert got == sorted((rate, tuple(p), seed) for rate in (0.5, 1.0, 1.5)
+                         for p in ([0.5, 0.5], [0.2, 0.8]) for seed in (0, 1))
 
 
 def test_dask_local_cluster(tmp_path):

@@ -28,8 +28,13 @@ class ResponseModel:
         raise NotImplementedError
 
     def cdf(self, x: np.ndarray, n: int) -> np.ndarray:
-        """(len(x), n) array: P(X_i <= x) for every worker i."""
-        raise NotImplementedError  # pragma: no cover
+        """(len(x), n) array: P(X_i <= x) for every worker i; i.i.d. models give
+        ``_cdf1(x)`` (one column) and share it across workers."""
+        F = np.atleast_1d(self._cdf1(np.asarray(x, dtype=float)))
+        return np.repeat(F[:, None], n, axis=1)
+
+    def _cdf1(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def order_stat_mean(self, k: int, n: int) -> float:
         """mu_k = E[X_(k)] = integral_0^inf P(fewer than k workers have finished by x) dx,
@@ -71,8 +76,8 @@ class Exponential(ResponseModel):
     def _draw(self, rng, shape):
         return rng.standard_exponential(shape) / self.rate
 
-    def cdf(self, x, n):
-        return np.repeat((1 - np.exp(-self.rate * np.maximum(x, 0)))[:, None], n, axis=1)
+    def _cdf1(self, x):
+        return 1 - np.exp(-self.rate * np.maximum(x, 0))
 
     def order_stat_mean(self, k, n):
         """Closed form (H_n - H_{n-k}) / rate."""
@@ -93,8 +98,8 @@ class ShiftedExponential(ResponseModel):
     def _draw(self, rng, shape):
         return self.shift + rng.standard_exponential(shape) / self.rate
 
-    def cdf(self, x, n):
-        return np.repeat((1 - np.exp(-self.rate * np.maximum(x - self.shift, 0)))[:, None], n, 1)
+    def _cdf1(self, x):
+        return 1 - np.exp(-self.rate * np.maximum(x - self.shift, 0))
 
     def order_stat_mean(self, k, n):
         return self.shift + Exponential(self.rate).order_stat_mean(k, n)
@@ -113,9 +118,8 @@ class Pareto(ResponseModel):
     def _draw(self, rng, shape):
         return self.scale * (1.0 + rng.pareto(self.shape, shape))
 
-    def cdf(self, x, n):
-        F = np.where(x < self.scale, 0.0, 1 - (self.scale / np.maximum(x, self.scale)) ** self.shape)
-        return np.repeat(F[:, None], n, axis=1)
+    def _cdf1(self, x):
+        return np.where(x < self.scale, 0.0, 1 - (self.scale / np.maximum(x, self.scale)) ** self.shape)
 
     def _support_low(self):
         return self.scale
@@ -134,9 +138,8 @@ class LogNormal(ResponseModel):
     def _draw(self, rng, shape):
         return rng.lognormal(self.mu, self.sigma, shape)
 
-    def cdf(self, x, n):
-        F = stats.lognorm.cdf(x, s=self.sigma, scale=math.exp(self.mu))
-        return np.repeat(np.atleast_1d(F)[:, None], n, axis=1)
+    def _cdf1(self, x):
+        return stats.lognorm.cdf(x, s=self.sigma, scale=math.exp(self.mu))
 
 
 class Heterogeneous(ResponseModel):
@@ -179,9 +182,8 @@ class Empirical(ResponseModel):
     def _draw(self, rng, shape):
         return rng.choice(self.samples, size=shape, replace=True)
 
-    def cdf(self, x, n):
-        F = np.searchsorted(self.samples, x, side="right") / self.samples.size
-        return np.repeat(np.atleast_1d(F)[:, None], n, axis=1)
+    def _cdf1(self, x):
+        return np.searchsorted(self.samples, x, side="right") / self.samples.size
 
     def order_stat_mean(self, k, n):
         """Exact for the discrete distribution: the tail is constant between samples."""
