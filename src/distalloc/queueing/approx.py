@@ -23,10 +23,15 @@ constant (theta, below):
   saturation all n cores are busy, task completions form a Poisson process of rate n mu and
   departures are every k-th completion up to a bounded lag, so the departure process has
   index of dispersion 1/k and Kingman's constant is (c_a^2 + c_s^2) / 2 = (1 + 1/k) / 2.
-  With several speeds the task time is hyperexponential, its squared coefficient of
-  variation c_x^2 = 2 sum p/mu^2 / (sum p/mu)^2 - 1 replaces 1: (1 + c_x^2 / k) / 2.
+  With several speeds the task time is hyperexponential (cut by purges), its squared
+  coefficient of variation c_x^2 = 2 sum p/r^2 / (sum p/r)^2 - 1 (r = mu + purge rate)
+  replaces 1: (1 + c_x^2 / k) / 2.
   For k = n nothing resynchronises the cores; we take Nelson and Tantawi's heavy-traffic
-  constant (7 H_n / H_2 + 4) / 8, exact for n = 2.
+  constant NT_n = (7 H_n / H_2 + 4) / 8, exact for n = 2, and write it as
+  (1 + phi_n) / 2: a common part driven by the shared arrivals (weight c_a^2 = 1) and an
+  independent part driven by each core's service (weight c_x^2), whose maximum over n
+  cores is phi_n = 2 NT_n - 1 times larger.  Non-exponential tasks scale only the
+  independent part: beta(1) = (1 + c_x^2 phi_n) / 2.
 * beta(rho) moves from beta(0) to beta(1) as the queue becomes long compared with the
   relaxation time of the saturated head of the line:
   beta(rho) = beta(1) + (beta(0) - beta(1)) (1 - rho) / (1 - rho + rho / theta).
@@ -34,8 +39,12 @@ constant (theta, below):
   when few tasks are purged, and theta = 1.7 + 0.87 k / (n - k + 1) fits simulations over
   n <= 20 (the only fitted constant; README lists the resulting errors).
 
-Several speeds enter through the race (T_0 and q^0), through Lambda and through c_x^2; the
-light-traffic slope uses the single-speed value at the mean task time 1/mu_eq = sum p/mu.
+Several speeds enter through the race (T_0 and q^0), through Lambda and through c_x^2.  The
+light-traffic slope is the single-speed value scaled for task variability: by the same
+factor as beta(1) for k = n, and by 1 + (c_x^2 - 1)/2 x (k - 1)/(n - 1) for k < n (the
+Pollaczek-Khinchine factor (1 + c^2)/2, weighted by how little purging there is: none
+for k = 1, whose race is exact anyway).  This weighting is a heuristic, checked on the
+published grid.
 
 Energy per job (SPEC 3.2 identity): busy energy k sum_l q_l P_l / mu_l, with q_l the
 fraction of task completions won by level l, plus idle power times idle core-time
@@ -88,7 +97,8 @@ def heavy_traffic_constant(n: int, k: int, task_scv: float = 1.0) -> float:
     (7 H_n/H_2 + 4)/8, scaled by (1 + c_x^2) / 2 for non-exponential tasks."""
     if k < n:
         return 0.5 * (1.0 + task_scv / k)
-    return (7.0 * _harmonic(n) / 1.5 + 4.0) / 8.0 * 0.5 * (1.0 + task_scv)
+    phi = 2.0 * (7.0 * _harmonic(n) / 1.5 + 4.0) / 8.0 - 1.0
+    return 0.5 * (1.0 + task_scv * phi)
 
 
 def saturation_capacity(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
@@ -234,7 +244,9 @@ def approximate(system: ForkJoin) -> QueueMetrics:
     b0 = light_traffic_slope(n, k)
     b1 = heavy_traffic_constant(n, k, scv)
     if k == n:
-        b0 *= 0.5 * (1.0 + scv)
+        b0 *= b1 / heavy_traffic_constant(n, k, 1.0)
+    else:
+        b0 *= 1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1)
     theta = _relaxation(n, k)
     beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
     resp = t0 + load / (1.0 - load) * beta / capacity
