@@ -199,3 +199,13 @@ def test_simulate_validates_before_work():
         simulate(sc, "cg-bprr", rate_per_s=-1, num_requests=10)
     with pytest.raises(ValidationError, match="noise"):
         simulate(sc, "cg-bprr", rate_per_s=1, num_requests=10, noise=math.nan)
+
+
+def test_milp_placement_online_on_a_small_instance():
+    """'milp' places the model exactly for |R| planned sessions, then routes with WS-RR."""
+    rng = np.random.default_rng(11)
+    sc = online_scenario(rng)
+    res = simulate(sc, "milp", rate_per_s=0.5, num_requests=30, planned_requests=2, seed=1,
+                   time_limit_s=30)
+    assert res.dropped == 0 and res.extra["milp_status"] in ("optimal", "time_limit")
+    check_memory(res, sc)
