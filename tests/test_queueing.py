@@ -154,3 +154,20 @@ def test_tradeoff_and_optimize():
     assert o3.feasible and o3.metrics.mean_response <= 1.5 + 1e-6
     start = approximate(three)   # the given mix: no better than the optimum if it qualifies
     assert start.mean_response > 1.5 or o3.metrics.energy_per_job <= start.energy_per_job + 1e-9
+
+
+def test_fork_join_light_traffic_slope_matches_recursion():
+    """Two derivations of beta(0) for k = n agree for one speed: the two-job level
+    recursion (light_traffic_slope) and the independent-cores integral
+    (fork_join_light_traffic_slope), the latter also for speed mixes."""
+    from distalloc.queueing.approx import fork_join_light_traffic_slope
+    for n in (2, 3, 5, 8):
+        one = fork_join_light_traffic_slope(n, np.array([2.0]), np.array([1.0]))
+        assert one == pytest.approx(light_traffic_slope(n, n), rel=1e-6)
+    # a mix against the exact chain's slope at small rates (finite difference)
+    sys_ = ForkJoin(3, 3, 0.02, [1.0, 3.0], [1.0, 1.0], [0.5, 0.5])
+    lo, hi = exact(sys_.with_rate(0.01)), exact(sys_.with_rate(0.02))
+    slope = (hi.mean_response - lo.mean_response) / 0.01
+    cap = 1.0 / (0.5 / 1.0 + 0.5 / 3.0)
+    b0 = fork_join_light_traffic_slope(3, np.array([1.0, 3.0]), np.array([0.5, 0.5]))
+    assert b0 / cap ** 2 == pytest.approx(slope, rel=0.03)

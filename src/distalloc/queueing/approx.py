@@ -39,12 +39,12 @@ constant (theta, below):
   when few tasks are purged, and theta = 1.7 + 0.87 k / (n - k + 1) fits simulations over
   n <= 20 (the only fitted constant; README lists the resulting errors).
 
-Several speeds enter through the race (T_0 and q^0), through Lambda and through c_x^2.  The
-light-traffic slope is the single-speed value scaled for task variability: by the same
-factor as beta(1) for k = n, and by 1 + (c_x^2 - 1)/2 x (k - 1)/(n - 1) for k < n (the
-Pollaczek-Khinchine factor (1 + c^2)/2, weighted by how little purging there is: none
-for k = 1, whose race is exact anyway).  This weighting is a heuristic, checked on the
-published grid.
+Several speeds enter through the race (T_0 and q^0), through Lambda and through c_x^2.  For
+k = n the light-traffic slope is exact for any mix (no purging: the cores are independent
+given the two jobs; see fork_join_light_traffic_slope).  For 1 < k < n it is the
+single-speed value scaled by 1 + (c_x^2 - 1)/2 x (k - 1)/(n - 1): the Pollaczek-Khinchine
+factor (1 + c^2)/2, weighted by how little purging there is (none for k = 1, whose race is
+exact anyway).  This weighting is a heuristic, checked on the published grid.
 
 Energy per job (SPEC 3.2 identity): busy energy k sum_l q_l P_l / mu_l, with q_l the
 fraction of task completions won by level l, plus idle power times idle core-time
@@ -68,7 +68,8 @@ import numpy as np
 from distalloc._validation import ValidationError
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 
-__all__ = ["approximate", "light_traffic_race", "light_traffic_slope", "heavy_traffic_constant"]
+__all__ = ["approximate", "light_traffic_race", "light_traffic_slope",
+           "fork_join_light_traffic_slope", "heavy_traffic_constant", "saturation_capacity"]
 
 
 def _harmonic(m: int) -> float:
@@ -90,6 +91,33 @@ def light_traffic_slope(n: int, k: int) -> float:
             f[(a, b)] = (1.0 + rp * after_p + rt * after_t) / (rp + rt)
     d1 = sum((f[(i, 0)] - t0) / ((n - i) * mu) for i in range(k))
     return d1 * (n * mu / k) ** 2
+
+
+def fork_join_light_traffic_slope(n: int, speeds: np.ndarray, probs: np.ndarray,
+                                  order: int = 80) -> float:
+    """beta(0) for k = n, any speed mix, exactly: without purging each core serves the
+    earlier job's task, then the tagged job's, independently of the others, so with the
+    earlier job arriving tau before, the tagged job's response is max_i Y_i with
+    Y = (X_P - tau)^+ + X_T, and D_1 = int_0^inf dtau int_0^inf (G(x)^n - F_tau(x)^n) dx
+    (G: task-time CDF, a hyperexponential; F_tau: the CDF of Y, a mixture of G and of
+    hypoexponentials).  Gauss-Laguerre quadrature in both variables (relative error
+    ~1e-7; one speed reproduces light_traffic_slope(n, n), 11/8 for n = 2)."""
+    mu = np.asarray(speeds, dtype=float)
+    p = np.asarray(probs, dtype=float)
+    u, wts = np.polynomial.laguerre.laggauss(order)
+    x = u / mu.min()
+    wx = wts * np.exp(u) / mu.min()
+    G = (p[None, :] * -np.expm1(-np.outer(x, mu))).sum(axis=1)
+    a, b, xx = mu[:, None, None], mu[None, :, None], x[None, None, :]
+    same = np.isclose(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hypo = np.where(same, 1 - np.exp(-a * xx) * (1 + a * xx),
+                        1 - (b * np.exp(-a * xx) - a * np.exp(-b * xx)) / np.where(same, 1.0, b - a))
+    H = (p[None, :, None] * hypo).sum(axis=1)                 # P(Exp(mu_l) + X <= x)
+    q = p[None, :] * np.exp(-np.outer(x, mu))                 # earlier task still running
+    F = (1 - q.sum(axis=1))[:, None] * G[None, :] + q @ H
+    d1 = float(((G[None, :] ** n - F ** n) @ wx) @ wx)
+    return d1 / float(np.sum(p / mu)) ** 2
 
 
 def heavy_traffic_constant(n: int, k: int, task_scv: float = 1.0) -> float:
@@ -197,7 +225,8 @@ def _mix_terms(n: int, k: int, speeds_key: bytes, probs_key: bytes):
     mean_d = float(np.sum(p / r))
     scv = 2.0 * float(np.sum(p / r ** 2)) / mean_d ** 2 - 1.0
     q_sat = p * mu / r
-    return capacity, purge_rate, t0, q0, scv, q_sat / q_sat.sum()
+    b0_fj = fork_join_light_traffic_slope(n, mu[live], p[live]) if k == n else math.nan
+    return capacity, purge_rate, t0, q0, scv, q_sat / q_sat.sum(), b0_fj
 
 
 def approximate(system: ForkJoin) -> QueueMetrics:
@@ -236,17 +265,17 @@ def approximate(system: ForkJoin) -> QueueMetrics:
     live = p > 0
     if k == 1:
         return _race_mg1(system)
-    capacity, purge_rate, t0, q0, scv, q_sat = _mix_terms(n, k, mu.tobytes(), p.tobytes())
+    capacity, purge_rate, t0, q0, scv, q_sat, b0_fork_join = _mix_terms(n, k, mu.tobytes(),
+                                                                         p.tobytes())
     load = lam / capacity
     if load >= 1.0:
         raise ValidationError(f"The system is unstable: rate {lam:g} >= saturation capacity "
                               f"{capacity:.4g} jobs per unit time (n = {n}, k = {k}).")
-    b0 = light_traffic_slope(n, k)
     b1 = heavy_traffic_constant(n, k, scv)
     if k == n:
-        b0 *= b1 / heavy_traffic_constant(n, k, 1.0)
+        b0 = b0_fork_join
     else:
-        b0 *= 1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1)
+        b0 = light_traffic_slope(n, k) * (1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1))
     theta = _relaxation(n, k)
     beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
     resp = t0 + load / (1.0 - load) * beta / capacity
