@@ -171,3 +171,18 @@ def test_fork_join_light_traffic_slope_matches_recursion():
     cap = 1.0 / (0.5 / 1.0 + 0.5 / 3.0)
     b0 = fork_join_light_traffic_slope(3, np.array([1.0, 3.0]), np.array([0.5, 0.5]))
     assert b0 / cap ** 2 == pytest.approx(slope, rel=0.03)
+
+
+@pytest.mark.parametrize("n, k, speeds, probs", [(20, 10, [1.0, 3.0], [0.5, 0.5]),
+                                                 (10, 5, [0.5, 1.0, 2.0], [0.3, 0.4, 0.3]),
+                                                 (6, 1, [1.0, 3.0], [0.5, 0.5])])
+def test_saturation_capacity_against_overloaded_simulation(n, k, speeds, probs):
+    """Push 1.5x the estimated capacity through the simulator: jobs then leave at the
+    capacity rate, so the mean response of jobs 1..N grows as (N/2)(1/capacity - 1/rate)."""
+    from distalloc.queueing.approx import saturation_capacity
+    cap, _ = saturation_capacity(n, k, np.array(speeds), np.array(probs))
+    lam, N = 1.5 * cap, 400_000
+    m = simulate(ForkJoin(n, k, lam, speeds, None, probs), N, seed=3, warmup_fraction=0.0,
+                 batches=2)
+    measured = 1.0 / (2 * m.mean_response / N + 1.0 / lam)
+    assert cap == pytest.approx(measured, rel=0.02)
