@@ -6,9 +6,12 @@ Write the mean response time as a light-traffic term plus a Kingman-type waiting
 
     E[T] = T_0 + rho / (1 - rho) * beta(rho) / Lambda,        E[N] = lambda E[T],
 
-with Lambda = n / (k sum_l p_l / mu_l) the service capacity in jobs per unit time and
-rho = lambda / Lambda (SPEC 3.3's load).  Every piece is derived, except one relaxation
-constant (theta, below):
+with Lambda the saturation capacity in jobs per unit time and rho = lambda / Lambda.  For
+one speed Lambda = n mu / k and rho is SPEC 3.3's load; with several speeds purging cuts
+slow tasks, so Lambda exceeds n / (k sum_l p_l / mu_l) (see ``saturation_capacity``).
+The pieces are derived, except three calibrated ones, each named below and checked on the
+published grid: the relaxation constant theta, the purge-bias exponent of the capacity,
+and the variability weighting of the light-traffic slope for 1 < k < n.
 
 * T_0, the response time of a lone job, is exact: the first k finishers of a race of n
   cores, each with a speed drawn from p.  A dynamic program over the speed mix of the cores
@@ -37,7 +40,7 @@ constant (theta, below):
   beta(rho) = beta(1) + (beta(0) - beta(1)) (1 - rho) / (1 - rho + rho / theta).
   theta = 1 for k = n (linear, as in Nelson-Tantawi); for k < n the head relaxes slowly
   when few tasks are purged, and theta = 1.7 + 0.87 k / (n - k + 1) fits simulations over
-  n <= 20 (the only fitted constant; README lists the resulting errors).
+  n <= 20 (README lists the resulting errors).
 
 Several speeds enter through the race (T_0 and q^0), through Lambda and through c_x^2.  For
 k = n the light-traffic slope is exact for any mix (no purging: the cores are independent
