@@ -21,7 +21,6 @@ def test_synthetic_run_6000(benchmark):
 def test_fused_kernel_vs_numpy_loop(benchmark):
     horizon = 1500.0
     r = benchmark(run, PROBLEM, 50, "fixed:20", horizon=horizon, seed=1)
-    times = r.extra["times"] if "times" in r.extra else None
     t_fast = best_time(lambda: run(PROBLEM, 50, "fixed:20", horizon=horizon, seed=1))
     rng = np.random.default_rng(1)
     times = rng.standard_exponential((int(horizon) * 2, 50))
