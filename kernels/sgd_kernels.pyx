@@ -122,14 +122,15 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                   int64_t k_max,
                   const double[::1] w_star, const double[:, ::1] H, double f_star,
                   int64_t record_every,
-                  double[::1] rec_time, double[::1] rec_error, int64_t[::1] rec_k):
+                  double[::1] rec_time, double[::1] rec_error, int64_t[::1] rec_k,
+                  int64_t[::1] rec_iter, int64_t[::1] rec_uplink):
     """Fastest-k SGD until wall-clock ``horizon`` or the rows of ``times`` run out.
 
     Schedule: k = k_values[#switch_times <= t] (fixed k: no switch times); with ``pflug``
     k starts at k0 and grows by ``step`` (up to k_max) when the counter of negative
     consecutive-gradient products exceeds ``thresh`` after more than ``burnin`` iterations
-    at the current k.  Records (time, error, k) every ``record_every`` iterations and at
-    the end.  Returns (iterations, records, uplink gradients, final time)."""
+    at the current k.  Records (time, error, k, iterations so far, uplink gradients so far)
+    every ``record_every`` iterations and at the end.  Returns (iterations, records, uplink gradients, final time)."""
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], n = num_workers
     cdef Py_ssize_t s = m // n, it = 0, nrec = 0, q, i, j, iters = times.shape[0]
     cdef Py_ssize_t nswitch = switch_times.shape[0], sw = 0, maxrec = rec_time.shape[0]
@@ -153,6 +154,8 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
             rec_error[0] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
                                   &H[0, 0], f_star, tmp, tmp2)
             rec_k[0] = k
+            rec_iter[0] = 0
+            rec_uplink[0] = 0
             nrec = 1
             while it < iters and t < horizon:
                 if not pflug:
@@ -191,6 +194,8 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                     rec_error[nrec] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
                                              &w_star[0], &H[0, 0], f_star, tmp, tmp2)
                     rec_k[nrec] = k
+                    rec_iter[nrec] = it
+                    rec_uplink[nrec] = uplink
                     nrec += 1
     finally:
         free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx)
@@ -201,7 +206,7 @@ def run_async(const double[:, ::1] X, const double[::1] y, int64_t num_workers, 
               double reg, const double[:, ::1] times, double lr, double[::1] w, double horizon,
               const double[::1] w_star, const double[:, ::1] H, double f_star,
               int64_t record_every, double[::1] rec_time, double[::1] rec_error,
-              int64_t[::1] rec_staleness):
+              int64_t[::1] rec_staleness, int64_t[::1] rec_iter):
     """Asynchronous SGD: worker i's j-th response time is times[j, i]; on arrival its
     gradient (on its stale model) is applied at once and it receives the new model.
     Records (time, error, staleness of the last update).  Returns (updates, records,
@@ -234,6 +239,7 @@ def run_async(const double[:, ::1] X, const double[::1] y, int64_t num_workers, 
             rec_error[0] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
                                   &H[0, 0], f_star, tmp, tmp2)
             rec_staleness[0] = 0
+            rec_iter[0] = 0
             nrec = 1
             while True:
                 best = 0
@@ -265,6 +271,7 @@ def run_async(const double[:, ::1] X, const double[::1] y, int64_t num_workers, 
                     rec_error[nrec] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
                                              &w_star[0], &H[0, 0], f_star, tmp, tmp2)
                     rec_staleness[nrec] = updates - 1 - version[best]
+                    rec_iter[nrec] = updates
                     nrec += 1
                 version[best] = updates
     finally:

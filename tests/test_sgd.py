@@ -99,11 +99,14 @@ def test_fused_kernel_matches_numpy_loop(loss, schedule):
     reg = 0.0 if loss == "least_squares" else 0.01
     w_ref, t_ref, it_ref, ks = naive.sgd_reference(X, y, n, times, 0.05, 150.0, k_of_time, loss, reg)
     w = np.zeros(d)
-    rec = np.zeros(1000), np.zeros(1000), np.zeros(1000, dtype=np.int64)
+    rec = (np.zeros(1000), np.zeros(1000), np.zeros(1000, dtype=np.int64),
+           np.zeros(1000, dtype=np.int64), np.zeros(1000, dtype=np.int64))
     it, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
         np.ascontiguousarray(X), y, n, 0 if loss == "least_squares" else 1, reg, times, 0.05, w,
         150.0, switch_times, k_values, 0, 1, 1, 0, 0, n, np.zeros(d), np.eye(d), 0.0, 1, *rec)
     assert it == it_ref and uplink == sum(ks)
+    assert rec[3][nrec - 1] == it and rec[4][nrec - 1] == uplink   # counters at each record
+    assert np.array_equal(rec[4][1:nrec], np.cumsum(ks)[rec[3][1:nrec] - 1])
     assert t_end == pytest.approx(t_ref)
     assert np.allclose(w, w_ref, rtol=1e-10, atol=1e-12)
 
@@ -114,6 +117,12 @@ def test_pflug_moves_k_up_and_respects_caps():
     assert r.k[0] == 2 and r.k.max() <= 14 and np.all(np.diff(r.k) >= 0)
     assert set(np.unique(r.k)) <= {2, 5, 8, 11, 14}
     assert r.uplink_gradients >= 2 * r.iterations and r.downlink_models == 20 * r.iterations
+    # messages to a target come from the counters recorded with the error, not a pro rata
+    target = r.error[len(r.error) // 2]
+    up, down = r.messages_to_error(target)
+    i = int(np.flatnonzero(r.error <= target)[0])
+    assert up == r.uplink_at[i] and down == 20 * (r.downlink_at[i] // 20)
+    assert up <= r.uplink_gradients and r.uplink_at[-1] == r.uplink_gradients
 
 
 def test_policies_and_async():

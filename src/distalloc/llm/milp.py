@@ -113,7 +113,7 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     server_links = [(i, j) for (i, j) in links if j < S]
     nL, nK = len(links), len(server_links)
     per_req = nL + nK
-    n = 2 * S + R * per_req
+    n = milp_size(S, R)
 
     def f_var(r, li):
         return 2 * S + r * per_req + li

@@ -42,16 +42,6 @@ class Placement:
         a = np.where(m > 0, a, 0)
         return cls(a, m)
 
-    def check(self, num_blocks_total: int) -> None:
-        """Raise ValidationError unless every window is contiguous inside [0, L)."""
-        a, m = self.first_block, self.num_blocks
-        bad = np.flatnonzero((m < 0) | (m > num_blocks_total) | (a < 0) | (a + m > num_blocks_total))
-        if bad.size:
-            j = int(bad[0])
-            raise ValidationError(
-                f"Placement of server {j} must lie in [0, {num_blocks_total}). "
-                f"Got first_block {int(a[j])}, num_blocks {int(m[j])} instead.")
-
     def covers_all_blocks(self, num_blocks_total: int) -> bool:
         cover = np.zeros(num_blocks_total + 1, dtype=np.int64)
         used = self.num_blocks > 0

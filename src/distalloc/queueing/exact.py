@@ -34,7 +34,7 @@ from scipy.sparse.linalg import LinearOperator, gmres, spilu, spsolve
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 
-__all__ = ["exact", "exact_state_count"]
+__all__ = ["exact"]
 
 
 def _multinomials(g: int, probs: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
@@ -170,11 +170,6 @@ def _solve(states, rows, cols, vals) -> np.ndarray:
     pi[1:] = x
     pi = np.maximum(pi, 0)
     return pi / pi.sum()
-
-
-def exact_state_count(system: ForkJoin, max_jobs: int) -> int:
-    """Number of states of the chain truncated at ``max_jobs`` jobs."""
-    return len(_Chain(system, max_jobs).build(10**9)[0])
 
 
 def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e-8,

@@ -37,6 +37,8 @@ class SGDResult:
     downlink_models: int
     workers: int
     wall_s: float
+    uplink_at: np.ndarray | None = None      # cumulative counters at each record
+    downlink_at: np.ndarray | None = None
     schedule: Schedule | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -46,13 +48,13 @@ class SGDResult:
         return float(self.time[hit[0]]) if hit.size else math.inf
 
     def messages_to_error(self, target: float) -> tuple[float, float]:
-        """(uplink gradients, downlink models) spent until the error first reaches target,
-        from the recorded k path (exact when every iteration is recorded)."""
+        """(uplink gradients, downlink models) spent until the first record with error
+        <= target (the kernel records both counters with each error)."""
         hit = np.flatnonzero(self.error <= target)
         if not hit.size:
             return math.inf, math.inf
-        frac = hit[0] / max(len(self.error) - 1, 1)
-        return self.uplink_gradients * frac, self.downlink_models * frac
+        i = hit[0]
+        return float(self.uplink_at[i]), float(self.downlink_at[i])
 
     def to_dict(self) -> dict[str, Any]:
         out = {"policy": self.policy, "time": self.time.tolist(), "error": self.error.tolist(),
@@ -169,6 +171,8 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
     cap = rows // every + 3
     rec_t, rec_e = np.zeros(cap), np.zeros(cap)
     rec_k = np.zeros(cap, dtype=np.int64)
+    rec_iter = np.zeros(cap, dtype=np.int64)
+    rec_up = np.zeros(cap, dtype=np.int64)
     problem_code = 0 if problem.loss == "least_squares" else 1
     H = np.ascontiguousarray(problem.H)
     w_star = np.ascontiguousarray(problem.w_star)
@@ -176,24 +180,26 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
     if pol["kind"] == "async":
         updates, nrec, reached = sgd_kernels.run_async(X, y, n, problem_code, problem.reg, times, eta, w,
                                               T, w_star, H, problem.f_star, every, rec_t, rec_e,
-                                              rec_k)
+                                              rec_k, rec_iter)
         iterations, uplink, downlink = updates, updates, updates
         extra = {"mean_staleness": float(np.mean(rec_k[1:nrec])) if nrec > 1 else 0.0}
         ks = np.ones(nrec, dtype=np.int64)
+        up_at = down_at = rec_iter[:nrec]
     else:
         pf = pol["kind"] == "pflug"
         iterations, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
             X, y, n, problem_code, problem.reg, times, eta, w, T, switch_times, k_values,
             int(pf), pol.get("k0", 1), pol.get("step", 1), pol.get("thresh", 0),
             pol.get("burnin", 0), k_max or n, w_star, H, problem.f_star, every, rec_t, rec_e,
-            rec_k)
+            rec_k, rec_iter, rec_up)
         downlink = iterations * n
         reached = t_end >= T
         ks = rec_k[:nrec]
+        up_at, down_at = rec_up[:nrec], rec_iter[:nrec] * n
         extra = {}
     wall = time.perf_counter() - t0
     if not reached:  # pragma: no cover - rows are drawn with a 2x margin
         raise RuntimeError("pre-drawn response times ran out before the horizon")
     return SGDResult(policy, rec_t[:nrec].copy(), rec_e[:nrec].copy(), ks.copy(), int(iterations),
-                     int(uplink), int(downlink), n, wall, schedule,
+                     int(uplink), int(downlink), n, wall, up_at.copy(), down_at.copy(), schedule,
                      extra={"record_every": every, "lr": eta, "horizon": T, **extra})
