@@ -12,7 +12,8 @@ extensions = [
     Extension(
         f"distalloc._kernels.{name}",
         [f"kernels/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "kernels"],
+        depends=["kernels/fastk_gradient.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )

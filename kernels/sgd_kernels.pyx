@@ -5,22 +5,29 @@
   times (ties broken by worker index) and the average of their partial gradients.
 * ``run_fastest_k``     — the fused simulation: per iteration take the pre-drawn response
   times, pick the k fastest workers, compute their partial gradients on their data
-  partitions (least squares or l2-regularised logistic regression, BLAS dgemv), average,
+  partitions (least squares or l2-regularised logistic regression; the vectorised
+  products of fastk_gradient.h), average,
   step, advance the wall clock by the k-th order statistic, record the error.  k comes from
   a schedule over wall-clock time (fixed k is a one-step schedule) or from the online
   Pflug-type test of SPEC 2.3, all inside the loop.
 * ``run_async``         — asynchronous SGD: every worker's gradient, computed on the model
   it last received, is applied on arrival (staleness = updates since then).
 
-Layering: helpers on raw pointers (selection, one worker's gradient, error), then the
-loops; callers pass contiguous arrays and never user input.
+Layering: helpers on raw pointers (selection, error; one worker's gradient in
+fastk_gradient.h), then the loops; callers pass contiguous arrays and never user input.
 """
 from libc.math cimport exp, log1p, INFINITY
 from libc.stdint cimport int64_t
-from libc.stdlib cimport malloc, free
-from scipy.linalg.cython_blas cimport dgemv, ddot, daxpy, dscal, dcopy
+from libc.stdlib cimport calloc, malloc, free
+from scipy.linalg.cython_blas cimport ddot, daxpy, dscal, dcopy
 
 import numpy as np
+
+cdef extern from "fastk_gradient.h" nogil:
+    void fastk_matvec(const double* A, Py_ssize_t rows, Py_ssize_t d, const double* w,
+                      double* z)
+    void fastk_partial_gradient(const double* X, const double* y, Py_ssize_t s, Py_ssize_t d,
+                                int problem, const double* w, double* r, double* g)
 
 
 cdef void _fastest(const double* times, Py_ssize_t n, Py_ssize_t k, int64_t* idx) noexcept nogil:
@@ -66,44 +73,21 @@ def fastest_k_average(const double[:, ::1] times, const double[:, :, ::1] grads,
         free(idx)
 
 
-cdef inline double _sigmoid(double z) noexcept nogil:
-    if z >= 0:
-        return 1.0 / (1.0 + exp(-z))
-    return exp(z) / (1.0 + exp(z))
-
-
-cdef void _partial_gradient(const double* X, const double* y, Py_ssize_t s, Py_ssize_t d,
-                            int problem, const double* w, double* r, double* g) noexcept nogil:
-    """g += X_i^T r with r = X_i w - y_i (least squares) or sigmoid(X_i w) - y_i (logistic);
-    X_i is the worker's s x d row-major block."""
-    cdef int di = <int> d, si = <int> s, one = 1, j
-    cdef double alpha = 1.0, zero = 0.0
-    cdef char trans_t = b'T', trans_n = b'N'
-    # row-major X_i (s x d) is the column-major d x s matrix A = X_i^T
-    dgemv(&trans_t, &di, &si, &alpha, <double*> X, &di, <double*> w, &one, &zero, r, &one)
-    for j in range(si):
-        if problem == 0:
-            r[j] = r[j] - y[j]
-        else:
-            r[j] = _sigmoid(r[j]) - y[j]
-    dgemv(&trans_n, &di, &si, &alpha, <double*> X, &di, r, &one, &alpha, g, &one)
-
-
 cdef double _error(const double* X, const double* y, Py_ssize_t m, Py_ssize_t d, int problem,
                    double reg, const double* w, const double* w_star, const double* H,
                    double f_star, double* tmp, double* tmp2) noexcept nogil:
-    """F(w) - F*: least squares by the quadratic form 1/2 (w-w*)^T H (w-w*) (O(d^2));
-    logistic by a full pass (O(m d))."""
-    cdef int di = <int> d, mi = <int> m, one = 1, j
-    cdef double alpha = 1.0, zero = 0.0, acc = 0.0, z
-    cdef char trans_t = b'T', trans_n = b'N'
+    """F(w) - F*: least squares by the quadratic form 1/2 (w-w*)^T H (w-w*) (O(d^2)),
+    leaving w - w* in tmp and H (w - w*) in tmp2; logistic by a full pass (O(m d))."""
+    cdef int di = <int> d, one = 1
+    cdef Py_ssize_t j
+    cdef double acc = 0.0, z
     if problem == 0:
-        for j in range(di):
+        for j in range(d):
             tmp[j] = w[j] - w_star[j]
-        dgemv(&trans_n, &di, &di, &alpha, <double*> H, &di, tmp, &one, &zero, tmp2, &one)
+        fastk_matvec(H, d, d, tmp, tmp2)
         return 0.5 * ddot(&di, tmp, &one, tmp2, &one)
-    dgemv(&trans_t, &di, &mi, &alpha, <double*> X, &di, <double*> w, &one, &zero, tmp, &one)
-    for j in range(mi):
+    fastk_matvec(X, m, d, w, tmp)
+    for j in range(m):
         z = tmp[j]
         # log(1 + e^z) - y z, stably
         if z > 0:
@@ -121,6 +105,7 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                   int pflug, int64_t k0, int64_t step, int64_t thresh, int64_t burnin,
                   int64_t k_max,
                   const double[::1] w_star, const double[:, ::1] H, double f_star,
+                  const double[::1] grad_offset, int complement,
                   int64_t record_every,
                   double[::1] rec_time, double[::1] rec_error, int64_t[::1] rec_k,
                   int64_t[::1] rec_iter, int64_t[::1] rec_uplink):
@@ -130,12 +115,25 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
     k starts at k0 and grows by ``step`` (up to k_max) when the counter of negative
     consecutive-gradient products exceeds ``thresh`` after more than ``burnin`` iterations
     at the current k.  Records (time, error, k, iterations so far, uplink gradients so far)
-    every ``record_every`` iterations and at the end.  Returns (iterations, records, uplink gradients, final time)."""
+    every ``record_every`` iterations and at the end.
+
+    Least squares with ``complement``: H must be the Hessian X^T X / m of these rows and
+    ``grad_offset`` = H w* - X^T y / m (zero up to the rounding of w*), so that the full
+    gradient is H (w - w*) + grad_offset.  When it is cheaper (k > n - k, or the error is
+    due anyway and k > n - k - d / (2 s)), the sum over the k fastest workers is taken as
+    the full sum minus the n - k slowest: n - k block passes and one d x d product instead
+    of k block passes.  The master still receives k gradients; only the arithmetic moves.
+
+    The error of a record is computed at the start of the next iteration (w is unchanged
+    until then), where its H (w - w*) also serves the full gradient.
+
+    Returns (iterations, records, uplink gradients, final time)."""
     cdef Py_ssize_t m = X.shape[0], d = X.shape[1], n = num_workers
     cdef Py_ssize_t s = m // n, it = 0, nrec = 0, q, i, j, iters = times.shape[0]
     cdef Py_ssize_t nswitch = switch_times.shape[0], sw = 0, maxrec = rec_time.shape[0]
     cdef int64_t k, counter = 0, since = 0, uplink = 0
-    cdef double t = 0.0, scale, prod, kth
+    cdef double t = 0.0, scale, prod, kth, full_scale
+    cdef double block_cost = 2.0 * s * d, hessian_cost = <double> d * d
     cdef int di = <int> d, one = 1
     cdef double* g = <double*> malloc(d * sizeof(double))
     cdef double* g_prev = <double*> malloc(d * sizeof(double))
@@ -143,33 +141,60 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
     cdef double* tmp = <double*> malloc((m + d + 1) * sizeof(double))
     cdef double* tmp2 = <double*> malloc((d + 1) * sizeof(double))
     cdef int64_t* idx = <int64_t*> malloc((n + 1) * sizeof(int64_t))
-    cdef bint have_prev = False
-    if not (g and g_prev and r and tmp and tmp2 and idx):
-        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx)
+    cdef char* fast = <char*> calloc(n + 1, sizeof(char))
+    cdef bint have_prev = False, pending = True, have_hd, use_full
+    if not (g and g_prev and r and tmp and tmp2 and idx and fast):
+        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx); free(fast)
         raise MemoryError()
     try:
         with nogil:
             k = k0 if pflug else k_values[0]
             rec_time[0] = 0.0
-            rec_error[0] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
-                                  &H[0, 0], f_star, tmp, tmp2)
             rec_k[0] = k
             rec_iter[0] = 0
             rec_uplink[0] = 0
             nrec = 1
             while it < iters and t < horizon:
+                have_hd = False
+                if pending:
+                    rec_error[nrec - 1] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
+                                                 &w_star[0], &H[0, 0], f_star, tmp, tmp2)
+                    pending = False
+                    have_hd = problem == 0
                 if not pflug:
                     while sw < nswitch and switch_times[sw] <= t:
                         sw += 1
                     k = k_values[sw]
                 _fastest(&times[it, 0], n, k, idx)
                 kth = times[it, idx[k - 1]]
-                for j in range(d):
-                    g[j] = 0.0
-                for q in range(k):
-                    i = idx[q]
-                    _partial_gradient(&X[i * s, 0], &y[i * s], s, d, problem, &w[0], r, g)
-                scale = 1.0 / (k * s)
+                use_full = (complement and problem == 0 and
+                            (n - k) * block_cost + (0.0 if have_hd else hessian_cost)
+                            < k * block_cost)
+                if use_full:
+                    # g = (sum over the n - k slowest) - (sum over all) = -(sum over the k fastest)
+                    if not have_hd:
+                        _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
+                               &H[0, 0], f_star, tmp, tmp2)
+                    full_scale = -<double> (n * s)
+                    for j in range(d):
+                        g[j] = full_scale * (tmp2[j] + grad_offset[j])
+                    for q in range(k):
+                        fast[idx[q]] = 1
+                    for i in range(n):
+                        if fast[i]:
+                            fast[i] = 0
+                        else:
+                            fastk_partial_gradient(&X[i * s, 0], &y[i * s], s, d, problem,
+                                                   &w[0], r, g)
+                    scale = -1.0 / (k * s)
+                else:
+                    for j in range(d):
+                        g[j] = 0.0
+                    for q in range(k):
+                        i = idx[q]
+                        fastk_partial_gradient(&X[i * s, 0], &y[i * s], s, d, problem, &w[0],
+                                               r, g)
+                    scale = 1.0 / (k * s)
                 dscal(&di, &scale, g, &one)
                 if reg != 0.0:
                     daxpy(&di, &reg, &w[0], &one, g, &one)
@@ -191,14 +216,16 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                         since = 0
                 if (it % record_every == 0 or it == iters or t >= horizon) and nrec < maxrec:
                     rec_time[nrec] = t
-                    rec_error[nrec] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
-                                             &w_star[0], &H[0, 0], f_star, tmp, tmp2)
                     rec_k[nrec] = k
                     rec_iter[nrec] = it
                     rec_uplink[nrec] = uplink
                     nrec += 1
+                    pending = True
+            if pending:
+                rec_error[nrec - 1] = _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0],
+                                             &w_star[0], &H[0, 0], f_star, tmp, tmp2)
     finally:
-        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx)
+        free(g); free(g_prev); free(r); free(tmp); free(tmp2); free(idx); free(fast)
     return it, nrec, uplink, t
 
 
@@ -254,8 +281,8 @@ def run_async(const double[:, ::1] X, const double[::1] y, int64_t num_workers, 
                 t = finish[best]
                 for j in range(d):
                     g[j] = 0.0
-                _partial_gradient(&X[best * s, 0], &y[best * s], s, d, problem,
-                                  &snap[best * d], r, g)
+                fastk_partial_gradient(&X[best * s, 0], &y[best * s], s, d, problem,
+                                       &snap[best * d], r, g)
                 scale = 1.0 / s
                 dscal(&di, &scale, g, &one)
                 if reg != 0.0:

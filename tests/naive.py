@@ -490,12 +490,15 @@ def fastest_k_reference(times, grads, k):
     return out, order
 
 
-def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", reg=0.0):
-    """Fastest-k SGD one iteration at a time in numpy.  Returns (w, t, iterations, ks)."""
+def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", reg=0.0,
+                  error=None):
+    """Fastest-k SGD one iteration at a time in numpy.  Returns (w, t, iterations, ks,
+    errors) with errors = [error(w_0), error(w_1), ...] when ``error`` is given."""
     m, d = X.shape
     s = m // n
     w = np.zeros(d)
     t, it, ks = 0.0, 0, []
+    errors = [error(w)] if error else []
     while it < times.shape[0] and t < horizon:
         k = k_of_time(t)
         order = np.argsort(times[it], kind="stable")[:k]
@@ -510,4 +513,6 @@ def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", 
         t += times[it, order[-1]]
         it += 1
         ks.append(k)
-    return w, t, it, ks
+        if error:
+            errors.append(error(w))
+    return w, t, it, ks, errors

@@ -85,30 +85,45 @@ def test_fastest_k_average_matches_argsort(seed):
 
 @pytest.mark.parametrize("loss", ["least_squares", "logistic"])
 @pytest.mark.parametrize("schedule", ["fixed", "switch"])
-def test_fused_kernel_matches_numpy_loop(loss, schedule):
+@pytest.mark.parametrize("shape", [(8, 5, 4), (6, 7, 37), (5, 9, 100)])   # (n, s, d)
+@pytest.mark.parametrize("complement", [0, 1])
+def test_fused_kernel_matches_numpy_loop(loss, schedule, shape, complement):
+    """Iterates, times, counters and the error at every record equal a numpy loop; shapes
+    cover the vector-width and 32-column remainders of fastk_gradient.h, and k both below
+    and above n / 2 (where least squares takes the complement of the slowest workers)."""
     from distalloc._compiled import sgd_kernels
+    from distalloc.sgd.problems import _least_squares, _logistic
     rng = np.random.default_rng(3)
-    n, s, d = 8, 5, 4
+    n, s, d = shape
     X = rng.standard_normal((n * s, d))
-    y = (X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n * s)) if loss == "least_squares" \
-        else (rng.random(n * s) < 0.5).astype(float)
+    if loss == "least_squares":
+        prob = _least_squares("t", X, X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n * s))
+    else:
+        prob = _logistic("t", X, (rng.random(n * s) < 0.5).astype(float), 0.01)
+    X, y = prob.X, prob.y
     times = np.round(rng.exponential(1.0, size=(400, n)), 1)   # ties on purpose
-    switch_times, k_values = ((np.zeros(0), np.array([3])) if schedule == "fixed"
-                              else (np.array([20.0, 60.0]), np.array([2, 5, 8])))
+    switch_times, k_values = ((np.zeros(0), np.array([n // 2 + 1])) if schedule == "fixed"
+                              else (np.array([20.0, 60.0]), np.array([2, n // 2 + 1, n])))
     k_of_time = lambda t: int(k_values[np.searchsorted(switch_times, t, side="right")])  # noqa
-    reg = 0.0 if loss == "least_squares" else 0.01
-    w_ref, t_ref, it_ref, ks = naive.sgd_reference(X, y, n, times, 0.05, 150.0, k_of_time, loss, reg)
+    lr = 0.005 if (loss == "least_squares" and d > 50) else 0.05
+    w_ref, t_ref, it_ref, ks, err_ref = naive.sgd_reference(
+        X, y, n, times, lr, 150.0, k_of_time, loss, prob.reg,
+        error=lambda w: prob.value(w) - prob.f_star)
     w = np.zeros(d)
     rec = (np.zeros(1000), np.zeros(1000), np.zeros(1000, dtype=np.int64),
            np.zeros(1000, dtype=np.int64), np.zeros(1000, dtype=np.int64))
+    offset = -(X.T @ (y - X @ prob.w_star)) / X.shape[0]
     it, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
-        np.ascontiguousarray(X), y, n, 0 if loss == "least_squares" else 1, reg, times, 0.05, w,
-        150.0, switch_times, k_values, 0, 1, 1, 0, 0, n, np.zeros(d), np.eye(d), 0.0, 1, *rec)
-    assert it == it_ref and uplink == sum(ks)
+        X, y, n, 0 if loss == "least_squares" else 1, prob.reg, times, lr, w,
+        150.0, switch_times, k_values, 0, 1, 1, 0, 0, n, prob.w_star, prob.H, prob.f_star,
+        offset, complement, 1, *rec)
+    assert it == it_ref and uplink == sum(ks) and nrec == it + 1
     assert rec[3][nrec - 1] == it and rec[4][nrec - 1] == uplink   # counters at each record
     assert np.array_equal(rec[4][1:nrec], np.cumsum(ks)[rec[3][1:nrec] - 1])
     assert t_end == pytest.approx(t_ref)
     assert np.allclose(w, w_ref, rtol=1e-10, atol=1e-12)
+    assert np.allclose(rec[1][:nrec], err_ref, rtol=1e-8, atol=1e-12)
+    assert err_ref[-1] < 0.5 * err_ref[0]          # the runs do converge
 
 
 def test_pflug_moves_k_up_and_respects_caps():
