@@ -16,7 +16,12 @@ from distalloc.sgd import run, synthetic_regression
 
 POLICIES = [("fixed:10", {}), ("fixed:20", {}), ("fixed:30", {}), ("fixed:40", {}),
             ("sync", {}), ("bound", {}), ("pflug:10:10:10:200", {"k_max": 40}),
-            ("pflug:1:5:10:200", {"k_max": 40}), ("async", {})]
+            ("pflug:1:5:10:200", {"k_max": 40}), ("dbw", {}), ("dbw", {"k_max": 40}),
+            ("async", {})]
+
+
+def label(policy, kw):
+    return policy + (f", k <= {kw['k_max']}" if "k_max" in kw else "")
 
 
 def main():
@@ -25,10 +30,10 @@ def main():
     ap.add_argument("--plot", default=None)
     args = ap.parse_args()
     prob = synthetic_regression()
-    rows = {p: [] for p, _ in POLICIES}
+    rows = {label(p, kw): [] for p, kw in POLICIES}
     first = {}
     for seed in range(args.seeds):
-        runs = {p: run(prob, 50, p, seed=seed, **kw) for p, kw in POLICIES}
+        runs = {label(p, kw): run(prob, 50, p, seed=seed, **kw) for p, kw in POLICIES}
         target = runs["fixed:40"].error.min()
         t40 = runs["fixed:40"].time_to_error(target)
         for p, r in runs.items():
@@ -40,7 +45,7 @@ def main():
     print("| policy | time to fixed-40's lowest error | speed-up vs k = 40 | uplink gradients | "
           "downlink models |")
     print("|---|---|---|---|---|")
-    for p, _ in POLICIES:
+    for p in rows:
         a = np.array(rows[p])
         ok = np.isfinite(a[:, 0])
         if not ok.any():
@@ -50,7 +55,7 @@ def main():
               f"{np.mean(a[:, 1]):.2f}x | {np.mean(a[ok, 2]):,.0f} | {np.mean(a[ok, 3]):,.0f} |")
     if args.plot:
         sgd_error([first[p] for p in ("fixed:10", "fixed:20", "fixed:30", "fixed:40", "bound",
-                                      "pflug:10:10:10:200")], args.plot,
+                                      "pflug:10:10:10:200, k <= 40", "dbw, k <= 40")], args.plot,
                   title="synthetic regression, n = 50, Exp(1), seed 0")
 
 

@@ -491,28 +491,48 @@ def fastest_k_reference(times, grads, k):
 
 
 def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", reg=0.0,
-                  error=None):
+                  error=None, dbw=None):
     """Fastest-k SGD one iteration at a time in numpy.  Returns (w, t, iterations, ks,
-    errors) with errors = [error(w_0), error(w_1), ...] when ``error`` is given."""
+    errors) with errors = [error(w_0), error(w_1), ...] when ``error`` is given.
+
+    ``dbw`` = dict(k0, k_max, mu, smoothness, decay) replaces ``k_of_time`` by dynamic
+    backup workers: after each iteration, k = argmax over 1..k_max of
+    (lr G - L lr^2 (G + V_k) / 2) / mu_k (k_max if none is positive), with V_k =
+    v / k (n - k) / (n - 1), v the sample variance of the received workers' mean gradients
+    and G = |g|^2 - V_k, both moving averages."""
     m, d = X.shape
     s = m // n
     w = np.zeros(d)
     t, it, ks = 0.0, 0, []
     errors = [error(w)] if error else []
+    k = dbw["k0"] if dbw else None
+    est = None
     while it < times.shape[0] and t < horizon:
-        k = k_of_time(t)
+        if not dbw:
+            k = k_of_time(t)
         order = np.argsort(times[it], kind="stable")[:k]
-        g = np.zeros(d)
+        parts = []
         for i in order:
             Xi, yi = X[i * s:(i + 1) * s], y[i * s:(i + 1) * s]
             z = Xi @ w
             r = z - yi if loss == "least_squares" else 1 / (1 + np.exp(-z)) - yi
-            g += Xi.T @ r
-        g = g / (k * s) + reg * w
+            parts.append(Xi.T @ r)
+        g = np.sum(parts, axis=0) / (k * s) + reg * w
+        if dbw and (k >= 2 or est is not None):
+            v = (np.var(np.array(parts) / s, axis=0, ddof=1).sum() if k >= 2 else est[0])
+            grad2 = max(g @ g - v / k * (n - k) / (n - 1), 0.0)
+            est = (v, grad2) if est is None else tuple(
+                dbw["decay"] * a + (1 - dbw["decay"]) * b for a, b in zip(est, (v, grad2)))
         w = w - lr * g
         t += times[it, order[-1]]
         it += 1
         ks.append(k)
         if error:
             errors.append(error(w))
+        if dbw and est is not None:
+            v, G = est
+            kk = np.arange(1, dbw["k_max"] + 1)
+            rate = (lr * G - 0.5 * dbw["smoothness"] * lr ** 2 * (G + v / kk * (n - kk) / (n - 1))
+                    ) / dbw["mu"][:dbw["k_max"]]
+            k = int(kk[np.argmax(rate)]) if rate.max() > 0 else dbw["k_max"]
     return w, t, it, ks, errors

@@ -2,6 +2,7 @@
 the bound-optimal schedule against SPEC 2.2, and the paper's finding."""
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -83,6 +84,41 @@ def test_fastest_k_average_matches_argsort(seed):
         assert chosen[b, : k[b]].tolist() == order[b, : k[b]].tolist()
 
 
+def _kernel_run(prob, n, times, lr, horizon, *, switch_times=np.zeros(0),
+                k_values=np.array([1]), adapt=0, k0=1, k_max=None, mu=None, complement=1,
+                chunks=1):
+    """run_fastest_k over ``times`` cut into ``chunks`` successive calls, as run() does.
+    Returns (w, records, istate, fstate)."""
+    from distalloc._compiled import sgd_kernels as K
+    X, y, d = prob.X, prob.y, prob.dim
+    least_squares = prob.loss == "least_squares"
+    offset = (-(X.T @ (y - X @ prob.w_star)) / X.shape[0] if least_squares else np.zeros(d))
+    mu = np.arange(1.0, n + 1) if mu is None else mu
+    smoothness = prob.constants(np.zeros(d))["smoothness"]
+    w = np.zeros(d)
+    rec = [np.zeros(len(times) + 2), np.zeros(len(times) + 2)] + \
+        [np.zeros(len(times) + 2, dtype=np.int64) for _ in range(3)]
+    istate = np.zeros(K.INT_STATE_SIZE, dtype=np.int64)
+    fstate = np.zeros(K.FLOAT_STATE_SIZE)
+    istate[K.STATE["k"]], istate[K.STATE["pending"]] = (k0 if adapt else k_values[0]), 1
+    g_prev = np.zeros(d)
+    for part in np.array_split(times, chunks):
+        K.run_fastest_k(X, y, n, 0 if least_squares else 1, prob.reg, np.ascontiguousarray(part),
+                        lr, w, horizon, switch_times, k_values, adapt, 3, 5, 20, k_max or n,
+                        mu, smoothness, 0.9, prob.w_star, prob.H, prob.f_star, offset, complement,
+                        1, *rec, istate, fstate, g_prev)
+    return w, rec, istate, fstate
+
+
+def _small_problem(loss, n, s, d, seed=3):
+    from distalloc.sgd.problems import _least_squares, _logistic
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n * s, d))
+    if loss == "least_squares":
+        return _least_squares("t", X, X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n * s))
+    return _logistic("t", X, (rng.random(n * s) < 0.5).astype(float), 0.01)
+
+
 @pytest.mark.parametrize("loss", ["least_squares", "logistic"])
 @pytest.mark.parametrize("schedule", ["fixed", "switch"])
 @pytest.mark.parametrize("shape", [(8, 5, 4), (6, 7, 37), (5, 9, 100)])   # (n, s, d)
@@ -90,40 +126,95 @@ def test_fastest_k_average_matches_argsort(seed):
 def test_fused_kernel_matches_numpy_loop(loss, schedule, shape, complement):
     """Iterates, times, counters and the error at every record equal a numpy loop; shapes
     cover the vector-width and 32-column remainders of fastk_gradient.h, and k both below
-    and above n / 2 (where least squares takes the complement of the slowest workers)."""
-    from distalloc._compiled import sgd_kernels
-    from distalloc.sgd.problems import _least_squares, _logistic
-    rng = np.random.default_rng(3)
+    and above n / 2 (where least squares takes the complement of the slowest workers).
+    Cutting the response times into chunks (a resumed run) changes nothing at all."""
     n, s, d = shape
-    X = rng.standard_normal((n * s, d))
-    if loss == "least_squares":
-        prob = _least_squares("t", X, X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n * s))
-    else:
-        prob = _logistic("t", X, (rng.random(n * s) < 0.5).astype(float), 0.01)
-    X, y = prob.X, prob.y
+    prob = _small_problem(loss, n, s, d)
+    rng = np.random.default_rng(4)
     times = np.round(rng.exponential(1.0, size=(400, n)), 1)   # ties on purpose
     switch_times, k_values = ((np.zeros(0), np.array([n // 2 + 1])) if schedule == "fixed"
                               else (np.array([20.0, 60.0]), np.array([2, n // 2 + 1, n])))
     k_of_time = lambda t: int(k_values[np.searchsorted(switch_times, t, side="right")])  # noqa
     lr = 0.005 if (loss == "least_squares" and d > 50) else 0.05
     w_ref, t_ref, it_ref, ks, err_ref = naive.sgd_reference(
-        X, y, n, times, lr, 150.0, k_of_time, loss, prob.reg,
+        prob.X, prob.y, n, times, lr, 150.0, k_of_time, loss, prob.reg,
         error=lambda w: prob.value(w) - prob.f_star)
-    w = np.zeros(d)
-    rec = (np.zeros(1000), np.zeros(1000), np.zeros(1000, dtype=np.int64),
-           np.zeros(1000, dtype=np.int64), np.zeros(1000, dtype=np.int64))
-    offset = -(X.T @ (y - X @ prob.w_star)) / X.shape[0]
-    it, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
-        X, y, n, 0 if loss == "least_squares" else 1, prob.reg, times, lr, w,
-        150.0, switch_times, k_values, 0, 1, 1, 0, 0, n, prob.w_star, prob.H, prob.f_star,
-        offset, complement, 1, *rec)
+    from distalloc._compiled import sgd_kernels as K
+    w, rec, istate, fstate = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
+                                         k_values=k_values, complement=complement)
+    it, nrec, uplink = (istate[K.STATE[key]] for key in ("iterations", "records", "uplink"))
     assert it == it_ref and uplink == sum(ks) and nrec == it + 1
     assert rec[3][nrec - 1] == it and rec[4][nrec - 1] == uplink   # counters at each record
     assert np.array_equal(rec[4][1:nrec], np.cumsum(ks)[rec[3][1:nrec] - 1])
-    assert t_end == pytest.approx(t_ref)
+    assert fstate[K.STATE["time"]] == pytest.approx(t_ref)
     assert np.allclose(w, w_ref, rtol=1e-10, atol=1e-12)
     assert np.allclose(rec[1][:nrec], err_ref, rtol=1e-8, atol=1e-12)
     assert err_ref[-1] < 0.5 * err_ref[0]          # the runs do converge
+    w3, rec3, istate3, fstate3 = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
+                                             k_values=k_values, complement=complement, chunks=7)
+    assert np.array_equal(w3, w) and np.array_equal(istate3, istate)
+    assert all(np.array_equal(a[:nrec], b[:nrec]) for a, b in zip(rec3, rec))
+
+
+@pytest.mark.parametrize("loss", ["least_squares", "logistic"])
+@pytest.mark.parametrize("adapt", ["pflug", "dbw"])
+def test_adaptive_k_in_kernel_matches_numpy_and_resumes(loss, adapt):
+    """Pflug's counter and DBW's estimates live in the resumable state: 1 call and 5
+    chunked calls agree exactly; DBW's k sequence equals the numpy reference's."""
+    from distalloc._compiled import sgd_kernels as K
+    n, s, d = 10, 6, 12
+    prob = _small_problem(loss, n, s, d, seed=5)
+    rng = np.random.default_rng(6)
+    times = rng.exponential(1.0, size=(600, n))
+    mu = np.cumsum(1.0 / np.arange(n, 0, -1))          # Exp(1) order-statistic means
+    code = K.ADAPT_PFLUG if adapt == "pflug" else K.ADAPT_DBW
+    runs = [_kernel_run(prob, n, times, 0.2, 1e9, adapt=code, k0=2, k_max=9, mu=mu, chunks=c)
+            for c in (1, 5)]
+    (w, rec, istate, _), (w5, rec5, istate5, _) = runs
+    assert np.array_equal(w, w5) and np.array_equal(istate, istate5)
+    assert np.array_equal(rec[2], rec5[2])
+    ks = rec[2][: istate[K.STATE["records"]]]
+    assert ks.min() >= 1 and ks.max() <= 9
+    if adapt == "dbw":
+        smooth = prob.constants(np.zeros(d))["smoothness"]
+        w_ref, _, it_ref, ks_ref, _ = naive.sgd_reference(
+            prob.X, prob.y, n, times, 0.2, 1e9, None, loss, prob.reg,
+            dbw=dict(k0=2, k_max=9, mu=mu, smoothness=smooth, decay=0.9))
+        assert it_ref == istate[K.STATE["iterations"]] == 600
+        assert ks[:-1].tolist() == ks_ref          # rec_k[j] = k used in iteration j + 1
+        assert np.allclose(w, w_ref, rtol=1e-9, atol=1e-12)
+        assert len(set(ks_ref)) > 2                # k does move
+    else:
+        assert np.all(np.diff(ks) >= 0) and ks[-1] > 2
+
+
+def test_long_runs_draw_response_times_in_chunks(monkeypatch):
+    """A run longer than one chunk of response times continues where it stopped: with a
+    tiny chunk cap the result is the same, record for record, as with one big draw."""
+    mod = sys.modules["distalloc.sgd.run"]     # the module (the package exports run())
+    prob = synthetic_regression(num_samples=400, dim=10)
+    for policy in ("fixed:5", "pflug:2:3:5:50", "dbw"):
+        whole = run(prob, 20, policy, horizon=400, seed=2, record_every=3)
+        monkeypatch.setattr(mod, "MAX_CHUNK_VALUES", 20 * 50)     # chunks of 1 000 rows
+        parts = run(prob, 20, policy, horizon=400, seed=2, record_every=3)
+        monkeypatch.undo()
+        assert parts.iterations == whole.iterations > 1000
+        for a in ("time", "error", "k", "uplink_at"):
+            assert np.array_equal(getattr(parts, a), getattr(whole, a)), (policy, a)
+
+
+def test_dbw_raises_k_as_the_error_falls():
+    """DBW waits for few workers while the gradient dominates its noise and for more near
+    the noise floor; k never exceeds k_max; bad k0 / k_max are one-line errors."""
+    r = run("synthetic", 50, "dbw", horizon=3000, seed=0, k_max=40)
+    early = r.k[(r.time > 5) & (r.time < 100)].mean()
+    late = r.k[r.time > 2500].mean()
+    assert early < late and r.k.max() <= 40 and late > 35
+    assert r.error[-1] < 1e-6 * r.error[0]
+    with pytest.raises(ValidationError, match="dbw k0"):
+        run("synthetic", 50, "dbw:1", horizon=10)
+    with pytest.raises(ValidationError, match="k_max"):
+        run("synthetic", 50, "dbw", horizon=10, k_max=51)
 
 
 def test_pflug_moves_k_up_and_respects_caps():

@@ -515,12 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic")
     sr.add_argument("--workers", type=int, default=50, metavar="n")
     sr.add_argument("--policy", default="pflug", metavar="P",
-                    help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], async")
+                    help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], dbw[:K0], "
+                         "async")
     sr.add_argument("--horizon", type=float, default=None, metavar="T")
     sr.add_argument("--lr", type=float, default=None, metavar="η")
     sr.add_argument("--model", default=None, metavar="SPEC")
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
-                    help="largest k for pflug (default n)")
+                    help="largest k for pflug and dbw (default n)")
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--plot", default=None, metavar="FILE")
     sr.add_argument("--json", action="store_true")

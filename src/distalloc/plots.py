@@ -81,20 +81,25 @@ def tradeoff_curve(t, path: str, title: str = "") -> None:
 
 
 def sgd_error(results, path: str, title: str = "") -> None:
-    """Error F(w) - F* against wall-clock time, one line per run, with the k steps of
-    adaptive runs marked and labelled."""
+    """Error F(w) - F* against wall-clock time, one line per run (top), and the k each run
+    waits for (bottom); the k steps of runs with few switches are also marked and labelled
+    on their error curve."""
     import numpy as np
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, axk) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
     for res in results:
         line, = ax.semilogy(res.time, res.error, label=res.policy, lw=1.2)
+        axk.step(res.time, res.k, where="post", lw=1.0, color=line.get_color())
         steps = np.flatnonzero(np.diff(res.k)) + 1
-        if steps.size and len(results) <= 8:
+        if 0 < steps.size <= 60 and len(results) <= 8:
             ax.scatter(res.time[steps], res.error[steps], marker="|", s=80, color=line.get_color())
             for i in steps[:: max(1, steps.size // 8)]:
                 ax.annotate(f"k={res.k[i]}", (res.time[i], res.error[i]), fontsize=7,
                             color=line.get_color(), xytext=(2, 4), textcoords="offset points")
-    ax.set_xlabel("wall-clock time")
+    axk.set_xlabel("wall-clock time")
+    axk.set_ylabel("k")
+    axk.grid(alpha=0.3)
     ax.set_ylabel("F(w) - F*")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")

@@ -18,6 +18,8 @@ __all__ = ["SGDResult", "run", "parse_policy", "DEFAULT_LR", "DEFAULT_HORIZON"]
 
 DEFAULT_LR = {"synthetic": 0.0005, "diabetes": 0.05, "digits": 1.0}
 DEFAULT_HORIZON = {"synthetic": 6000.0, "diabetes": 2000.0, "digits": 2000.0}
+MAX_CHUNK_VALUES = 1 << 22     # response times drawn at a time (32 MB); long runs take more chunks
+DBW_DECAY = 0.9                # weight of the past in DBW's moving-average estimates
 
 
 @dataclass(eq=False)
@@ -68,7 +70,8 @@ class SGDResult:
 
 
 def parse_policy(spec: str, workers: int) -> dict[str, Any]:
-    """'fixed:K', 'sync' (k = n), 'bound[:STEP]', 'pflug[:K0:STEP:THRESH:BURNIN]', 'async'."""
+    """'fixed:K', 'sync' (k = n), 'bound[:STEP]', 'pflug[:K0:STEP:THRESH:BURNIN]', 'dbw[:K0]',
+    'async'."""
     name, *args = spec.split(":")
     try:
         nums = [int(a) for a in args]
@@ -86,10 +89,13 @@ def parse_policy(spec: str, workers: int) -> dict[str, Any]:
                 "step": check_number(step, "pflug step", low=1, integer=True),
                 "thresh": check_number(thresh, "pflug thresh", low=0, integer=True),
                 "burnin": check_number(burnin, "pflug burnin", low=0, integer=True)}
+    if name == "dbw" and len(nums) <= 1:
+        return {"kind": "dbw",
+                "k0": check_number(nums[0], "dbw k0", low=2, high=workers, integer=True) if nums else 0}
     if name == "async" and not nums:
         return {"kind": "async"}
     raise ValidationError(f"The 'policy' parameter must be fixed:K, sync, bound[:STEP], "
-                          f"pflug[:K0:STEP:THRESH:BURNIN] or async. Got {spec!r} instead.")
+                          f"pflug[:K0:STEP:THRESH:BURNIN], dbw[:K0] or async. Got {spec!r} instead.")
 
 
 def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "pflug", *,
@@ -106,7 +112,10 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
     policy : str
         'fixed:K', 'sync', 'bound[:STEP]' (SPEC 2.2 with L, c, sigma^2, F(w0) - F*
         estimated from the data), 'pflug[:K0:STEP:THRESH:BURNIN]' (SPEC 2.3, defaults
-        10:10:10:200), 'async' (every gradient applied on arrival).
+        10:10:10:200), 'dbw[:K0]' (dynamic backup workers: each iteration the k that
+        maximises the expected decrease of F per unit time, from online estimates of the
+        gradient norm and variance; starts at K0, default k_max), 'async' (every gradient
+        applied on arrival).
     horizon : float
         wall-clock time units (default: 6000 synthetic, 2000 otherwise).
     lr : float
@@ -117,7 +126,7 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
     seed : int
         response times (the synthetic data set uses seed 0 unless a Problem is given).
     k_max : int
-        cap for pflug (default n).
+        cap for pflug and dbw (default n).
 
     Returns
     -------
@@ -152,8 +161,10 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
     schedule = None
     switch_times = np.zeros(0)
     k_values = np.zeros(1, dtype=np.int64)
+    k_cap = n if k_max is None else check_number(k_max, "k_max", low=1, high=n, integer=True)
+    smoothness = 0.0
     if pol["kind"] == "fixed":
-        k_values[0] = pol["k"]
+        k_values[0] = k_init = pol["k"]
         expected_iters = T / mu[pol["k"] - 1]
     elif pol["kind"] == "bound":
         const = problem.constants(w)
@@ -161,20 +172,26 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
                                   const["noise_var"], s, const["initial_gap"], model=model,
                                   step=pol["step"])
         switch_times, k_values = schedule.switch_times, schedule.k_values.astype(np.int64)
+        k_init = int(k_values[0])
         bounds = np.concatenate([[0.0], np.minimum(switch_times, T), [T]])
         expected_iters = float(np.sum(np.diff(np.maximum.accumulate(bounds)) / mu[k_values - 1]))
     elif pol["kind"] == "pflug":
-        expected_iters = T / mu[pol["k0"] - 1]
+        k_init = pol["k0"]
+        expected_iters = T / mu[k_init - 1]
+    elif pol["kind"] == "dbw":
+        if n < 2:
+            raise ValidationError("The 'dbw' policy needs at least 2 workers (it estimates the "
+                                  "gradient variance across them). Got workers = 1 instead.")
+        smoothness = problem.constants(w)["smoothness"]
+        k_init = min(pol["k0"] or k_cap, k_cap)
+        expected_iters = T / mu[k_init - 1]
     else:  # async: each worker finishes about T / E[X] tasks
         expected_iters = T / model.order_stat_mean(1, 1)
-    rows = int(2.0 * expected_iters) + 1000
+    rows = min(int(2.0 * expected_iters) + 1000, max(1000, MAX_CHUNK_VALUES // n))
     times = model.sample(rows, n, rng)
     every = record_every or max(1, rows // 8000)
     cap = rows // every + 3
-    rec_t, rec_e = np.zeros(cap), np.zeros(cap)
-    rec_k = np.zeros(cap, dtype=np.int64)
-    rec_iter = np.zeros(cap, dtype=np.int64)
-    rec_up = np.zeros(cap, dtype=np.int64)
+    rec = [np.zeros(cap), np.zeros(cap)] + [np.zeros(cap, dtype=np.int64) for _ in range(3)]
     problem_code = 0 if problem.loss == "least_squares" else 1
     H = np.ascontiguousarray(problem.H)
     w_star = np.ascontiguousarray(problem.w_star)
@@ -185,28 +202,49 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
                    else np.zeros(problem.dim))
     t0 = time.perf_counter()
     if pol["kind"] == "async":
+        rec_t, rec_e, rec_k, rec_iter, _ = rec
         updates, nrec, reached = sgd_kernels.run_async(X, y, n, problem_code, problem.reg, times, eta, w,
                                               T, w_star, H, problem.f_star, every, rec_t, rec_e,
                                               rec_k, rec_iter)
+        if not reached:  # pragma: no cover - rows are drawn with a 2x margin
+            raise RuntimeError("pre-drawn response times ran out before the horizon")
         iterations, uplink, downlink = updates, updates, updates
         extra = {"mean_staleness": float(np.mean(rec_k[1:nrec])) if nrec > 1 else 0.0}
         ks = np.ones(nrec, dtype=np.int64)
         up_at = down_at = rec_iter[:nrec]
     else:
-        pf = pol["kind"] == "pflug"
-        iterations, nrec, uplink, t_end = sgd_kernels.run_fastest_k(
-            X, y, n, problem_code, problem.reg, times, eta, w, T, switch_times, k_values,
-            int(pf), pol.get("k0", 1), pol.get("step", 1), pol.get("thresh", 0),
-            pol.get("burnin", 0), k_max or n, w_star, H, problem.f_star, grad_offset,
-            int(least_squares), every, rec_t, rec_e, rec_k, rec_iter, rec_up)
+        adapt = {"pflug": sgd_kernels.ADAPT_PFLUG, "dbw": sgd_kernels.ADAPT_DBW}.get(
+            pol["kind"], sgd_kernels.ADAPT_SCHEDULE)
+        index = sgd_kernels.STATE
+        istate = np.zeros(sgd_kernels.INT_STATE_SIZE, dtype=np.int64)
+        fstate = np.zeros(sgd_kernels.FLOAT_STATE_SIZE)
+        istate[index["k"]], istate[index["pending"]] = k_init, 1
+        g_prev = np.zeros(problem.dim)
+        while True:
+            need = istate[index["records"]] + times.shape[0] // every + 3
+            if need > rec[0].size:   # grow the record buffers, keeping what is written
+                rec = [np.concatenate([a, np.zeros(need + a.size, dtype=a.dtype)]) for a in rec]
+            sgd_kernels.run_fastest_k(
+                X, y, n, problem_code, problem.reg, times, eta, w, T, switch_times, k_values,
+                adapt, pol.get("step", 1), pol.get("thresh", 0), pol.get("burnin", 0), k_cap,
+                mu, smoothness, DBW_DECAY, w_star, H, problem.f_star, grad_offset,
+                int(least_squares), every, *rec, istate, fstate, g_prev)
+            t_now = fstate[index["time"]]
+            if t_now >= T:
+                break
+            # more response times: enough for the rest at the current k, within the cap
+            k_now = int(istate[index["k"]])
+            rows = min(int(1.5 * (T - t_now) / mu[k_now - 1]) + 1000,
+                       max(1000, MAX_CHUNK_VALUES // n))
+            times = model.sample(rows, n, rng)
+        nrec = int(istate[index["records"]])
+        iterations, uplink = int(istate[index["iterations"]]), int(istate[index["uplink"]])
+        rec_t, rec_e, rec_k, rec_iter, rec_up = rec
         downlink = iterations * n
-        reached = t_end >= T
         ks = rec_k[:nrec]
         up_at, down_at = rec_up[:nrec], rec_iter[:nrec] * n
         extra = {}
     wall = time.perf_counter() - t0
-    if not reached:  # pragma: no cover - rows are drawn with a 2x margin
-        raise RuntimeError("pre-drawn response times ran out before the horizon")
     return SGDResult(policy, rec_t[:nrec].copy(), rec_e[:nrec].copy(), ks.copy(), int(iterations),
                      int(uplink), int(downlink), n, wall, up_at.copy(), down_at.copy(), schedule,
                      extra={"record_every": every, "lr": eta, "horizon": T, **extra})
