@@ -1,4 +1,5 @@
-/* Dense matrix-vector products for the fused fastest-k SGD kernel (sgd_kernels.pyx).
+/* Dense matrix-vector products for the fused fastest-k SGD kernel (sgd_kernels.pyx), and
+ * the row average of the batched aggregation kernel.
  *
  * One worker's partial gradient is two products with its s x d row-major block X_i:
  *
@@ -24,6 +25,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -153,6 +155,26 @@ static void fastk_partial_gradient(const double *X, const double *y, ptrdiff_t s
             r[j] = exp(z) / (1.0 + exp(z)) - y[j];
     }
     fastk_matTvec_add_body(X, s, d, r, g);
+}
+
+/* out[0:d] = mean of the rows idx[0:k] of the row-major (n x d) block base. */
+FASTK_CLONES
+static void fastk_mean_rows(const double *restrict base, const int64_t *restrict idx,
+                            ptrdiff_t k, ptrdiff_t d, double *restrict out)
+{
+    ptrdiff_t q, c;
+    double inv = 1.0 / (double)k;
+    for (c = 0; c < d; c++)
+        out[c] = 0.0;
+    for (q = 0; q < k; q++) {
+        const double *row = base + (ptrdiff_t)idx[q] * d;
+        for (c = 0; c + 4 <= d; c += 4)
+            FASTK_STORE(out + c, FASTK_LOAD(out + c) + FASTK_LOAD(row + c));
+        for (; c < d; c++)
+            out[c] += row[c];
+    }
+    for (c = 0; c < d; c++)
+        out[c] *= inv;
 }
 
 #endif

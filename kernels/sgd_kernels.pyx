@@ -28,6 +28,8 @@ cdef extern from "fastk_gradient.h" nogil:
                       double* z)
     void fastk_partial_gradient(const double* X, const double* y, Py_ssize_t s, Py_ssize_t d,
                                 int problem, const double* w, double* r, double* g)
+    void fastk_mean_rows(const double* base, const int64_t* idx, Py_ssize_t k, Py_ssize_t d,
+                         double* out)
 
 
 cdef void _fastest(const double* times, Py_ssize_t n, Py_ssize_t k, int64_t* idx) noexcept nogil:
@@ -52,7 +54,7 @@ def fastest_k_average(const double[:, ::1] times, const double[:, :, ::1] grads,
     """out[b] = mean of grads[b, i] over the k[b] fastest workers of row b;
     chosen[b, :k[b]] their indices (by time, then index)."""
     cdef Py_ssize_t B = times.shape[0], n = times.shape[1], d = grads.shape[2]
-    cdef Py_ssize_t b, q, i, c
+    cdef Py_ssize_t b, q
     cdef int64_t* idx = <int64_t*> malloc((n + 1) * sizeof(int64_t))
     if not idx:
         raise MemoryError()
@@ -60,15 +62,9 @@ def fastest_k_average(const double[:, ::1] times, const double[:, :, ::1] grads,
         with nogil:
             for b in range(B):
                 _fastest(&times[b, 0], n, k[b], idx)
-                for c in range(d):
-                    out[b, c] = 0.0
+                fastk_mean_rows(&grads[b, 0, 0], idx, k[b], d, &out[b, 0])
                 for q in range(k[b]):
-                    i = idx[q]
-                    chosen[b, q] = i
-                    for c in range(d):
-                        out[b, c] += grads[b, i, c]
-                for c in range(d):
-                    out[b, c] /= k[b]
+                    chosen[b, q] = idx[q]
     finally:
         free(idx)
 
