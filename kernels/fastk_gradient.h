@@ -27,10 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef FASTK_CLONES   /* predefine it empty to build for one target (-march=...) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FASTK_CLONES
+#endif
 #endif
 #define FASTK_INLINE static inline __attribute__((always_inline))
 
