@@ -241,6 +241,8 @@ def test_policies_and_async():
         run(prob, 20, "fixed:0")
     with pytest.raises(ValidationError, match="'policy'"):
         run(prob, 20, "greedy")
+    with pytest.raises(ValidationError, match="'record_every' parameter .* Got 0"):
+        run(prob, 20, "fixed:4", record_every=0)
 
 
 def test_paper_finding_adaptive_beats_fixed_40():

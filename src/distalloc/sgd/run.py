@@ -189,7 +189,8 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
         expected_iters = T / model.order_stat_mean(1, 1)
     rows = min(int(2.0 * expected_iters) + 1000, max(1000, MAX_CHUNK_VALUES // n))
     times = model.sample(rows, n, rng)
-    every = record_every or max(1, rows // 8000)
+    every = (check_number(record_every, "record_every", low=1, integer=True) if record_every
+             is not None else max(1, rows // 8000))
     cap = rows // every + 3
     rec = [np.zeros(cap), np.zeros(cap)] + [np.zeros(cap, dtype=np.int64) for _ in range(3)]
     problem_code = 0 if problem.loss == "least_squares" else 1
