@@ -69,6 +69,21 @@ def fastest_k_average(const double[:, ::1] times, const double[:, :, ::1] grads,
         free(idx)
 
 
+cdef void _hessian_delta(Py_ssize_t d, const double* w, const double* w_star,
+                        const double* H, double* delta, double* h_delta) noexcept nogil:
+    """delta = w - w*, h_delta = H delta (least squares: the full gradient up to an offset)."""
+    cdef Py_ssize_t j
+    for j in range(d):
+        delta[j] = w[j] - w_star[j]
+    fastk_matvec(H, d, d, delta, h_delta)
+
+
+cdef inline double _average_variance(double v, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Variance of the mean of k of the n fixed worker gradients (each of variance v),
+    drawn without replacement: v / k (n - k) / (n - 1)."""
+    return v / k * (n - k) / (n - 1) if n > 1 else 0.0
+
+
 cdef double _error(const double* X, const double* y, Py_ssize_t m, Py_ssize_t d, int problem,
                    double reg, const double* w, const double* w_star, const double* H,
                    double f_star, double* tmp, double* tmp2) noexcept nogil:
@@ -78,9 +93,7 @@ cdef double _error(const double* X, const double* y, Py_ssize_t m, Py_ssize_t d,
     cdef Py_ssize_t j
     cdef double acc = 0.0, z
     if problem == 0:
-        for j in range(d):
-            tmp[j] = w[j] - w_star[j]
-        fastk_matvec(H, d, d, tmp, tmp2)
+        _hessian_delta(d, w, w_star, H, tmp, tmp2)
         return 0.5 * ddot(&di, tmp, &one, tmp2, &one)
     fastk_matvec(X, m, d, w, tmp)
     for j in range(m):
@@ -220,8 +233,7 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                 if use_full:
                     # g = (sum over the n - k slowest) - (sum over all) = -(sum over the k fastest)
                     if not have_hd:
-                        _error(&X[0, 0], &y[0], m, d, problem, reg, &w[0], &w_star[0],
-                               &H[0, 0], f_star, tmp, tmp2)
+                        _hessian_delta(d, &w[0], &w_star[0], &H[0, 0], tmp, tmp2)
                     full_scale = -<double> (n * s)
                     for j in range(d):
                         g[j] = full_scale * (tmp2[j] + grad_offset[j])
@@ -262,7 +274,7 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                 if adapt == 2 and (k >= 2 or have_est):
                     if k < 2:
                         v = var_est       # one gradient: no variance of its own
-                    grad2 = ddot(&di, g, &one, g, &one) - (v / k * (n - k) / (n - 1) if n > 1 else 0.0)
+                    grad2 = ddot(&di, g, &one, g, &one) - _average_variance(v, k, n)
                     if grad2 < 0:
                         grad2 = 0.0
                     if have_est:
@@ -292,8 +304,7 @@ def run_fastest_k(const double[:, ::1] X, const double[::1] y, int64_t num_worke
                     k = k_max
                     for kk in range(1, k_max + 1):
                         rate = (lr * grad2_est - 0.5 * smoothness * lr * lr *
-                                (grad2_est + (var_est / kk * (n - kk) / (n - 1) if n > 1 else 0.0))
-                                ) / mu[kk - 1]
+                                (grad2_est + _average_variance(var_est, kk, n))) / mu[kk - 1]
                         if rate > best:
                             best = rate
                             k = kk

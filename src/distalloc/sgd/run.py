@@ -193,10 +193,10 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: str = "
              is not None else max(1, rows // 8000))
     cap = rows // every + 3
     rec = [np.zeros(cap), np.zeros(cap)] + [np.zeros(cap, dtype=np.int64) for _ in range(3)]
-    problem_code = 0 if problem.loss == "least_squares" else 1
+    least_squares = problem.loss == "least_squares"
+    problem_code = 0 if least_squares else 1
     H = np.ascontiguousarray(problem.H)
     w_star = np.ascontiguousarray(problem.w_star)
-    least_squares = problem.loss == "least_squares"
     # full gradient = H (w - w*) + offset; the offset (zero up to w*'s rounding) is formed
     # from the residual so that it carries no cancellation
     grad_offset = (-(X.T @ (y - X @ w_star)) / X.shape[0] if least_squares
