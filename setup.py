@@ -13,7 +13,7 @@ extensions = [
         f"distalloc._kernels.{name}",
         [f"kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "kernels"],
-        depends=["kernels/fastk_gradient.h"],
+        depends=["kernels/fastk_gradient.h", "kernels/llm_core.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )
@@ -24,5 +24,6 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": "3", "cdivision": True},
+        include_path=["kernels"],
     )
 )

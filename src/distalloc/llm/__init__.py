@@ -10,8 +10,10 @@ Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884
 """
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.model import Placement, RouteMetrics, evaluate_routes
-from distalloc.llm.placement import (METHODS, CGPlacement, Plan, cg_bp_placement, cg_bprr,
-                                     petals, petals_placement, plan, theorem2_bound_ms)
+from distalloc.llm.methods import METHODS, plan
+from distalloc.llm.placement import (CGPlacement, cg_bp_placement, cg_bprr, petals,
+                                     petals_placement, theorem2_bound_ms)
+from distalloc.llm.result import Plan
 from distalloc.llm.routing import Routes, shortest_routes
 from distalloc.llm.scenario import (Scenario, builtin_scenario, clustered, load_scenario,
                                     resolve_scenario, scenario_from_dict, synthetic_scenario,

@@ -38,7 +38,8 @@ from scipy.sparse import coo_matrix
 
 from distalloc._validation import check_number
 from distalloc.llm.model import Placement
-from distalloc.llm.placement import Plan, cg_bprr, finish_plan, petals
+from distalloc.llm.placement import cg_bprr, petals
+from distalloc.llm.result import Plan, finish_plan
 from distalloc.llm.scenario import Scenario
 
 __all__ = ["solve_milp", "milp_size"]

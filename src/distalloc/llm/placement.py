@@ -1,99 +1,27 @@
 """Offline block placement and routing: CG-BPRR, the PETALS baseline and its ablations
-(SPEC 1.5, 1.6).  The exact MILP lives in :mod:`distalloc.llm.milp`; :func:`plan`
-dispatches over all methods and returns a :class:`Plan`.
+(SPEC 1.5, 1.6).  The exact MILP lives in :mod:`distalloc.llm.milp`; the result type
+:class:`~distalloc.llm.result.Plan` in :mod:`distalloc.llm.result`, and the method registry
+with :func:`~distalloc.llm.methods.plan` in :mod:`distalloc.llm.methods`.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from distalloc._compiled import llm_kernels
 from distalloc._validation import ValidationError, as_generator, check_number
-from distalloc.llm.model import Placement, RouteMetrics, evaluate_routes
+from distalloc.llm.model import Placement
+from distalloc.llm.result import Plan, finish_plan
 from distalloc.llm.routing import (PETALS_NO_CACHE_PENALTY_MS, petals_costs, per_token_costs,
                                    shortest_routes)
 from distalloc.llm.scenario import Scenario
 
-__all__ = ["Plan", "CGPlacement", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
-           "plan", "METHODS", "conservative_block_counts", "theorem2_bound_ms"]
-
-STATUSES = ("optimal", "feasible", "time_limit", "infeasible")
-
-
-@dataclass(eq=False)
-class Plan:
-    """A placement with one route per request, and what the performance model says of it.
-
-    ``status`` is one of optimal | feasible | time_limit | infeasible; ``feasible`` is true
-    iff the placement and routes are present, every route is valid and every server's
-    memory holds its blocks and all requests' caches.  ``reason`` says why not.
-    """
-
-    method: str
-    status: str
-    placement: Placement | None
-    routes: list[list[int]]
-    request_clients: np.ndarray
-    mean_token_ms: float | None
-    solve_s: float
-    bound_ms: float | None = None
-    gap: float | None = None
-    reason: str | None = None
-    metrics: RouteMetrics | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def feasible(self) -> bool:
-        return self.status != "infeasible" and self.placement is not None and bool(self.routes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``llm plan --json`` contract keys, plus ``reason`` and ``num_requests``."""
-        return {
-            "method": self.method,
-            "feasible": self.feasible,
-            "status": self.status,
-            "placement": self.placement.to_list() if self.placement is not None else [],
-            "routes": self.routes,
-            "mean_token_ms": self.mean_token_ms,
-            "bound_ms": self.bound_ms,
-            "gap": self.gap,
-            "solve_s": self.solve_s,
-            "reason": self.reason,
-            "num_requests": int(self.request_clients.shape[0]),
-            **self.extra,
-        }
-
-
-def finish_plan(scenario: Scenario, method: str, placement: Placement | None,
-                routes: list[list[int]], t0: float, status: str = "feasible",
-                reason: str | None = None, **kw: Any) -> Plan:
-    """Evaluate a candidate plan with the performance model and check it: routes valid,
-    memory respected.  Any violation turns the status into ``infeasible`` with a reason;
-    a plan is never reported feasible without this check."""
-    clients = scenario.requests
-    if placement is None or not routes or reason is not None:
-        return Plan(method, "infeasible", placement, [], clients, None, time.perf_counter() - t0,
-                    reason=reason or "no plan", **kw)
-    metrics = evaluate_routes(scenario, placement, routes, clients)
-    mean = float(metrics.token_ms.sum()) / len(routes)
-    if not metrics.all_valid:
-        r = int(np.flatnonzero(metrics.status != 0)[0])
-        status, reason = "infeasible", f"route of request {r} is invalid (status {metrics.status[r]})"
-    else:
-        limit = scenario.usable_memory_gb
-        over = np.flatnonzero(metrics.memory_gb[0] > limit * (1 + 1e-12) + 1e-9)
-        if over.size:
-            j = int(over[0])
-            status = "infeasible"
-            reason = (f"server {j} needs {metrics.memory_gb[0, j]:.4f} GB with all caches "
-                      f"but has {limit[j]:.4f} GB")
-    return Plan(method, status, placement, routes, clients, mean, time.perf_counter() - t0,
-                reason=reason, metrics=metrics, **kw)
-
+__all__ = ["CGPlacement", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
+           "conservative_block_counts", "theorem2_bound_ms"]
 
 # ------------------------------------------------------------------------------------------
 # CG-BPRR
@@ -325,56 +253,3 @@ def petals(scenario: Scenario, seed: Any = 0, *, join: str = "random", counts: s
         raise ValidationError(f"The 'routing' parameter must be 'petals' or 'optimal'. Got {routing!r} instead.")
     return finish_plan(scenario, method, placement, routes, t0, reason=reason,
                        extra={"join_order": [int(j) for j in order]})
-
-
-# ------------------------------------------------------------------------------------------
-# Dispatch
-# ------------------------------------------------------------------------------------------
-def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0) -> Plan:
-    from distalloc.llm.milp import solve_milp
-    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed)
-
-
-METHODS: dict[str, Callable[..., Plan]] = {
-    "cg-bprr": lambda sc, seed=0, **kw: cg_bprr(sc),
-    "petals": lambda sc, seed=0, **kw: petals(sc, seed),
-    "petals-cg-order": lambda sc, seed=0, **kw: petals(sc, seed, join="cg-order",
-                                                        method="petals-cg-order"),
-    "petals-cg-counts": lambda sc, seed=0, **kw: petals(sc, seed, counts="cg-bprr",
-                                                         method="petals-cg-counts"),
-    "petals-opt-routing": lambda sc, seed=0, **kw: petals(sc, seed, routing="optimal",
-                                                           method="petals-opt-routing"),
-    "milp": lambda sc, seed=0, time_limit_s=60.0, **kw: _milp(sc, seed, time_limit_s),
-}
-
-
-def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
-         num_requests: int | None = None, time_limit_s: float = 60.0) -> Plan:
-    """Place blocks and route the scenario's request set with ``method``.
-
-    Parameters
-    ----------
-    scenario : Scenario
-    method : str
-        one of ``METHODS``: 'cg-bprr', 'petals', 'petals-cg-order', 'petals-cg-counts',
-        'petals-opt-routing', 'milp'.
-    seed : int
-        PETALS's join order (and the MILP's solver seed).
-    num_requests : int, optional
-        replace the request set by this many requests (clients repeat cyclically).
-    time_limit_s : float
-        MILP only.
-
-    Raises
-    ------
-    ValidationError
-        unknown method or bad parameters, before any work.
-    """
-    if method not in METHODS:
-        raise ValidationError(f"The 'method' parameter must be one of {', '.join(METHODS)}. "
-                              f"Got {method!r} instead.")
-    time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
-    as_generator(seed)  # validate early
-    if num_requests is not None:
-        scenario = scenario.with_requests(num_requests)
-    return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s)

@@ -9,7 +9,6 @@ that :func:`scenario_from_dict` reads back.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path

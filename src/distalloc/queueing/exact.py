@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from typing import Any
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix

@@ -1,0 +1,383 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, nonecheck=False
+"""Shared C-level core of the LLM kernels: the block-ordered routing DP on the feasible-link
+DAG, per-server session lists sorted by completion time, the event heap, and the sliding
+sorted-window helpers of the placement rules.
+
+Every function here is ``cdef inline`` on raw pointers, so each kernel module that cimports
+this file (``llm_kernels``, and the online engine's and chain method's kernels) compiles its
+own copy and nothing is imported at run time: one decision core behind several front doors.
+
+Blocks are 0-based; a server j hosts [first[j], first[j] + num[j]); num[j] == 0 means unused;
+the dummy start ends at block 0.
+"""
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, realloc
+from libc.string cimport memmove
+
+
+cdef inline Py_ssize_t _lower_bound(const double* buf, Py_ssize_t n, double x) noexcept nogil:
+    """First index i of the sorted buf[0:n] with buf[i] >= x."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline Py_ssize_t _hist_remove(double* vals, double* cnts, Py_ssize_t n,
+                                    double x) noexcept nogil:
+    """Remove one x from the run-length sorted multiset; returns the new number of runs."""
+    cdef Py_ssize_t i = _lower_bound(vals, n, x)
+    cnts[i] -= 1.0
+    if cnts[i] == 0.0:
+        n -= 1
+        while i < n:
+            vals[i] = vals[i + 1]
+            cnts[i] = cnts[i + 1]
+            i += 1
+    return n
+
+
+cdef inline Py_ssize_t _hist_insert(double* vals, double* cnts, Py_ssize_t n,
+                                    double x) noexcept nogil:
+    """Add one x to the run-length sorted multiset; returns the new number of runs."""
+    cdef Py_ssize_t i = _lower_bound(vals, n, x), k
+    if i < n and vals[i] == x:
+        cnts[i] += 1.0
+        return n
+    k = n
+    while k > i:
+        vals[k] = vals[k - 1]
+        cnts[k] = cnts[k - 1]
+        k -= 1
+    vals[i] = x
+    cnts[i] = 1.0
+    return n + 1
+
+
+cdef inline Py_ssize_t _lexmin_sorted_window(const double* values, Py_ssize_t L, Py_ssize_t m,
+                                      double* work, double* best) noexcept nogil:
+    """Start of the window of length m whose *sorted* values are lexicographically
+    smallest; ties go to the smallest start.  ``work`` and ``best`` hold 2 L doubles.
+
+    The window is kept as a sorted run-length multiset (value, count) that slides: one
+    value leaves, one enters.  Sorted vectors compare like their runs: at the first run
+    that differs, the smaller value wins, and for an equal value the larger count wins
+    (the other vector moves on to a larger value sooner).  Per window the cost is
+    O(log d + d) for d distinct values in the window (few in practice: capacities and
+    throughputs are sums of a few server values), so O(L d) per server, no sorting."""
+    cdef double* vals = work
+    cdef double* cnts = work + L
+    cdef double* bvals = best
+    cdef double* bcnts = best + L
+    cdef Py_ssize_t a, b, i, n = 0, bn, best_a = 0, nwin = L - m + 1
+    cdef bint less
+    for b in range(m):
+        n = _hist_insert(vals, cnts, n, values[b])
+    for i in range(n):
+        bvals[i] = vals[i]
+        bcnts[i] = cnts[i]
+    bn = n
+    for a in range(1, nwin):
+        n = _hist_remove(vals, cnts, n, values[a - 1])
+        n = _hist_insert(vals, cnts, n, values[a + m - 1])
+        less = False
+        for i in range(n if n < bn else bn):
+            if vals[i] != bvals[i]:
+                less = vals[i] < bvals[i]
+                break
+            if cnts[i] != bcnts[i]:
+                less = cnts[i] > bcnts[i]
+                break
+        if less:
+            best_a = a
+            for i in range(n):
+                bvals[i] = vals[i]
+                bcnts[i] = cnts[i]
+            bn = n
+    return best_a
+
+
+cdef struct SessionList:
+    # sessions holding cache on one server, sorted by end time (ms); live entries are
+    # [head, head + size) of the three buffers
+    double* end
+    int64_t* blocks
+    int64_t* req
+    Py_ssize_t head
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef struct RouteCost:
+    # link (i, j) with k blocks on j costs a1[j] + w a2[j] + k (b1[j] + w b2[j]) + extra
+    const double* a1
+    const double* a2      # may be NULL when w == 0
+    const double* b1
+    const double* b2      # may be NULL when w == 0
+    double w
+    int mode              # 0: no extra; 1: penalty if k > capb[j] - used[j];
+                          # 2: wait (ms) until k blocks of cache are free on j
+    const int64_t* capb   # cache budget of each server, in (session, block) units
+    const int64_t* used   # cache in use or reserved, same units
+    double penalty
+    SessionList* lists    # mode 2 only
+    double now
+
+
+cdef struct RouteGraph:
+    # servers bucketed by end block: bucket e is by_end[bucket[e - 1]:bucket[e]]
+    const int64_t* first
+    const int64_t* num
+    int64_t* bucket
+    int64_t* by_end
+    Py_ssize_t L
+
+
+cdef inline void _graph_build(RouteGraph* g, Py_ssize_t S) noexcept nogil:
+    """Counting sort of the used servers by end block (stable in server index)."""
+    cdef Py_ssize_t j, e, L = g.L
+    for e in range(L + 2):
+        g.bucket[e] = 0
+    for j in range(S):
+        if g.num[j] > 0:
+            g.bucket[g.first[j] + g.num[j] + 1] += 1
+    for e in range(1, L + 2):
+        g.bucket[e] += g.bucket[e - 1]
+    for j in range(S):
+        if g.num[j] > 0:
+            e = g.first[j] + g.num[j]
+            g.by_end[g.bucket[e]] = j
+            g.bucket[e] += 1
+
+
+cdef inline int _graph_init(RouteGraph* g, const int64_t* first, const int64_t* num, Py_ssize_t S,
+                     Py_ssize_t L) noexcept nogil:
+    """Allocate the buckets of ``g`` and build them; -1 if out of memory (caller frees
+    g.bucket and g.by_end either way)."""
+    g.first = first
+    g.num = num
+    g.L = L
+    g.bucket = <int64_t*> malloc((L + 2) * sizeof(int64_t))
+    g.by_end = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    if not (g.bucket and g.by_end):
+        return -1
+    _graph_build(g, S)
+    return 0
+
+
+cdef inline void _wait_table(const SessionList* s, int64_t used, int64_t capb, int64_t m,
+                      double now, double* W) noexcept nogil:
+    """W[k], k = 1..m: ms until k more (session, block) caches are free on the server,
+    releasing its sessions in order of completion; inf if k exceeds its budget."""
+    cdef int64_t k, need, released = 0
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    for k in range(1, m + 1):
+        if k > capb:
+            W[k] = INFINITY
+            continue
+        need = used + k - capb
+        if need <= 0:
+            W[k] = 0.0
+            continue
+        while released < need and i < stop:
+            released += s.blocks[i]
+            i += 1
+        if released >= need:
+            W[k] = s.end[i - 1] - now if s.end[i - 1] > now else 0.0
+        else:
+            W[k] = INFINITY
+
+
+cdef inline double _route_dp(const RouteGraph* g, const RouteCost* rc, double* D, int64_t* arg_server,
+                      int64_t* arg_prev, double* W, int64_t* path,
+                      int64_t* path_len) noexcept nogil:
+    """Cheapest chain from block 0 to block L under ``rc``; writes it to ``path``.
+
+    D[e] (cheapest way to have processed blocks [0, e)) is final once every server
+    ending at or before e is relaxed, and every feasible link strictly increases the end
+    block, so visiting servers by end block is exact: O(S + sum_j num_j) plus, in mode 2,
+    O(sessions) per server whose free cache is short.  Returns inf (path_len 0) if no
+    chain covers all blocks."""
+    cdef Py_ssize_t L = g.L, e, t, p, pos
+    cdef int64_t j, a, k, m, free_k
+    cdef double base, per_block, cand, extra
+    D[0] = 0.0
+    for e in range(1, L + 1):
+        D[e] = INFINITY
+        arg_server[e] = -1
+        arg_prev[e] = -1
+    for e in range(1, L + 1):
+        for t in range(g.bucket[e - 1], g.bucket[e]):
+            j = g.by_end[t]
+            a = g.first[j]
+            m = g.num[j]
+            base = rc.a1[j]
+            per_block = rc.b1[j]
+            if rc.w != 0.0:
+                base = base + rc.w * rc.a2[j]
+                per_block = per_block + rc.w * rc.b2[j]
+            free_k = m
+            if rc.mode != 0:
+                free_k = rc.capb[j] - rc.used[j]
+                if rc.mode == 2 and free_k < m:
+                    _wait_table(&rc.lists[j], rc.used[j], rc.capb[j], m, rc.now, W)
+            for p in range(a, e):
+                if D[p] == INFINITY:
+                    continue
+                k = e - p
+                cand = D[p] + base + per_block * k
+                if k > free_k:
+                    if rc.mode == 1:
+                        cand = cand + rc.penalty
+                    else:
+                        cand = cand + W[k]
+                if cand < D[e]:
+                    D[e] = cand
+                    arg_server[e] = j
+                    arg_prev[e] = p
+    if D[L] == INFINITY:
+        path_len[0] = 0
+        return INFINITY
+    pos = 0
+    e = L
+    while e > 0:
+        path[pos] = arg_server[e]
+        pos += 1
+        e = arg_prev[e]
+    for t in range(pos // 2):
+        j = path[t]
+        path[t] = path[pos - 1 - t]
+        path[pos - 1 - t] = j
+    path_len[0] = pos
+    return D[L]
+
+
+cdef struct KeyIndex:
+    double key
+    int64_t index
+
+
+cdef inline int _cmp_key_index(const void* x, const void* y) noexcept nogil:
+    cdef const KeyIndex* a = <const KeyIndex*> x
+    cdef const KeyIndex* b = <const KeyIndex*> y
+    if a.key < b.key:
+        return -1
+    if a.key > b.key:
+        return 1
+    return (a.index > b.index) - (a.index < b.index)
+
+
+cdef inline int _sl_insert(SessionList* s, double end, int64_t blocks, int64_t req) noexcept nogil:
+    """Insert a session keeping the list sorted by end time (after equal ends)."""
+    cdef Py_ssize_t lo, hi, mid, i, newcap
+    cdef void* p
+    if s.head + s.size == s.cap:
+        if s.head > 0:
+            memmove(s.end, s.end + s.head, s.size * sizeof(double))
+            memmove(s.blocks, s.blocks + s.head, s.size * sizeof(int64_t))
+            memmove(s.req, s.req + s.head, s.size * sizeof(int64_t))
+            s.head = 0
+        else:
+            newcap = 2 * s.cap if s.cap else 8
+            p = realloc(s.end, newcap * sizeof(double))
+            if not p:
+                return -1
+            s.end = <double*> p
+            p = realloc(s.blocks, newcap * sizeof(int64_t))
+            if not p:
+                return -1
+            s.blocks = <int64_t*> p
+            p = realloc(s.req, newcap * sizeof(int64_t))
+            if not p:
+                return -1
+            s.req = <int64_t*> p
+            s.cap = newcap
+    lo = s.head
+    hi = s.head + s.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if s.end[mid] <= end:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = s.head + s.size
+    while i > lo:
+        s.end[i] = s.end[i - 1]
+        s.blocks[i] = s.blocks[i - 1]
+        s.req[i] = s.req[i - 1]
+        i -= 1
+    s.end[lo] = end
+    s.blocks[lo] = blocks
+    s.req[lo] = req
+    s.size += 1
+    return 0
+
+
+cdef inline void _sl_remove(SessionList* s, int64_t req) noexcept nogil:
+    """Remove the session of ``req``; completions come in end order, so it sits at or
+    near the head."""
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    while i < stop and s.req[i] != req:
+        i += 1
+    if i == stop:
+        return
+    while i > s.head:
+        s.end[i] = s.end[i - 1]
+        s.blocks[i] = s.blocks[i - 1]
+        s.req[i] = s.req[i - 1]
+        i -= 1
+    s.head += 1
+    s.size -= 1
+
+
+cdef inline bint _heap_less(const double* ht, const int64_t* hc, Py_ssize_t x, Py_ssize_t y) noexcept nogil:
+    # earlier time first; at equal times completions (code even) before retries (odd),
+    # then by request index (code = 2 r + type): a total order, so runs are reproducible
+    if ht[x] != ht[y]:
+        return ht[x] < ht[y]
+    if (hc[x] & 1) != (hc[y] & 1):
+        return (hc[x] & 1) < (hc[y] & 1)
+    return hc[x] < hc[y]
+
+
+cdef inline void _heap_push(double* ht, int64_t* hc, Py_ssize_t* n, double t, int64_t code) noexcept nogil:
+    cdef Py_ssize_t i = n[0], parent
+    cdef double tt
+    cdef int64_t cc
+    ht[i] = t
+    hc[i] = code
+    n[0] += 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not _heap_less(ht, hc, i, parent):
+            break
+        tt = ht[i]; ht[i] = ht[parent]; ht[parent] = tt
+        cc = hc[i]; hc[i] = hc[parent]; hc[parent] = cc
+        i = parent
+
+
+cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogil:
+    cdef Py_ssize_t i = 0, l, r, small
+    cdef double tt
+    cdef int64_t cc
+    n[0] -= 1
+    ht[0] = ht[n[0]]
+    hc[0] = hc[n[0]]
+    while True:
+        l = 2 * i + 1
+        r = l + 1
+        small = i
+        if l < n[0] and _heap_less(ht, hc, l, small):
+            small = l
+        if r < n[0] and _heap_less(ht, hc, r, small):
+            small = r
+        if small == i:
+            break
+        tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
+        cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
+        i = small

@@ -1,0 +1,96 @@
+"""``distalloc sweep`` (SPEC 4.1) and ``distalloc demo`` (the quick start's main job)."""
+from __future__ import annotations
+
+
+import numpy as np
+
+from distalloc._validation import ValidationError
+from distalloc.cli._common import print_json
+
+__all__ = ["add_parser"]
+
+
+def _cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from distalloc.sweep import load_sweep, run_sweep
+    config = load_sweep(args.config)
+    out = args.out or f"{Path(args.config).stem}.csv"
+    if args.n_jobs is not None and args.n_jobs < 1:
+        raise ValidationError(f"The 'n-jobs' option must be >= 1. Got {args.n_jobs} instead.")
+    summary = run_sweep(config, out, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                        chunk_size=args.chunk_size, progress=False if args.quiet else None)
+    msg = (f"{config.target}: {summary['tasks']} tasks, {summary['skipped']} already in {out}, "
+           f"{summary['written']} written in {summary['wall_s']:.2f} s")
+    if args.json:
+        print_json({"out": str(out), **summary})
+    elif not args.quiet:
+        print(msg)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from distalloc.llm import clustered
+    from distalloc.llm.simulation import simulate
+    from distalloc.plots import sgd_error, token_time_cdf, tradeoff_curve
+    from distalloc.queueing import ForkJoin, optimize, tradeoff
+    from distalloc.sgd import run, synthetic_regression
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("== 1. LLM serving: CG-BP + WS-RR against PETALS (clustered, 5 seeds, 100 requests, "
+          "0.5 req/s, allocation delay 0) ==")
+    sc = clustered()
+    runs = {m: [simulate(sc, m, seed=s, rate_per_s=0.5, num_requests=100,
+                         client_weights=[1, 1, 0]) for s in range(5)]
+            for m in ("cg-bprr", "petals")}
+    for m, rs in runs.items():
+        tok = np.array([r.to_dict()["mean_token_s"] for r in rs])
+        ttft = np.array([r.to_dict()["mean_ttft_s"] for r in rs])
+        print(f"  {m:>8}: mean per-token time {tok.mean():.3f} s (+- {tok.std():.3f}), "
+              f"time to first token {ttft.mean():.1f} s")
+    token_time_cdf({m: np.concatenate([r.token_s for r in rs]) for m, rs in runs.items()},
+                   str(out / "llm_token_cdf.png"), title="clustered, 0.5 req/s")
+    print("== 2. Fastest-k SGD: adaptive against fixed k (synthetic regression, n = 50) ==")
+    prob = synthetic_regression()
+    res = [run(prob, 50, p, seed=0, **kw) for p, kw in
+           (("fixed:10", {}), ("fixed:40", {}), ("bound", {}), ("pflug:10:10:10:200", {"k_max": 40}))]
+    target = res[1].error.min()
+    for r in res:
+        t = r.time_to_error(target)
+        print(f"  {r.policy:>20}: lowest error {r.error.min():.3g}, reaches fixed k = 40's "
+              f"lowest at t = " + ("never" if not np.isfinite(t) else f"{t:,.0f}"))
+    sgd_error(res, str(out / "sgd_error.png"), title="synthetic regression, n = 50")
+    print("== 3. (10,5) fork-join, two speeds: latency against energy ==")
+    system = ForkJoin(10, 5, 2.0, [1.0, 3.0], [1.0, 6.0], [0.5, 0.5], idle_power=0.1)
+    t = tradeoff(system, 11)
+    for p, n_, e in zip(t.switch_prob, t.mean_jobs, t.energy_per_job):
+        if np.isfinite(n_):
+            print(f"  p(fast) {p:.1f}: E[N] {n_:6.3f}, energy per job {e:6.3f}")
+    best = optimize(system, max_jobs=2.0)
+    print(f"  minimum energy with E[N] <= 2: p(fast) = {best.probs[1]:.3f}, energy per job "
+          f"{best.metrics.energy_per_job:.3f}")
+    tradeoff_curve(t, str(out / "forkjoin_tradeoff.png"), title="(10,5) fork-join, rate 2")
+    print(f"plots written to {out}/: llm_token_cdf.png, sgd_error.png, forkjoin_tradeoff.png")
+    return 0
+
+
+def add_parser(sub) -> None:
+    sw = sub.add_parser("sweep", help="run a parameter sweep (SPEC 4.1)")
+    sw.add_argument("config", help="sweep TOML file")
+    sw.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                    help="local worker processes (default: all cores)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDR",
+                    help="Dask scheduler address (default $DASK_SCHEDULER_ADDRESS)")
+    sw.add_argument("--out", default=None, metavar="FILE",
+                    help="results .csv or .parquet (default CONFIG-stem.csv); rerun to resume")
+    sw.add_argument("--chunk-size", type=int, default=None, metavar="C")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
+
+    demo = sub.add_parser("demo", help="a short tour: one example of each model family")
+    demo.add_argument("--out", default="distalloc-demo", metavar="DIR",
+                      help="folder for the plots (default distalloc-demo)")
+    demo.set_defaults(func=_cmd_demo)

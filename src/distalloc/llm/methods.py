@@ -1,0 +1,65 @@
+"""The offline method registry and :func:`plan`, the one dispatcher over it.
+
+A method is a callable ``(scenario, seed=..., time_limit_s=..., **kw) -> Plan``; this
+module imports the methods, the methods never import it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc.llm.milp import solve_milp
+from distalloc.llm.placement import cg_bprr, petals
+from distalloc.llm.result import Plan
+from distalloc.llm.scenario import Scenario
+
+__all__ = ["METHODS", "plan"]
+
+
+def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0) -> Plan:
+    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed)
+
+
+METHODS: dict[str, Callable[..., Plan]] = {
+    "cg-bprr": lambda sc, seed=0, **kw: cg_bprr(sc),
+    "petals": lambda sc, seed=0, **kw: petals(sc, seed),
+    "petals-cg-order": lambda sc, seed=0, **kw: petals(sc, seed, join="cg-order",
+                                                        method="petals-cg-order"),
+    "petals-cg-counts": lambda sc, seed=0, **kw: petals(sc, seed, counts="cg-bprr",
+                                                         method="petals-cg-counts"),
+    "petals-opt-routing": lambda sc, seed=0, **kw: petals(sc, seed, routing="optimal",
+                                                           method="petals-opt-routing"),
+    "milp": lambda sc, seed=0, time_limit_s=60.0, **kw: _milp(sc, seed, time_limit_s),
+}
+
+
+def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
+         num_requests: int | None = None, time_limit_s: float = 60.0) -> Plan:
+    """Place blocks and route the scenario's request set with ``method``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    method : str
+        one of ``METHODS``: 'cg-bprr', 'petals', 'petals-cg-order', 'petals-cg-counts',
+        'petals-opt-routing', 'milp'.
+    seed : int
+        PETALS's join order (and the MILP's solver seed).
+    num_requests : int, optional
+        replace the request set by this many requests (clients repeat cyclically).
+    time_limit_s : float
+        MILP only.
+
+    Raises
+    ------
+    ValidationError
+        unknown method or bad parameters, before any work.
+    """
+    if method not in METHODS:
+        raise ValidationError(f"The 'method' parameter must be one of {', '.join(METHODS)}. "
+                              f"Got {method!r} instead.")
+    time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
+    as_generator(seed)  # validate early
+    if num_requests is not None:
+        scenario = scenario.with_requests(num_requests)
+    return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s)
