@@ -41,3 +41,18 @@ def data_dir():
     if not (DATA / "topologies").is_dir():
         pytest.skip(f"shared data folder not found at {DATA}")
     return DATA
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (long oracle comparisons, README "
+                          "console-slow examples)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
