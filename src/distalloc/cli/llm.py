@@ -187,7 +187,8 @@ def _add_online_options(p) -> None:
     p.add_argument("--time-scale", type=float, default=None, metavar="X",
                    help="multiply the trace's inter-arrival gaps by X")
     p.add_argument("--planned-requests", type=int, default=None, metavar="R",
-                   help="CG-BP's planned concurrent sessions |R| (default: SPEC 1.7 fixed point)")
+                   help="CG-BP's planned concurrent sessions |R| (default: the fixed point "
+                   "|R| = λT + sqrt(λT) of the expected sessions in service)")
     p.add_argument("--allocation-delay", default="0", metavar="S",
                    help="per-request set-up delay in seconds, one number or per method, "
                    "e.g. petals=250,cg-bprr=60 (default 0)")
@@ -197,8 +198,10 @@ def _add_online_options(p) -> None:
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",
                    help="static output length of a built-in scenario")
-    p.add_argument("--servers", type=int, default=None, metavar="C")
-    p.add_argument("--scenario-seed", type=int, default=0, metavar="N")
+    p.add_argument("--servers", type=int, default=None, metavar="C",
+                   help="number of servers of a topology/synthetic scenario")
+    p.add_argument("--scenario-seed", type=int, default=0, metavar="N",
+                   help="seed of the built-in scenario's random choices")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -217,19 +220,22 @@ def add_parser(sub) -> None:
                     help="size of the request set |R| (clients repeat cyclically)")
     pl.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                     help="MILP time limit in seconds (default 60)")
-    pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")
+    pl.add_argument("--seed", type=int, default=0, metavar="N",
+                    help="PETALS join order seed (default 0)")
     pl.add_argument("--servers", type=int, default=None, metavar="C",
                     help="number of servers of a topology/synthetic scenario")
     pl.add_argument("--scenario-seed", type=int, default=0, metavar="N",
                     help="seed of the built-in scenario's random choices (default 0)")
-    pl.add_argument("--plot", default=None, metavar="FILE", help="write a placement map PNG")
+    pl.add_argument("--plot", default=None, metavar="FILE",
+                    help="write a placement map as an image (.png, .pdf, .svg)")
     pl.add_argument("--json", action="store_true", help="print one JSON object")
     pl.set_defaults(func=_cmd_llm_plan)
 
     from distalloc.llm.simulation import ONLINE_METHODS
     sim = llm_sub.add_parser("simulate", help="discrete-event simulation of online serving")
     _add_online_options(sim)
-    sim.add_argument("--method", choices=list(ONLINE_METHODS), default="cg-bprr")
+    sim.add_argument("--method", choices=list(ONLINE_METHODS), default="cg-bprr",
+                     help="placement and routing method")
     sim.add_argument("--seed", type=int, default=0,
                      help="arrivals, noise and PETALS's join order (default 0)")
     sim.set_defaults(func=_cmd_llm_simulate)
@@ -240,16 +246,23 @@ def add_parser(sub) -> None:
                       help=f"methods among {', '.join(ONLINE_METHODS)} (default cg-bprr,petals)")
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
-    cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
+    cmp_.add_argument("--plot", default=None, metavar="FILE",
+                      help="write the per-token time CDFs as an image (.png, .pdf, .svg)")
     cmp_.set_defaults(func=_cmd_llm_compare)
 
     scn = llm_sub.add_parser("scenario", help="print a scenario as canonical JSON")
-    scn.add_argument("scenario")
-    scn.add_argument("--servers", type=int, default=None, metavar="C")
-    scn.add_argument("--seed", dest="scenario_seed", type=int, default=0, metavar="N",
-                     help="seed of the built-in scenario's random choices (default 0)")
-    scn.add_argument("--num-requests", type=int, default=None, metavar="R")
-    scn.add_argument("--input-tokens", type=int, default=None, metavar="N")
-    scn.add_argument("--output-tokens", type=int, default=None, metavar="N")
-    scn.add_argument("--json", action="store_true")
+    scn.add_argument("scenario", help="path to a .json/.toml scenario or a built-in name")
+    scn.add_argument("--servers", type=int, default=None, metavar="C",
+                     help="number of servers of a topology/synthetic scenario")
+    scn.add_argument("--scenario-seed", "--seed", dest="scenario_seed", type=int, default=0,
+                     metavar="N", help="seed of the built-in scenario's random choices (the "
+                     "same option as plan's and simulate's --scenario-seed; --seed is its old "
+                     "name) (default 0)")
+    scn.add_argument("--num-requests", type=int, default=None, metavar="R",
+                     help="size of the request set |R| (clients repeat cyclically)")
+    scn.add_argument("--input-tokens", type=int, default=None, metavar="N",
+                     help="static prompt length of a built-in scenario")
+    scn.add_argument("--output-tokens", type=int, default=None, metavar="N",
+                     help="static output length of a built-in scenario")
+    scn.add_argument("--json", action="store_true", help="print one JSON object (compact)")
     scn.set_defaults(func=_cmd_llm_scenario)

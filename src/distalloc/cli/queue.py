@@ -83,14 +83,21 @@ def add_parser(sub) -> None:
     q_sub = queue.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def system_options(q):
-        q.add_argument("--servers", type=int, required=True, metavar="n")
-        q.add_argument("--needed", type=int, required=True, metavar="k")
-        q.add_argument("--rate", type=float, required=True, metavar="λ")
-        q.add_argument("--speeds", default="1", metavar="µ1,µ2", help="service rates (default 1)")
-        q.add_argument("--powers", default=None, metavar="P1,P2", help="busy powers (default 1 each)")
+        q.add_argument("--servers", type=int, required=True, metavar="n",
+                       help="cores n: every job forks into n tasks, one per core")
+        q.add_argument("--needed", type=int, required=True, metavar="k",
+                       help="a job is done when k of its n tasks finish (the rest are cancelled)")
+        q.add_argument("--rate", type=float, required=True, metavar="λ",
+                       help="Poisson job arrival rate (jobs per time unit)")
+        q.add_argument("--speeds", default="1", metavar="µ1,µ2",
+                       help="service rate of each speed level (default 1)")
+        q.add_argument("--powers", default=None, metavar="P1,P2",
+                       help="busy power of each speed level (default 1 each)")
         q.add_argument("--probs", default=None, metavar="p1,p2",
-                       help="speed-level probabilities (default uniform)")
-        q.add_argument("--idle-power", type=float, default=0.0, metavar="P0")
+                       help="probability that a core serves a task at each level, summing to 1 "
+                       "(default uniform)")
+        q.add_argument("--idle-power", type=float, default=0.0, metavar="P0",
+                       help="power drawn by an idle core")
         q.add_argument("--json", action="store_true", help="print one JSON object")
 
     for name, helptext in (("approx", "closed-form approximation"),
@@ -101,21 +108,32 @@ def add_parser(sub) -> None:
         if name == "exact":
             q.add_argument("--max-jobs", type=int, default=None, metavar="N",
                            help="truncation level (default: doubled until the tail is small)")
-            q.add_argument("--tail-tol", type=float, default=1e-8)
+            q.add_argument("--tail-tol", type=float, default=1e-8, metavar="ε",
+                           help="largest probability mass allowed beyond the truncation")
         if name == "simulate":
-            q.add_argument("--jobs", type=int, default=1_000_000, metavar="N")
-            q.add_argument("--replications", type=int, default=1, metavar="R")
-            q.add_argument("--seed", type=int, default=0)
+            q.add_argument("--jobs", type=int, default=1_000_000, metavar="N",
+                           help="jobs simulated per replication")
+            q.add_argument("--replications", type=int, default=1, metavar="R",
+                           help="independent replications (1: batch means give the "
+                           "confidence intervals)")
+            q.add_argument("--seed", type=int, default=0, metavar="N",
+                           help="random seed")
         q.set_defaults(func=_cmd_queue)
     q = q_sub.add_parser("tradeoff", help="E[N]-energy curve over the fast-level probability")
     system_options(q)
-    q.add_argument("--points", type=int, default=21)
-    q.add_argument("--method", choices=["approx", "exact", "simulate"], default="approx")
-    q.add_argument("--plot", default=None, metavar="FILE")
+    q.add_argument("--points", type=int, default=21, metavar="N",
+                   help="points on the curve, evenly spaced in the fast level's probability")
+    q.add_argument("--method", choices=["approx", "exact", "simulate"], default="approx",
+                   help="how each point is computed")
+    q.add_argument("--plot", default=None, metavar="FILE",
+                   help="write the E[N]-energy curve as an image (.png, .pdf, .svg)")
     q.set_defaults(func=_cmd_queue_tradeoff)
     q = q_sub.add_parser("optimize", help="minimum-energy speed mix under a latency bound")
     system_options(q)
-    q.add_argument("--max-jobs", type=float, default=None, metavar="N")
-    q.add_argument("--max-response", type=float, default=None, metavar="T")
+    q.add_argument("--max-jobs", type=float, default=None, metavar="N",
+                   help="minimise energy per job subject to E[N] <= N")
+    q.add_argument("--max-response", type=float, default=None, metavar="T",
+                   help="minimise energy per job subject to E[T] <= T")
     q.add_argument("--max-energy", type=float, default=None, metavar="E",
                    help="instead: minimise E[N] subject to energy per job <= E")
+    q.set_defaults(func=_cmd_queue_optimize)

@@ -55,34 +55,48 @@ def _cmd_sgd_run(args) -> int:
 def add_parser(sub) -> None:
     sgd = sub.add_parser("sgd", help="fastest-k distributed SGD with adaptive k")
     sgd_sub = sgd.add_subparsers(dest="command", required=True, parser_class=Parser)
-    sc = sgd_sub.add_parser("schedule", help="bound-optimal switching times (SPEC 2.2)")
-    sc.add_argument("--workers", type=int, required=True, metavar="n")
-    sc.add_argument("--lr", type=float, required=True, metavar="η")
-    sc.add_argument("--smoothness", type=float, required=True, metavar="L")
-    sc.add_argument("--strong-convexity", type=float, required=True, metavar="c")
-    sc.add_argument("--noise-var", type=float, required=True, metavar="σ²")
-    sc.add_argument("--batch", type=int, required=True, metavar="s")
-    sc.add_argument("--initial-gap", type=float, required=True, metavar="e0")
+    sc = sgd_sub.add_parser("schedule", help="bound-optimal times to switch from k to k+1 "
+                            "(the error bound of fastest-k SGD)")
+    sc.add_argument("--workers", type=int, required=True, metavar="n", help="workers n")
+    sc.add_argument("--lr", type=float, required=True, metavar="η", help="step size η")
+    sc.add_argument("--smoothness", type=float, required=True, metavar="L",
+                    help="smoothness constant L of the loss")
+    sc.add_argument("--strong-convexity", type=float, required=True, metavar="c",
+                    help="strong-convexity constant c of the loss")
+    sc.add_argument("--noise-var", type=float, required=True, metavar="σ²",
+                    help="variance σ² of one sample's gradient")
+    sc.add_argument("--batch", type=int, required=True, metavar="s",
+                    help="samples per worker per iteration")
+    sc.add_argument("--initial-gap", type=float, required=True, metavar="e0",
+                    help="initial error F(w0) - F*")
     sc.add_argument("--rate", type=float, default=1.0, metavar="λ",
                     help="exponential response-time rate (default 1)")
-    sc.add_argument("--model", default=None, metavar="SPEC",
+    sc.add_argument("--model", default=None, metavar="MODEL",
                     help="response times instead of Exp(rate): exp:RATE, shifted-exp:SHIFT:RATE, "
                     "pareto:SCALE:SHAPE, lognormal:MU:SIGMA")
-    sc.add_argument("--step", type=int, default=1)
-    sc.add_argument("--json", action="store_true")
+    sc.add_argument("--step", type=int, default=1, metavar="S",
+                    help="k grows by S at each switch")
+    sc.add_argument("--json", action="store_true", help="print one JSON object")
     sc.set_defaults(func=_cmd_sgd_schedule)
     sr = sgd_sub.add_parser("run", help="simulate fastest-k SGD")
-    sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic")
-    sr.add_argument("--workers", type=int, default=50, metavar="n")
+    sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic",
+                    help="synthetic regression, or scikit-learn's bundled data sets")
+    sr.add_argument("--workers", type=int, default=50, metavar="n", help="workers n")
     sr.add_argument("--policy", default="pflug", metavar="P",
                     help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], dbw[:K0], "
                          "async")
-    sr.add_argument("--horizon", type=float, default=None, metavar="T")
-    sr.add_argument("--lr", type=float, default=None, metavar="η")
-    sr.add_argument("--model", default=None, metavar="SPEC")
+    sr.add_argument("--horizon", type=float, default=None, metavar="T",
+                    help="simulated time to run, in the response-time model's units "
+                    "(default: the problem's, 6000 for synthetic)")
+    sr.add_argument("--lr", type=float, default=None, metavar="η",
+                    help="step size (default: the problem's; divided by n for async)")
+    sr.add_argument("--model", default=None, metavar="MODEL",
+                    help="workers' response times: exp:RATE, shifted-exp:SHIFT:RATE, "
+                    "pareto:SCALE:SHAPE, lognormal:MU:SIGMA (default exp:1)")
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
                     help="largest k for pflug and dbw (default n)")
-    sr.add_argument("--seed", type=int, default=0)
-    sr.add_argument("--plot", default=None, metavar="FILE")
-    sr.add_argument("--json", action="store_true")
+    sr.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+    sr.add_argument("--plot", default=None, metavar="FILE",
+                    help="write error and k against time as an image (.png, .pdf, .svg)")
+    sr.add_argument("--json", action="store_true", help="print one JSON object")
     sr.set_defaults(func=_cmd_sgd_run)
