@@ -74,6 +74,8 @@ def _die_with_parent(parent_pid: int) -> None:
 def _worker_main(conn, running, parent_pid: int, run_chunk: Callable, args: tuple) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the parent's to handle
+    import faulthandler
+    faulthandler.disable()     # a crash is reported once, by the parent, in the status column
     while True:
         try:
             msg = conn.recv()

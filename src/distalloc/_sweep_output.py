@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from distalloc._validation import ValidationError
 
@@ -507,10 +507,11 @@ class ParquetSink(_Sink):
             self.schema = table.schema
             self._set_columns(list(table.schema.names))
         else:
-            new = self._unify(self.schema, table.schema)
+            unified = self._unify(self.schema, table.schema)
+            new = pa.schema([unified.field(c) for c in columns])   # order_columns' order
             if not new.equals(self.schema):      # widen the parts already written
                 self.schema = new
-                self._set_columns(list(new.names))
+                self._set_columns(columns)
                 for part in self._parts():
                     self._replace(self._conform(pq.read_table(part)), part.name)
         self._replace(self._conform(table))

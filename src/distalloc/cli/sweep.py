@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 
-from distalloc._validation import ValidationError
 from distalloc.cli._common import print_json
 
 __all__ = ["add_parser"]
