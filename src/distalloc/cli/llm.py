@@ -72,7 +72,9 @@ def _cmd_llm_plan(args) -> int:
         print(_plan_table(plans, sc))
     if args.plot:
         from distalloc.plots import placement_map
-        placement_map(sc, plans, args.plot)
+        placement_map(sc, plans, args.plot,
+                      title=f"{sc.name}: {sc.num_servers} servers, L = {sc.num_blocks} blocks, "
+                      f"|R| = {sc.num_requests} requests, PETALS join order seed {args.seed}")
     return 0
 
 
@@ -104,19 +106,30 @@ def _online_kwargs(args, scenario) -> dict:
     return kw
 
 
+def _arrivals(workload, requested: float | None) -> str:
+    """'100 requests (Poisson at 0.5 req/s; 0.422 req/s in this draw)': the requested rate
+    and the realised one are different numbers."""
+    n = workload.num_requests
+    realised = workload.rate_per_s
+    seen = f"{realised:.3g} req/s in this draw" if np.isfinite(realised) else "all at once"
+    if workload.source == "poisson" and requested is not None:
+        return f"{n} requests (Poisson at {requested:g} req/s; {seen})"
+    return f"{n} requests ({workload.source}; {seen})"
+
+
 def _cmd_llm_simulate(args) -> int:
     from distalloc.llm.simulation import simulate
     sc = _scenario(args)
-    res = simulate(sc, args.method, seed=args.seed, **_online_kwargs(args, sc))
+    kw = _online_kwargs(args, sc)
+    res = simulate(sc, args.method, seed=args.seed, **kw)
     d = res.to_dict()
     if args.json:
         d.pop("join_order", None)
         print_json(d)
     else:
-        print(f"scenario {sc.name}: {sc.num_servers} servers, {res.workload.num_requests} "
-              f"requests ({res.workload.source}, {res.workload.rate_per_s:.3g} req/s), "
-              f"method {res.method}" + (f", planned |R| = {res.planned_requests}"
-                                        if res.planned_requests else ""))
+        print(f"scenario {sc.name}: {sc.num_servers} servers, "
+              f"{_arrivals(res.workload, kw.get('rate_per_s'))}, method {res.method}"
+              + (f", planned |R| = {res.planned_requests}" if res.planned_requests else ""))
         for key in ("mean_token_s", "p50_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s",
                     "mean_retries", "dropped", "allocation_delay_s", "events", "wall_s"):
             v = d[key]
@@ -148,9 +161,9 @@ def _cmd_llm_compare(args) -> int:
                                  for m, t in table.items()}})
     else:
         wl = runs[methods[0]][0].workload
-        print(f"scenario {sc.name}: {wl.num_requests} requests ({wl.source}, "
-              f"{wl.rate_per_s:.3g} req/s), {args.seeds} seeds (same arrivals for every "
-              f"method within a seed); mean +- std over seeds, seconds")
+        print(f"scenario {sc.name}: {_arrivals(wl, kw.get('rate_per_s'))}, {args.seeds} "
+              f"seeds (same arrivals for every method within a seed; the realised rate is "
+              f"seed 0's); mean +- std over seeds, seconds")
         print(f"{'':>20}" + "".join(f"{m:>24}" for m in methods))
         for k in keys:
             print(f"{k:>20}" + "".join(
@@ -159,13 +172,17 @@ def _cmd_llm_compare(args) -> int:
             base = np.mean(table["petals"]["mean_token_s"])
             for m in methods:
                 if m != "petals":
-                    cut = 1 - np.mean(table[m]["mean_token_s"]) / base
-                    print(f"{m}: mean per-token time {cut:+.0%} against petals "
-                          f"({'cut' if cut > 0 else 'increase'})")
+                    change = np.mean(table[m]["mean_token_s"]) / base - 1
+                    print(f"{m}: mean per-token time {abs(change):.0%} "
+                          f"{'lower' if change < 0 else 'higher'} than with petals")
     if args.plot:
         from distalloc.plots import token_time_cdf
+        wl = runs[methods[0]][0].workload
         token_time_cdf({m: np.concatenate([r.token_s[r.served] for r in rs])
-                        for m, rs in runs.items()}, args.plot, title=sc.name)
+                        for m, rs in runs.items()}, args.plot,
+                       title=f"{sc.name}: {_arrivals(wl, kw.get('rate_per_s'))},\n"
+                       f"{args.seeds} seeds, allocation delay {args.allocation_delay} s, "
+                       f"noise {args.noise:g}")
     return 0
 
 

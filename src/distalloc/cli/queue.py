@@ -58,7 +58,9 @@ def _cmd_queue_tradeoff(args) -> int:
     if args.plot:
         from distalloc.plots import tradeoff_curve
         tradeoff_curve(t, args.plot, title=f"({system.servers},{system.needed}) fork-join, "
-                       f"rate {system.rate:g}")
+                       f"rate {system.rate:g}, speeds {args.speeds}, powers "
+                       f"{args.powers or '1 each'}, idle power {system.idle_power:g} "
+                       f"({args.method})")
     return 0
 
 

@@ -44,11 +44,22 @@ def _cmd_sgd_run(args) -> int:
                   + (" ..." if res.schedule.switch_times.size > 12 else ""))
         steps = np.flatnonzero(np.diff(res.k)) + 1
         if steps.size:
-            print("  k steps (time: k): " + ", ".join(f"{res.time[i]:.4g}: {res.k[i]}"
-                                                       for i in steps[:12]))
+            shown = ", ".join(f"{res.time[i]:.4g}: {res.k[i]}" for i in steps[:12])
+            if steps.size > 12:
+                last = steps[-1]
+                shown += (f", ... ({steps.size} changes in all, the last at "
+                          f"{res.time[last]:.4g}: {res.k[last]})")
+            print(f"  k changes (time: k): {shown}")
+        print(f"  k at the end: {res.k[-1]}")
     if args.plot:
         from distalloc.plots import sgd_error
-        sgd_error([res], args.plot, title=f"{args.problem}, n = {args.workers}")
+        cap = args.k_max if args.k_max is not None else args.workers
+        label = (res.policy if res.policy.startswith(("fixed", "sync", "async"))
+                 else f"{res.policy}, k ≤ {cap}")
+        sgd_error([res], args.plot, labels=[label],
+                  title=f"{args.problem}, n = {args.workers}, response times "
+                  f"{args.model or 'exp:1'}, horizon {res.extra['horizon']:g}, "
+                  f"step size {res.extra['lr']:g}, seed {args.seed}")
     return 0
 
 

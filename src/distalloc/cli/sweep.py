@@ -5,7 +5,8 @@ import sys
 
 import numpy as np
 
-from distalloc.cli._common import print_json
+from distalloc._validation import ValidationError
+from distalloc.cli._common import check_writable_folder, print_json
 
 __all__ = ["add_parser"]
 
@@ -48,7 +49,15 @@ def _cmd_demo(args) -> int:
     from distalloc.queueing import ForkJoin, optimize, tradeoff
     from distalloc.sgd import run, synthetic_regression
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"The 'out' option of demo must be a folder; {str(out)!r} exists "
+                              "and is a file.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"Cannot create the folder {str(out)!r} for the demo's plots: "
+                              f"{exc.strerror or exc}.") from None
+    check_writable_folder(out, "the demo's plots")
     print("== 1. LLM serving: CG-BP + WS-RR against PETALS (clustered, 5 seeds, 100 requests, "
           "0.5 req/s, allocation delay 0) ==")
     sc = clustered()
@@ -61,7 +70,8 @@ def _cmd_demo(args) -> int:
         print(f"  {m:>8}: mean per-token time {tok.mean():.3f} s (+- {tok.std():.3f}), "
               f"time to first token {ttft.mean():.1f} s")
     token_time_cdf({m: np.concatenate([r.token_s for r in rs]) for m, rs in runs.items()},
-                   str(out / "llm_token_cdf.png"), title="clustered, 0.5 req/s")
+                   str(out / "llm_token_cdf.png"), title="clustered: Poisson at 0.5 req/s from "
+                   "Cluster0 and Cluster1, 100 requests,\n5 seeds, allocation delay 0")
     print("== 2. Fastest-k SGD: adaptive against fixed k (synthetic regression, n = 50) ==")
     prob = synthetic_regression()
     res = [run(prob, 50, p, seed=0, **kw) for p, kw in
@@ -71,7 +81,9 @@ def _cmd_demo(args) -> int:
         t = r.time_to_error(target)
         print(f"  {r.policy:>20}: lowest error {r.error.min():.3g}, reaches fixed k = 40's "
               f"lowest at t = " + ("never" if not np.isfinite(t) else f"{t:,.0f}"))
-    sgd_error(res, str(out / "sgd_error.png"), title="synthetic regression, n = 50")
+    sgd_error(res, str(out / "sgd_error.png"),
+              labels=["fixed:10", "fixed:40", "bound, k ≤ 50", "pflug:10:10:10:200, k ≤ 40"],
+              title="synthetic regression, n = 50, response times exp:1, seed 0")
     print("== 3. (10,5) fork-join, two speeds: latency against energy ==")
     system = ForkJoin(10, 5, 2.0, [1.0, 3.0], [1.0, 6.0], [0.5, 0.5], idle_power=0.1)
     t = tradeoff(system, 11)
@@ -81,7 +93,8 @@ def _cmd_demo(args) -> int:
     best = optimize(system, max_jobs=2.0)
     print(f"  minimum energy with E[N] <= 2: p(fast) = {best.probs[1]:.3f}, energy per job "
           f"{best.metrics.energy_per_job:.3f}")
-    tradeoff_curve(t, str(out / "forkjoin_tradeoff.png"), title="(10,5) fork-join, rate 2")
+    tradeoff_curve(t, str(out / "forkjoin_tradeoff.png"),
+                   title="(10,5) fork-join, rate 2, speeds 1,3, powers 1,6, idle power 0.1")
     print(f"plots written to {out}/: llm_token_cdf.png, sgd_error.png, forkjoin_tradeoff.png")
     return 0
 
