@@ -53,3 +53,11 @@ def test_integral_float_seeds_in_a_sweep_file_is_refused(tmp_path, capsys):
     assert main(["sweep", str(p), "--out", str(tmp_path / "o.csv")]) == 2
     assert "'seeds' parameter of sweep must be an int" in _one_line_error(capsys)
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("bounds", [{"high": ""}, {"low": "x"}, {"high": float("nan")},
+                                    {"high": None, "low": [1]}])
+def test_a_bound_that_is_bad_input_is_a_validation_error(bounds):
+    """order_stat_mean(k, n='') used to end in 'Unknown format code g' (fuzz suite)."""
+    with pytest.raises(ValidationError, match="The 'k' parameter must be an int"):
+        check_number(3, "k", integer=True, **bounds)

@@ -477,3 +477,45 @@ def test_llm_plan_rows_keep_the_plan_status_apart(tmp_path):
     assert r["20"]["status"] == "ok" and r["20"]["plan_status"] == "feasible"
     assert r["5000"]["status"] == "ok" and r["5000"]["plan_status"] == "infeasible"
     assert math.isclose(float(r["20"]["mean_token_ms"]), 530.4, rel_tol=1e-3)
+
+
+def _sweep_in_daemon(path, queue):
+    try:
+        cfg = load_sweep({"sweep": {"target": "queue.approx"},
+                          "fixed": {"servers": 4, "needed": 2}, "grid": {"rate": [1.0]}})
+        run_sweep(cfg, path, n_jobs=1, progress=False)
+        queue.put("ran")
+    except ValidationError as exc:
+        queue.put(f"ValidationError: {exc}")
+    except BaseException as exc:  # noqa: BLE001
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_sweep_inside_a_daemonic_process_is_a_clean_error(tmp_path):
+    """Found by the fuzz suite: an AssertionError from multiprocessing before."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_sweep_in_daemon, args=(tmp_path / "d.csv", q), daemon=True)
+    p.start()
+    got = q.get(timeout=60)
+    p.join()
+    assert got.startswith("ValidationError: run_sweep cannot start its worker processes")
+    assert not (tmp_path / "d.csv").exists()
+
+
+def test_parquet_takes_table_values(tmp_path):
+    """Found by the fuzz suite: a TOML table as a parameter value (`needed = {}`) made
+    pyarrow fail after the work was done (a struct without fields); tables are stored as
+    JSON text and the failing row is recorded like any other."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs pyarrow")
+    cfg = load_sweep({"sweep": {"target": "queue.approx"},
+                      "fixed": {"servers": 4, "needed": {}, "rate": 1.0},
+                      "grid": {"idle_power": [0.0, {"a": 1}]}})
+    out = tmp_path / "t.parquet"
+    s = run_sweep(cfg, out, n_jobs=1, chunk_size=1, progress=False)
+    assert (s["written"], s["failed"]) == (2, 2)
+    got = pq.read_table(out).to_pylist()
+    assert sorted(r["idle_power"] for r in got) == ['0', '{"a": 1}']     # the column is text
+    assert all(r["needed"] == "{}" and "needed" in r["status"] for r in got)
+    assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0

@@ -442,12 +442,23 @@ class ParquetSink(_Sink):
 
     @staticmethod
     def _unify(a, b):
+        """One schema for both: types widened where Arrow can (int -> double, null -> any),
+        text where it cannot (a column holding numbers in one chunk and tables in another),
+        so that no chunk's rows are ever refused after they were computed."""
         import pyarrow as pa
         try:
             return pa.unify_schemas([a, b], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError) as exc:
-            raise ValidationError(f"A sweep metric changes type between rows ({exc}); use a "
-                                  ".csv output for this target.") from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+            pass
+        fields = []
+        for name in list(a.names) + [n for n in b.names if n not in a.names]:
+            parts = [s.field(name) for s in (a, b) if name in s.names]
+            try:
+                fields.append(pa.unify_schemas([pa.schema([f]) for f in parts],
+                                               promote_options="permissive").field(name))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+                fields.append(pa.field(name, pa.string()))
+        return pa.schema(fields)
 
     def _replace(self, table, name: str | None = None) -> None:
         import pyarrow.parquet as pq
@@ -461,7 +472,17 @@ class ParquetSink(_Sink):
         for field in self.schema:
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-        return table.select(self.schema.names).cast(self.schema)
+        table = table.select(self.schema.names)
+        columns = []
+        for field, column in zip(self.schema, table.columns):
+            if column.type != field.type and pa.types.is_string(field.type):
+                try:
+                    column = column.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):   # lists, tables
+                    column = pa.array([None if v is None else cell(v)
+                                       for v in column.to_pylist()], type=field.type)
+            columns.append(column)
+        return pa.table(dict(zip(self.schema.names, columns))).cast(self.schema)
 
     def drop_failed(self) -> int:
         import pyarrow.compute as pc
@@ -520,8 +541,12 @@ class ParquetSink(_Sink):
 
 
 def _arrow_value(v: Any) -> Any:
+    """NaN as null; tables (dicts) as JSON text: Parquet has no struct without fields, and a
+    parameter's shape should not change the column type from row to row."""
     if isinstance(v, float) and math.isnan(v):
         return None
+    if isinstance(v, dict):
+        return cell(v)
     return v
 
 

@@ -60,6 +60,20 @@ def one_line(exc: BaseException) -> str:
     return (text[:497] + "...") if len(text) > 500 else (text or "error")
 
 
+def _plain(value: Any) -> Any:
+    """Metric values as the sinks can store them: numbers, strings, booleans, None, lists and
+    dicts of those (numpy scalars and arrays converted); anything else as its text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if type(value).__module__ == "numpy":
+        return _plain(value.tolist())
+    return str(value)
+
+
 def _row(point: dict, seed: int, fixed: dict, metrics: Any, status: str) -> dict:
     row: dict[str, Any] = {}
     if isinstance(metrics, dict):
@@ -68,7 +82,7 @@ def _row(point: dict, seed: int, fixed: dict, metrics: Any, status: str) -> dict
             if k in RESERVED:                 # the sweep's own columns win
                 k = f"metric_{k}"
             if k not in point and k not in fixed:
-                row[k] = v
+                row[k] = _plain(v)
     row.update(point)
     row["seed"] = seed
     row["status"] = status
@@ -229,6 +243,11 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
         scheduler = engines.check_scheduler_address(scheduler)
     else:
         n_jobs = _check_n_jobs(n_jobs, oversubscribe)
+        import multiprocessing
+        if multiprocessing.current_process().daemon:
+            raise ValidationError("run_sweep cannot start its worker processes from a daemonic "
+                                  "process (a multiprocessing pool worker, for instance); call "
+                                  "it from a regular process or give a Dask scheduler.")
 
     t0 = time.perf_counter()
     summary = {"tasks": total, "skipped": 0, "written": 0, "failed": 0, "crashed": 0,
