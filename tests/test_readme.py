@@ -270,3 +270,22 @@ if __name__ == "__main__":  # pragma: no cover - list what would run
     for b in BLOCKS:
         print(_id(b), len(b.lines), "lines", b.attrs)
     sys.exit(0)
+
+
+def test_benchmark_json_folder_is_made_before_the_run(tmp_path):
+    """The README's `pytest bench --benchmark-json=bench-results/all.json` used to run for
+    minutes and then crash on the missing folder, losing the results."""
+    import importlib.util
+    import types
+    spec = importlib.util.spec_from_file_location("bench_conftest", ROOT / "bench" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    target = tmp_path / "bench-results" / "deeper" / "all.json"
+    mod.pytest_configure(types.SimpleNamespace(option=types.SimpleNamespace(benchmark_json=target)))
+    assert target.parent.is_dir()
+    mod.pytest_configure(types.SimpleNamespace(option=types.SimpleNamespace(benchmark_json=None)))
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(pytest.UsageError, match="cannot write"):
+        mod.pytest_configure(types.SimpleNamespace(
+            option=types.SimpleNamespace(benchmark_json=blocked / "all.json")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -72,11 +73,18 @@ def canonical(value: Any) -> Any:
     return str(value)
 
 
+def canonical_text(value: Any) -> str:
+    """The canonical value as compact JSON: the unit keys are made of."""
+    return json.dumps(canonical(value), sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def key_from_texts(texts: Iterable[str]) -> bytes:
+    """16-byte digest of canonical texts (in a fixed order of names)."""
+    return hashlib.blake2b("\x1f".join(texts).encode(), digest_size=16).digest()
+
+
 def row_key(values: Iterable[Any]) -> bytes:
-    """16-byte digest of the canonical values (in a fixed order of names)."""
-    text = json.dumps([canonical(v) for v in values], sort_keys=True, allow_nan=True,
-                      separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return key_from_texts(canonical_text(v) for v in values)
 
 
 def _json_default(obj: Any) -> Any:
@@ -91,9 +99,19 @@ def _json_default(obj: Any) -> Any:
 def cell(value: Any) -> str:
     """Text of a value in a CSV cell: strings as they are, None and NaN empty, the rest
     as JSON."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return value
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if kind is float:
+        return repr(value) if math.isfinite(value) else ("" if value != value else
+                                                         json.dumps(value))
+    if kind is int:
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
         return ""
     return json.dumps(value, default=_json_default)
 
@@ -280,6 +298,32 @@ class _Sink:
     def key_of(self, row: dict) -> bytes:
         return row_key(row.get(n) for n in self.key_names + self.extra_names)
 
+    def task_keys(self, config) -> Iterator[tuple[dict, int, bytes]]:
+        """(grid point, seed, key) of every task of ``config``, in order, without building
+        the list; the canonical text of each grid and fixed value is made once."""
+        grid_names = list(config.grid)
+        values = list(config.grid.values())
+        texts = [[canonical_text(v) for v in vals] for vals in values]
+        fixed = {n: canonical_text(v) for n, v in config.fixed.items()}
+        none = canonical_text(None)
+        order = self.key_names + self.extra_names
+        where = {n: i for i, n in enumerate(grid_names)}
+        for idx in itertools.product(*(range(len(v)) for v in values)):
+            parts = []
+            for n in order:
+                if n == SEED:
+                    parts.append(None)
+                elif n in where:
+                    j = where[n]
+                    parts.append(texts[j][idx[j]])
+                else:
+                    parts.append(fixed.get(n, none))
+            seed_at = parts.index(None)
+            point = {n: values[j][idx[j]] for j, n in enumerate(grid_names)}
+            for seed in range(config.seeds):
+                parts[seed_at] = str(seed)
+                yield point, seed, key_from_texts(parts)
+
 
 def order_columns(existing: list[str], rows: list[dict], grid_names: list[str],
                   fixed_names: list[str]) -> list[str]:
@@ -391,17 +435,23 @@ class CsvSink(_Sink):
                     r[STATUS] = OK
             self._rewrite(columns, old)
         buf = []
+        memo: dict[int, str] = {}      # lists shared by the rows of a chunk: one JSON each
         for r in rows:
             line = []
             for c in self.columns:
-                line.append(cell(r.get(c)))
+                v = r.get(c)
+                if type(v) is list:
+                    text = memo.get(id(v))
+                    if text is None:
+                        text = memo[id(v)] = cell(v)
+                    line.append(text)
+                else:
+                    line.append(cell(v))
             buf.append(line)
         with self.path.open("a", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerows(buf)
             fh.flush()
             os.fsync(fh.fileno())
-        for r in rows:
-            self.done.add(self.key_of(r))
 
 
 class ParquetSink(_Sink):
@@ -536,8 +586,6 @@ class ParquetSink(_Sink):
                 for part in self._parts():
                     self._replace(self._conform(pq.read_table(part)), part.name)
         self._replace(self._conform(table))
-        for r in rows:
-            self.done.add(self.key_of(r))
 
 
 def _arrow_value(v: Any) -> Any:

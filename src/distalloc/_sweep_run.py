@@ -259,8 +259,9 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
             summary["retried"] = sink.drop_failed()
 
         def pending_tasks() -> Iterator[tuple[dict, int]]:
-            for point, seed in config.iter_tasks():
-                if sink.key_of({**config.fixed, **point, "seed": seed}) in sink.done:
+            done = sink.done
+            for point, seed, key in sink.task_keys(config):
+                if key in done:
                     summary["skipped"] += 1
                 else:
                     yield point, seed

@@ -34,6 +34,9 @@ KNOWN: list[Known] = [
     Known(r"llm (simulate|compare)|llm\.simulate", r"OverflowError: \(34", LLM,
           "distalloc llm compare clustered --noise 1e308  (OverflowError: numerical result out "
           "of range)"),
+    Known(r"llm (simulate|compare)", r"quotes the content of a file", LLM,
+          "distalloc llm simulate clustered --trace /etc/passwd  (the error quotes the file's "
+          "whole first line as its 'column names')"),
     Known(r"llm\.resolve_scenario", r"TypeError", LLM,
           "resolve_scenario(2**63)  (TypeError: expected str, not int)"),
     Known(r"llm\.(simulate|plan)", r"TypeError: unhashable", LLM,

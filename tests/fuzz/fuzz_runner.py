@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from fuzz_values import SECRET
+
 MEM_LIMIT_BYTES = int(os.environ.get("DISTALLOC_FUZZ_MEM_GB", "4")) * 2 ** 30
 
 
@@ -170,6 +172,9 @@ def judge_cli(entry: EntryPoint, case: dict, code: int, stdout: str, stderr: str
     and nothing on stdout; never a traceback, never anything else."""
     err_lines = stderr.strip("\n").splitlines() if stderr.strip() else []
     tail = f" (stdout {stdout[:300]!r}, stderr {stderr[-600:]!r})"
+    if SECRET in stdout or SECRET in stderr:       # untrusted files are not echoed (issue 16)
+        return Outcome("fault", [f"the output quotes the content of a file it read{tail}"],
+                       "quotes a file")
     if code == 2:
         problems = []
         if len(err_lines) != 1 or not err_lines[0].startswith("distalloc: error: "):

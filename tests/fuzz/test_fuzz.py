@@ -7,7 +7,8 @@ signal or a hang.  Cases run in a forked worker with a per-case time limit
 
 Budget: CI runs ``FUZZ_CI_BUDGET`` x each entry point's weight cases (a few thousand in
 total, about a minute, derandomised: the same cases every run); ``pytest --fuzz-budget N``
-runs N cases per entry point with fresh random cases.  ``DISTALLOC_FUZZ_LOG=path`` appends
+runs N cases per entry point with fresh random cases (``DISTALLOC_FUZZ_TIMEOUT_S`` overrides
+the per-case limit).  ``DISTALLOC_FUZZ_LOG=path`` appends
 every fault (with its reproducer) to a JSON-lines file and keeps going instead of stopping
 at the first one.
 """
@@ -26,7 +27,7 @@ from fuzz_entries import BY_NAME, ENTRY_POINTS
 from fuzz_known import known
 from fuzz_runner import FuzzWorker, tidy
 
-FUZZ_CI_BUDGET = 30
+FUZZ_CI_BUDGET = 25
 FUZZ_CI_TIMEOUT_S = 6.0
 STATS: dict[str, Counter] = defaultdict(Counter)
 KNOWN_HIT: dict[str, Counter] = defaultdict(Counter)
@@ -58,7 +59,7 @@ def _budget(config, entry) -> tuple[int, bool, float]:
     """(cases, derandomise, per-case time limit)."""
     n = config.getoption("--fuzz-budget")
     if n:
-        return n, False, entry.timeout_s
+        return n, False, float(os.environ.get("DISTALLOC_FUZZ_TIMEOUT_S", entry.timeout_s))
     return max(1, round(FUZZ_CI_BUDGET * entry.weight)), True, min(entry.timeout_s,
                                                                     FUZZ_CI_TIMEOUT_S)
 
