@@ -34,6 +34,9 @@ KNOWN: list[Known] = [
     Known(r"llm (simulate|compare)|llm\.simulate", r"OverflowError: \(34", LLM,
           "distalloc llm compare clustered --noise 1e308  (OverflowError: numerical result out "
           "of range)"),
+    Known(r"llm (plan|simulate|compare|scenario)|llm\.", r"ran out of memory|out of memory", LLM,
+          "a scenario with \"num_blocks\": 3573865241 (and a server that holds few):  "
+          "distalloc llm plan s.json  (MemoryError: no bound on the block count)"),
     Known(r"llm (simulate|compare)", r"quotes the content of a file", LLM,
           "distalloc llm simulate clustered --trace /etc/passwd  (the error quotes the file's "
           "whole first line as its 'column names')"),
