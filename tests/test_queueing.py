@@ -183,6 +183,7 @@ def test_saturation_capacity_against_overloaded_simulation(n, k, speeds, probs):
     cap, _ = saturation_capacity(n, k, np.array(speeds), np.array(probs))
     lam, N = 1.5 * cap, 400_000
     m = simulate(ForkJoin(n, k, lam, speeds, None, probs), N, seed=3, warmup_fraction=0.0,
-                 batches=2)
+                 batches=2, transient=True)
+    assert not m.extra["stable"] and not m.extra["steady_state"]
     measured = 1.0 / (2 * m.mean_response / N + 1.0 / lam)
     assert cap == pytest.approx(measured, rel=0.02)

@@ -1,6 +1,13 @@
 """The only door to the compiled kernels: a missing extension is a clear error, never a
-silent fallback to slow code."""
+silent fallback to slow code.
+
+Cython extensions are imported at once.  Numba modules (kernels/*.py) are imported on first
+use (``_compiled.queue_grid``), so commands that do not need them do not pay for importing
+Numba.
+"""
 from __future__ import annotations
+
+import importlib
 
 try:
     from distalloc._kernels import llm_kernels, queue_kernels, sgd_kernels
@@ -11,4 +18,18 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["llm_kernels", "queue_kernels", "sgd_kernels"]
+__all__ = ["llm_kernels", "queue_kernels", "sgd_kernels", "queue_grid"]
+
+_NUMBA_MODULES = {"queue_grid"}
+
+
+def __getattr__(name: str):
+    if name in _NUMBA_MODULES:
+        try:
+            module = importlib.import_module(f"distalloc._kernels.{name}")
+        except ImportError as exc:  # pragma: no cover - numba is a required dependency
+            raise ImportError(f"distalloc's Numba kernel {name} cannot be imported ({exc}); "
+                              "install numba (pip install numba).") from exc
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ from scipy.optimize import minimize
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.approx import approximate
 from distalloc.queueing.model import ForkJoin, QueueMetrics
+from distalloc.queueing.stability import UnstableError
 
 __all__ = ["Tradeoff", "tradeoff", "OptimalMix", "optimize"]
 
@@ -22,8 +23,8 @@ def _evaluate(system: ForkJoin, method: str, **kw) -> QueueMetrics | None:
                                        "simulate": simulate}[method]
     try:
         return fn(system, **kw)
-    except ValidationError:
-        return None  # unstable at this mix
+    except UnstableError:
+        return None  # unstable at this mix (or beyond the approximation's range)
 
 
 @dataclass(eq=False)

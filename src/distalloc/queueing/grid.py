@@ -1,0 +1,177 @@
+"""``approximate`` over arrays of parameters, in a parallel Numba kernel (SPEC 5.3)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from distalloc import _compiled
+from distalloc._validation import ValidationError, check_number
+from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
+                                       light_traffic_slope)
+from distalloc.queueing.mixes import check_work, race_tables, race_work
+from distalloc.queueing.model import MAX_SERVERS, MAX_VALUE, _vector
+from distalloc.queueing.stability import decide_rates
+
+__all__ = ["approximate_grid", "DEFAULT_GRID_MAX_WORK"]
+
+#: default limit on the estimated steps of one approximate_grid call (~a minute compiled)
+DEFAULT_GRID_MAX_WORK = 5e10
+_KEYS = ("mean_jobs", "mean_response", "energy_per_job", "mean_power")
+_EXTRA_KEYS = ("saturation_load", "light_traffic_response", "beta")
+
+
+def _rates(rates: Any) -> np.ndarray:
+    arr = np.asarray(rates, dtype=float) if not isinstance(rates, np.ndarray) else rates
+    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        raise ValidationError(f"The 'rates' parameter must be a 1-D array of floats. Got shape "
+                              f"{getattr(arr, 'shape', '?')} ({arr.dtype}) instead.")
+    arr = np.ascontiguousarray(arr, dtype=float)
+    bad = ~((arr >= 1 / MAX_VALUE) & (arr <= MAX_VALUE))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValidationError(f"The 'rates[{i}]' parameter must be a float in "
+                              f"[{1 / MAX_VALUE:g}, {MAX_VALUE:g}]. Got {arr[i]!r} instead.")
+    return arr
+
+
+def _probs(probs: Any, N: int, levels: int) -> np.ndarray:
+    arr = np.asarray(probs, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != levels or arr.shape[0] not in (1, N):
+        raise ValidationError(f"The 'probs' parameter must have shape ({levels},) or "
+                              f"({N}, {levels}) (one row per rate). Got {np.shape(probs)} "
+                              f"instead.")
+    bad = ~((arr >= 0) & (arr <= 1))
+    if bad.any():
+        i, l = np.argwhere(bad)[0]
+        raise ValidationError(f"The 'probs[{i}][{l}]' parameter must be a float in [0, 1]. "
+                              f"Got {arr[i, l]!r} instead.")
+    sums = arr.sum(axis=1)
+    off = np.abs(sums - 1.0) > 1e-9
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValidationError(f"Each row of 'probs' must sum to 1. Got row {i} = "
+                              f"{arr[i].tolist()} (sum {sums[i]:.12g}) instead.")
+    return np.ascontiguousarray(arr / sums[:, None])
+
+
+def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
+          max_work) -> dict[str, np.ndarray]:
+    n = check_number(servers, "servers", low=1, high=MAX_SERVERS, integer=True)
+    k = check_number(needed, "needed", low=1, high=n, integer=True)
+    mu_l = _vector(speeds, "speeds", low=1 / MAX_VALUE)
+    P_l = np.ones_like(mu_l) if powers is None else _vector(powers, "powers", low=0)
+    if P_l.size != mu_l.size:
+        raise ValidationError(f"'speeds' and 'powers' must have the same length. Got "
+                              f"{mu_l.size} and {P_l.size} instead.")
+    idle = check_number(idle_power, "idle_power", low=0, high=MAX_VALUE)
+    lam = _rates(rates)
+    N, levels = lam.size, mu_l.size
+    p_l = _probs(probs if probs is not None else np.full(levels, 1 / levels), N, levels)
+    # distinct speeds (fixed for the grid); each row's probability per distinct speed,
+    # accumulated in level order as distinct_speeds does
+    values = np.unique(mu_l)
+    group = np.searchsorted(values, mu_l).astype(np.int64)
+    merged = np.zeros((p_l.shape[0], values.size))
+    for l in range(levels):
+        merged[:, group[l]] += p_l[:, l]
+    mixes, which = np.unique(merged, axis=0, return_inverse=True)
+    which = np.ascontiguousarray(which.ravel(), dtype=np.int64)
+    if p_l.shape[0] == 1:
+        which = np.zeros(N, dtype=np.int64)
+    s = values.size
+    per_mix = race_work(n, k, s) + (LAGUERRE_ORDER ** 2 * s * s if k == n else 0) + 2000 * s
+    check_work(per_mix * len(mixes) + 10.0 * N * levels,
+               f"approximate_grid() over {N} points and {len(mixes)} speed mixes of a "
+               f"({n},{k}) system with {s} distinct speeds", max_work,
+               "max_work (--max-work)")
+    out = np.full((N, 7), np.nan)
+    if N == 0:
+        return _pack(out)
+    # rate-independent terms per mix, in parallel
+    tables = race_tables(n, s, k)
+    offsets = np.cumsum([0] + [len(t[0]) for t in tables]).astype(np.int64)
+    table_mixes = np.ascontiguousarray(np.vstack([t[0] for t in tables]), dtype=np.int64)
+    table_down = np.ascontiguousarray(np.vstack([t[1] for t in tables]), dtype=np.int64)
+    nodes, weights = np.polynomial.laguerre.laggauss(LAGUERRE_ORDER)
+    slope = light_traffic_slope(n, k) if 1 < k < n else 0.0
+    kern = _compiled.queue_grid
+    scalar = np.empty((len(mixes), 4))
+    q0 = np.empty((len(mixes), s))
+    qsat = np.empty((len(mixes), s))
+    kern.mix_terms(n, k, values, np.ascontiguousarray(mixes), table_mixes, table_down,
+                   offsets, nodes, weights, slope, PURGE_BIAS, 200, scalar, q0, qsat)
+    # stability, decided per mix by the same function as the scalar methods
+    stable = np.zeros(N, dtype=bool)
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(mixes) + 1))
+    for m in range(len(mixes)):
+        idx = order[bounds[m]: bounds[m + 1]]
+        if idx.size:
+            live = mixes[m] > 0
+            stable[idx] = decide_rates(n, k, values[live], mixes[m][live], lam[idx])
+    phi = 2.0 * (7.0 * _harmonic(n) / 1.5 + 4.0) / 8.0 - 1.0
+    kern.grid_points(n, k, lam, p_l if p_l.shape[0] == N else np.repeat(p_l, N, axis=0),
+                     merged if merged.shape[0] == N else np.repeat(merged, N, axis=0),
+                     group, which, stable, mu_l, P_l, idle, scalar, q0, qsat, phi,
+                     _relaxation(n, k), out)
+    return _pack(out)
+
+
+def _pack(out: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: out[:, c] for c, key in enumerate(_KEYS + _EXTRA_KEYS)}
+
+
+def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
+                     powers: Sequence[float] | None, rates: Any, probs: Any = None,
+                     idle_power: float = 0.0, *,
+                     max_work: float | None = DEFAULT_GRID_MAX_WORK) -> dict[str, np.ndarray]:
+    """:func:`approximate` over N points at once (parallel Numba kernel).
+
+    Parameters
+    ----------
+    servers, needed : int
+        n and k, shared by every point.
+    speeds, powers : sequence of float, length s
+        the levels (powers None: 1 each).
+    rates : array, shape (N,)
+        arrival rate of each point.
+    probs : array, shape (N, s) or (s,)
+        speed-level probabilities per point, or one mix for every point (default uniform).
+    idle_power : float
+    max_work : float or None
+        refuse (before any work) if the estimated steps exceed this.
+
+    Returns
+    -------
+    dict of arrays, shape (N,)
+        ``mean_jobs``, ``mean_response``, ``energy_per_job``, ``mean_power``: equal to
+        ``approximate(ForkJoin(servers, needed, rates[j], speeds, powers, probs[j],
+        idle_power))`` to 1e-12 relative, and NaN where that call refuses (an unstable
+        system, or a load beyond the approximation's capacity estimate).
+
+    Raises
+    ------
+    ValidationError
+        bad shapes or values (naming the first bad entry), or work over ``max_work``.
+
+    Notes
+    -----
+    Two parallel kernels (kernels/queue_grid.py): the rate-independent terms once per
+    distinct speed mix, then the formula once per point.  Stability is decided per mix by
+    :func:`distalloc.queueing.stability` (closed form or bounds; a saturated run only for
+    mixes with rates between the bounds).  Cost: O(mixes x C(n + s, s) s + N s) compiled;
+    the first call in a fresh environment compiles the kernels (cached on disk after).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distalloc.queueing import approximate_grid
+    >>> out = approximate_grid(4, 2, [1.0], None, np.array([0.5, 1.0, 2.5]))
+    >>> np.isnan(out["mean_jobs"]).tolist()          # 2.5 >= n mu / k = 2: unstable
+    [False, False, True]
+    """
+    full = _grid(servers, needed, speeds, powers, rates, probs, idle_power, max_work)
+    return {key: full[key] for key in _KEYS}

@@ -1,0 +1,123 @@
+"""Speed mixes of a group of cores: the combinatorics shared by the stability decision, the
+approximation and its batched kernel.
+
+A *mix* of g cores over s speed levels is a composition (g_0, ..., g_{s-1}) of g; with each
+core drawing level l with probability p_l independently, the mix is multinomial.  Levels
+with the same speed are indistinguishable in time (only their power differs), and levels
+of probability 0 never occur, so the timing computations run on the *distinct live
+speeds*; per-level quantities are split back in proportion to p_l within a speed.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import gammaln
+
+from distalloc._validation import ValidationError
+
+__all__ = ["distinct_speeds", "compositions", "log_multinomial", "race_k1",
+           "count_compositions", "check_work", "WORK_PER_SECOND"]
+
+#: rough number of elementary steps per second of the pure-Python loops below (used only
+#: to turn a work estimate into a time estimate in refusals)
+WORK_PER_SECOND = 2e6
+
+
+def distinct_speeds(speeds: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                       np.ndarray]:
+    """(distinct live speeds ascending, their total probabilities, group index per level or
+    -1 for a level of probability 0)."""
+    live = probs > 0
+    values = np.unique(speeds[live])
+    group = np.full(speeds.size, -1, dtype=np.int64)
+    group[live] = np.searchsorted(values, speeds[live])
+    merged = np.zeros(values.size)
+    np.add.at(merged, group[live], probs[live])
+    return values, merged, group
+
+
+def count_compositions(g: int, s: int) -> int:
+    """Number of mixes of g cores over s levels: C(g + s - 1, s - 1)."""
+    return math.comb(g + s - 1, s - 1)
+
+
+def check_work(steps: float, what: str, limit: float | None, flag: str) -> None:
+    """Refuse work whose estimated size exceeds ``limit`` steps, naming the estimate and the
+    option that raises the limit."""
+    if limit is not None and steps > limit:
+        raise ValidationError(
+            f"{what} needs about {steps:.3g} steps (~{steps / WORK_PER_SECOND:.3g} s), over the "
+            f"limit of {limit:.3g}; raise it with {flag} if you mean it.")
+
+
+@lru_cache(maxsize=256)
+def compositions(g: int, s: int) -> np.ndarray:
+    """All mixes of g cores over s levels, shape (C(g+s-1, s-1), s), in lexicographic order
+    of the stars-and-bars cut positions."""
+    out = np.empty((count_compositions(g, s), s), dtype=np.int64)
+    for row, cut in enumerate(itertools.combinations(range(g + s - 1), s - 1)):
+        prev = -1
+        for l, c in enumerate((*cut, g + s - 1)):
+            out[row, l] = c - prev - 1
+            prev = c
+    out.setflags(write=False)
+    return out
+
+
+def log_multinomial(mixes: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """log of the multinomial probability of each mix (rows of ``mixes``); -inf where a
+    level of probability 0 is used.  lgamma keeps it finite for any number of cores."""
+    g = int(mixes[0].sum()) if len(mixes) else 0
+    out = np.full(len(mixes), math.lgamma(g + 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(probs)
+        for l in range(probs.size):
+            m = mixes[:, l]
+            out -= gammaln(m + 1.0)
+            out += np.where(m > 0, m * logp[l], 0.0)
+    return out
+
+
+def race_k1(n: int, speeds: np.ndarray, probs: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """The k = 1 race of n cores: (E[S], E[S^2], share of the wins per level), S the time to
+    the first completion, Exp(sum of the drawn rates) given the mix (SPEC 3.2).
+
+    ``speeds``, ``probs``: distinct live speeds.  O(C(n+s-1, s-1) s)."""
+    mixes = compositions(n, speeds.size)
+    pr = np.exp(log_multinomial(mixes, probs))
+    rate = mixes @ speeds
+    m1 = float(np.sum(pr / rate))
+    m2 = float(np.sum(2.0 * pr / rate ** 2))
+    q = (pr / rate) @ (mixes * speeds)
+    return m1, m2, q
+
+
+@lru_cache(maxsize=64)
+def race_tables(n: int, s: int, k: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """For g = n, n-1, ..., n-k+1 cores still racing: (mixes of g cores, ``down``) where
+    ``down[i, l]`` is the row of mix i minus one level-l core among the mixes of g - 1 cores
+    (-1 if mix i has no level-l core).  Shared by the Python race and its Numba twin."""
+    out = []
+    below = None
+    for g in range(n - k + 1, n + 1):
+        mixes = compositions(g, s)
+        down = np.full((len(mixes), s), -1, dtype=np.int64)
+        if below is not None:
+            index = {row.tobytes(): i for i, row in enumerate(below)}
+            step = np.eye(s, dtype=np.int64)
+            for l in range(s):
+                has = np.nonzero(mixes[:, l] > 0)[0]
+                for i in has:
+                    down[i, l] = index[(mixes[i] - step[l]).tobytes()]
+        down.setflags(write=False)
+        out.append((mixes, down))
+        below = mixes
+    return tuple(reversed(out))
+
+
+def race_work(n: int, k: int, s: int) -> float:
+    """Steps of the lone-job race over mixes (for refusals before any work)."""
+    return float(sum(count_compositions(g, s) for g in range(max(n - k + 1, 0), n + 1))) * s
