@@ -68,7 +68,8 @@ power) and levels of probability 0 dropped; completion shares are split back per
 
 Cost: O(k^2) for beta(0) (cached per (n, k)), O(C(n + s, s) s) for the race with s distinct
 speeds (vectorised over the mixes of the cores still racing), O(80^2 s^2) for the k = n
-slope; closed form otherwise.  Work beyond ``max_work`` steps is refused before it starts.
+slope; closed form otherwise.  A call estimated over ``max_seconds`` is refused before it
+starts.
 """
 from __future__ import annotations
 
@@ -77,17 +78,17 @@ from functools import lru_cache
 
 import numpy as np
 
-from distalloc.queueing.mixes import (check_work, distinct_speeds, log_multinomial, race_k1,
-                                      race_tables, race_work)
+from distalloc.queueing.mixes import (WORK_PER_SECOND, check_work, distinct_speeds,
+                                      log_multinomial, race_k1, race_tables, race_work)
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.stability import UnstableError, check_stable
 
 __all__ = ["approximate", "light_traffic_race", "light_traffic_slope",
            "fork_join_light_traffic_slope", "heavy_traffic_constant", "saturation_capacity",
-           "approx_work", "DEFAULT_MAX_WORK", "LAGUERRE_ORDER"]
+           "approx_work", "DEFAULT_MAX_SECONDS", "LAGUERRE_ORDER"]
 
-#: default limit on the estimated steps of one ``approximate`` call (~10 s of Python)
-DEFAULT_MAX_WORK = 2e7
+#: default limit on the estimated time of one ``approximate`` call
+DEFAULT_MAX_SECONDS = 60.0
 LAGUERRE_ORDER = 80
 
 
@@ -231,7 +232,8 @@ def light_traffic_race(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
 
 
 def approx_work(n: int, k: int, s: int) -> float:
-    """Estimated steps of ``approximate`` with s distinct live speeds (for refusals)."""
+    """Estimated steps of ``approximate`` with s distinct live speeds (for refusals; at
+    ~WORK_PER_SECOND steps per second)."""
     if k == 1:
         return race_work(n, 0, s) + s
     slope = 0.5 * k * k
@@ -269,15 +271,16 @@ def _per_level(system: ForkJoin, shares: np.ndarray, group: np.ndarray,
     return q
 
 
-def approximate(system: ForkJoin, *, max_work: float | None = DEFAULT_MAX_WORK) -> QueueMetrics:
+def approximate(system: ForkJoin, *,
+                max_seconds: float | None = DEFAULT_MAX_SECONDS) -> QueueMetrics:
     """Closed-form approximation of E[N], E[T], energy per job and mean power.
 
     Parameters
     ----------
     system : ForkJoin
         any (n, k), any number of speed levels.
-    max_work : float or None
-        refuse (before any work) if the estimated steps exceed this; None: no limit.
+    max_seconds : float or None
+        refuse (before any work) if the estimated time exceeds this; None: no limit.
 
     Returns
     -------
@@ -291,7 +294,8 @@ def approximate(system: ForkJoin, *, max_work: float | None = DEFAULT_MAX_WORK) 
         the system is unstable (decided by :func:`stability`), or stable but at or beyond
         the approximation's own capacity estimate (use simulate()).
     ValidationError
-        the estimated work exceeds ``max_work``.
+        the estimated time exceeds ``max_seconds`` (e.g. hundreds of speed levels on many
+        cores: the race enumerates C(n + s - 1, s - 1) mixes).
 
     Notes
     -----
@@ -306,8 +310,8 @@ def approximate(system: ForkJoin, *, max_work: float | None = DEFAULT_MAX_WORK) 
     """
     n, k, lam = system.servers, system.needed, system.rate
     mu, pg, group = distinct_speeds(system.speeds, system.probs)
-    check_work(approx_work(n, k, mu.size), f"approximate() of a ({n},{k}) system with "
-               f"{mu.size} distinct speeds", max_work, "max_work (--max-work)")
+    check_work(approx_work(n, k, mu.size) / WORK_PER_SECOND, f"approximate() of a ({n},{k}) "
+               f"system with {mu.size} distinct speed(s)", max_seconds)
     st = check_stable(system)
     rho = system.load
     if k == 1:

@@ -1,7 +1,7 @@
 """``approximate`` over arrays of parameters, in a parallel Numba kernel (SPEC 5.3)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -9,14 +9,15 @@ from distalloc import _compiled
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
                                        light_traffic_slope)
-from distalloc.queueing.mixes import check_work, race_tables, race_work
+from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
+                                      race_tables, race_work)
 from distalloc.queueing.model import MAX_SERVERS, MAX_VALUE, _vector
-from distalloc.queueing.stability import decide_rates
+from distalloc.queueing.stability import decide_rates, measurement_seconds
 
-__all__ = ["approximate_grid", "DEFAULT_GRID_MAX_WORK"]
+__all__ = ["approximate_grid", "approximate_rows", "DEFAULT_GRID_MAX_SECONDS"]
 
-#: default limit on the estimated steps of one approximate_grid call (~a minute compiled)
-DEFAULT_GRID_MAX_WORK = 5e10
+#: default limit on the estimated time of one approximate_grid call
+DEFAULT_GRID_MAX_SECONDS = 600.0
 _KEYS = ("mean_jobs", "mean_response", "energy_per_job", "mean_power")
 _EXTRA_KEYS = ("saturation_load", "light_traffic_response", "beta")
 
@@ -58,7 +59,7 @@ def _probs(probs: Any, N: int, levels: int) -> np.ndarray:
 
 
 def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
-          max_work) -> dict[str, np.ndarray]:
+          max_seconds) -> dict[str, np.ndarray]:
     n = check_number(servers, "servers", low=1, high=MAX_SERVERS, integer=True)
     k = check_number(needed, "needed", low=1, high=n, integer=True)
     mu_l = _vector(speeds, "speeds", low=1 / MAX_VALUE)
@@ -82,11 +83,24 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     if p_l.shape[0] == 1:
         which = np.zeros(N, dtype=np.int64)
     s = values.size
+    M = len(mixes)
+    # stability tiers, vectorised over the mixes (stability.stability, decide_rates)
+    live = mixes > 0
+    single = live.sum(axis=1) == 1
+    with np.errstate(divide="ignore"):
+        lower = n / (k * (mixes / values).sum(axis=1))
+    upper = n * (mixes * values).sum(axis=1) / k
+    closed = single | (k == 1) | (k == n)
+    band = ~closed[which] & (lam >= lower[which]) & (lam < upper[which])
+    band_mixes = np.unique(which[band])
     per_mix = race_work(n, k, s) + (LAGUERRE_ORDER ** 2 * s * s if k == n else 0) + 2000 * s
-    check_work(per_mix * len(mixes) + 10.0 * N * levels,
-               f"approximate_grid() over {N} points and {len(mixes)} speed mixes of a "
-               f"({n},{k}) system with {s} distinct speeds", max_work,
-               "max_work (--max-work)")
+    slope_steps = 0.5 * k * k if 1 < k < n else 0.0
+    check_work((per_mix * M + 10.0 * N * levels) / COMPILED_PER_SECOND
+               + (slope_steps + race_work(n, k, s)) / WORK_PER_SECOND
+               + band_mixes.size * measurement_seconds(n),
+               f"approximate_grid() over {N} points and {M} speed mixes of a ({n},{k}) system "
+               f"with {s} distinct speed(s) ({band_mixes.size} mixes whose stability needs a "
+               f"saturated run)", max_seconds)
     out = np.full((N, 7), np.nan)
     if N == 0:
         return _pack(out)
@@ -98,20 +112,22 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     nodes, weights = np.polynomial.laguerre.laggauss(LAGUERRE_ORDER)
     slope = light_traffic_slope(n, k) if 1 < k < n else 0.0
     kern = _compiled.queue_grid
-    scalar = np.empty((len(mixes), 4))
-    q0 = np.empty((len(mixes), s))
-    qsat = np.empty((len(mixes), s))
+    scalar = np.empty((M, 4))
+    q0 = np.empty((M, s))
+    qsat = np.empty((M, s))
     kern.mix_terms(n, k, values, np.ascontiguousarray(mixes), table_mixes, table_down,
                    offsets, nodes, weights, slope, PURGE_BIAS, 200, scalar, q0, qsat)
-    # stability, decided per mix by the same function as the scalar methods
-    stable = np.zeros(N, dtype=bool)
-    order = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[order], np.arange(len(mixes) + 1))
-    for m in range(len(mixes)):
-        idx = order[bounds[m]: bounds[m + 1]]
-        if idx.size:
-            live = mixes[m] > 0
-            stable[idx] = decide_rates(n, k, values[live], mixes[m][live], lam[idx])
+    # closed forms (single speed, k = 1 race, k = n), bounds, and the measured band
+    capacity = np.where(single, n * (values[np.argmax(live, axis=1)]) / k,
+                        scalar[:, 0] if k == 1 else
+                        1.0 / (mixes / values).sum(axis=1) if k == n else np.inf)
+    stable = np.where(closed[which], lam < capacity[which], lam < lower[which])
+    pts = np.nonzero(band)[0]
+    pts = pts[np.argsort(which[pts], kind="stable")]
+    cuts = np.searchsorted(which[pts], band_mixes)
+    for m, lo, hi in zip(band_mixes, cuts, np.append(cuts[1:], pts.size)):
+        stable[pts[lo:hi]] = decide_rates(n, k, values[live[m]], mixes[m][live[m]],
+                                          lam[pts[lo:hi]])
     phi = 2.0 * (7.0 * _harmonic(n) / 1.5 + 4.0) / 8.0 - 1.0
     kern.grid_points(n, k, lam, p_l if p_l.shape[0] == N else np.repeat(p_l, N, axis=0),
                      merged if merged.shape[0] == N else np.repeat(merged, N, axis=0),
@@ -127,7 +143,8 @@ def _pack(out: np.ndarray) -> dict[str, np.ndarray]:
 def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
                      powers: Sequence[float] | None, rates: Any, probs: Any = None,
                      idle_power: float = 0.0, *,
-                     max_work: float | None = DEFAULT_GRID_MAX_WORK) -> dict[str, np.ndarray]:
+                     max_seconds: float | None = DEFAULT_GRID_MAX_SECONDS,
+                     ) -> dict[str, np.ndarray]:
     """:func:`approximate` over N points at once (parallel Numba kernel).
 
     Parameters
@@ -141,8 +158,8 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
     probs : array, shape (N, s) or (s,)
         speed-level probabilities per point, or one mix for every point (default uniform).
     idle_power : float
-    max_work : float or None
-        refuse (before any work) if the estimated steps exceed this.
+    max_seconds : float or None
+        refuse (before any work) if the estimated time exceeds this.
 
     Returns
     -------
@@ -155,7 +172,8 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
     Raises
     ------
     ValidationError
-        bad shapes or values (naming the first bad entry), or work over ``max_work``.
+        bad shapes or values (naming the first bad entry), or an estimated time over
+        ``max_seconds``.
 
     Notes
     -----
@@ -173,5 +191,65 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
     >>> np.isnan(out["mean_jobs"]).tolist()          # 2.5 >= n mu / k = 2: unstable
     [False, False, True]
     """
-    full = _grid(servers, needed, speeds, powers, rates, probs, idle_power, max_work)
+    full = _grid(servers, needed, speeds, powers, rates, probs, idle_power, max_seconds)
     return {key: full[key] for key in _KEYS}
+
+
+def _group_key(params: dict) -> str:
+    import json
+    rest = {k: v for k, v in params.items() if k not in ("rate", "probs")}
+    return json.dumps(rest, sort_keys=True, default=repr)
+
+
+def approximate_rows(points: list[dict], scalar: Callable[[dict], dict],
+                     ) -> list[dict | Exception]:
+    """Batched ``queue.approx`` sweep rows: for each parameter dict (``servers``,
+    ``needed``, ``rate``, ``speeds``, ``powers``, ``probs``, ``idle_power``) what
+    ``scalar(params)`` (the scalar sweep target) returns, or the exception it raises.
+
+    Points sharing everything but ``rate`` and ``probs`` go through one
+    :func:`approximate_grid` call; a group with any invalid point, and every point the grid
+    marks NaN (unstable, or beyond the approximation), is redone by ``scalar`` so that rows
+    and one-line errors are exactly the scalar ones (values equal to 1e-12)."""
+    from distalloc.queueing.model import ForkJoin
+
+    def one(params: dict) -> dict | Exception:
+        try:
+            return scalar(params)
+        except Exception as exc:  # noqa: BLE001 - handed to the sweep like a raise
+            return exc
+
+    out: list[dict | Exception | None] = [None] * len(points)
+    groups: dict[str, list[int]] = {}
+    for i, params in enumerate(points):
+        groups.setdefault(_group_key(params), []).append(i)
+    for idx in groups.values():
+        first = points[idx[0]]
+        try:
+            base = ForkJoin(first["servers"], first["needed"], first["rate"],
+                            first.get("speeds", (1.0,)), first.get("powers"),
+                            first.get("probs"), first.get("idle_power", 0.0))
+            rates = np.array([points[i]["rate"] for i in idx], dtype=float)
+            probs = np.array([points[i].get("probs") if points[i].get("probs") is not None
+                              else np.full(base.num_levels, 1 / base.num_levels)
+                              for i in idx], dtype=float)
+            g = _grid(base.servers, base.needed, base.speeds, base.powers, rates, probs,
+                      base.idle_power, DEFAULT_GRID_MAX_SECONDS)
+        except (ValidationError, KeyError, TypeError, ValueError):
+            for i in idx:                           # the scalar path names the bad point
+                out[i] = one(points[i])
+            continue
+        p_norm = probs / probs.sum(axis=1, keepdims=True)
+        load = rates * base.needed * (p_norm / base.speeds).sum(axis=1) / base.servers
+        for j, i in enumerate(idx):
+            if not np.isfinite(g["mean_jobs"][j]):
+                out[i] = one(points[i])
+                continue
+            row = {"method": "approx"}
+            row.update({key: float(g[key][j]) for key in _KEYS})
+            row["load"] = float(load[j])
+            row.update({key: float(g[key][j]) for key in _EXTRA_KEYS})
+            if base.needed == 1:
+                row["exact"] = True
+            out[i] = row
+    return out  # type: ignore[return-value]

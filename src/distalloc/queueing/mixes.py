@@ -19,11 +19,12 @@ from scipy.special import gammaln
 from distalloc._validation import ValidationError
 
 __all__ = ["distinct_speeds", "compositions", "log_multinomial", "race_k1",
-           "count_compositions", "check_work", "WORK_PER_SECOND"]
+           "count_compositions", "check_work", "WORK_PER_SECOND", "COMPILED_PER_SECOND"]
 
-#: rough number of elementary steps per second of the pure-Python loops below (used only
-#: to turn a work estimate into a time estimate in refusals)
+#: rough elementary steps per second of the vectorised Python code (race, chain) and of the
+#: compiled kernels; used only to turn work estimates into time estimates for refusals
 WORK_PER_SECOND = 2e6
+COMPILED_PER_SECOND = 2e8
 
 
 def distinct_speeds(speeds: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -44,13 +45,13 @@ def count_compositions(g: int, s: int) -> int:
     return math.comb(g + s - 1, s - 1)
 
 
-def check_work(steps: float, what: str, limit: float | None, flag: str) -> None:
-    """Refuse work whose estimated size exceeds ``limit`` steps, naming the estimate and the
-    option that raises the limit."""
-    if limit is not None and steps > limit:
+def check_work(seconds: float, what: str, limit_s: float | None) -> None:
+    """Refuse work whose estimated time exceeds ``limit_s`` seconds, naming the estimate and
+    the option that raises the limit (max_seconds, --max-seconds)."""
+    if limit_s is not None and seconds > limit_s:
         raise ValidationError(
-            f"{what} needs about {steps:.3g} steps (~{steps / WORK_PER_SECOND:.3g} s), over the "
-            f"limit of {limit:.3g}; raise it with {flag} if you mean it.")
+            f"{what} needs about {seconds:.3g} s, over the limit of {limit_s:g} s; raise it "
+            f"with max_seconds (--max-seconds) if you mean it.")
 
 
 @lru_cache(maxsize=256)

@@ -108,7 +108,10 @@ def compiled_speed_rule(f: Any) -> SpeedRule:
         if f.signature not in _C_SIGNATURES:
             raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got a "
                                   f"LowLevelCallable with signature {f.signature!r} instead.")
-        return SpeedRule(_capsule_pointer(f.function), "LowLevelCallable", f)
-    what = ("a plain Python function" if callable(f) else f"a {type(f).__name__}")
-    raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got {what} "
-                          f"{name!r} instead.")
+        return SpeedRule(_capsule_pointer(tuple.__getitem__(f, 0)), "LowLevelCallable",
+                         f)
+    if callable(f):
+        what = f"a plain Python function {name!r}"
+    else:
+        what = f"an object of type {type(f).__name__}: {str(f)[:40]}"
+    raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got {what} instead.")

@@ -12,13 +12,10 @@ from distalloc._compiled import queue_kernels
 from distalloc._validation import ValidationError, as_generator, check_number
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.rules import compiled_speed_rule
-from distalloc.queueing.stability import Stability, UnstableError, stability
+from distalloc.queueing.stability import SECONDS_PER_TASK, Stability, UnstableError, stability
 
 __all__ = ["simulate", "SECONDS_PER_TASK", "DEFAULT_MAX_SECONDS", "TREND_LEVEL"]
 
-#: measured cost of one (core, job) step, randomness included (~3e7 per second here); only
-#: used to estimate the run time before a run starts
-SECONDS_PER_TASK = 3.5e-8
 #: default limit on the estimated run time of one simulate() call
 DEFAULT_MAX_SECONDS = 3600.0
 #: a trend test p-value below this marks the run as not a steady state

@@ -50,9 +50,12 @@ from distalloc._validation import ValidationError
 from distalloc.queueing.mixes import distinct_speeds, race_k1
 
 __all__ = ["Stability", "UnstableError", "stability", "check_stable", "saturation_bounds",
-           "measure_saturation", "decide_rates", "SATURATION_SEED", "MAX_TASKS", "LOOK_LEVEL"]
+           "measure_saturation", "decide_rates", "measurement_seconds", "SECONDS_PER_TASK", "SATURATION_SEED", "MAX_TASKS", "LOOK_LEVEL"]
 
 SATURATION_SEED = 2108_08199        # arXiv 2108.08199; any fixed constant would do
+#: measured cost of one (core, job) step of the simulator, randomness included (~3e7 per
+#: second here); used only to estimate run times before runs start
+SECONDS_PER_TASK = 3.5e-8
 MAX_TASKS = 2 ** 25                 # core-tasks of the longest saturated run (~1 s)
 LOOK_LEVEL = 0.999                  # confidence of each look at a checkpoint
 BATCHES = 32
@@ -109,6 +112,15 @@ class Stability:
                 "capacity_ci": self.capacity_ci, "capacity_source": self.source}
 
 
+def _first_checkpoint(n: int) -> int:
+    return min(4096, max(512, MAX_TASKS // (8 * n) // 256 * 256))
+
+
+def measurement_seconds(n: int) -> float:
+    """Typical time of one saturated-run decision (two checkpoints' worth of jobs)."""
+    return 3 * _first_checkpoint(n) * n * SECONDS_PER_TASK
+
+
 def saturation_bounds(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
                       rule: bool = False) -> tuple[float, float]:
     """(L, U) with L <= Lambda <= U (module docstring, tier 2)."""
@@ -148,7 +160,7 @@ class _SaturatedRun:
         cum[-1] = np.inf
         self.cum = cum
         self.rule = rule_address
-        first = min(4096, max(512, MAX_TASKS // (8 * n) // 256 * 256))
+        first = _first_checkpoint(n)
         self.checkpoints = [first]
         while self.checkpoints[-1] * 2 * n <= MAX_TASKS and len(self.checkpoints) < 7:
             self.checkpoints.append(self.checkpoints[-1] * 2)
