@@ -303,3 +303,28 @@ def grid_points(n, k, rates, level_probs, merged_probs, group, which, stable, sp
         out[j, 4] = load
         out[j, 5] = t0
         out[j, 6] = beta
+
+
+@njit(parallel=True, cache=True)
+def prepare_rows(probs, group, n_groups, p_norm, merged, row_ok):
+    """Per row of ``probs``: valid (entries in [0, 1], sum within 1e-9 of 1), normalised
+    (p / sum, as ForkJoin stores it; -0.0 made 0.0) and summed per distinct speed in level
+    order (as distinct_speeds does)."""
+    N, L = probs.shape
+    for j in prange(N):
+        tot = 0.0
+        ok = True
+        for l in range(L):
+            x = probs[j, l]
+            if not (x >= 0.0 and x <= 1.0):
+                ok = False
+            tot += x
+        if not abs(tot - 1.0) <= 1e-9:
+            ok = False
+        row_ok[j] = ok
+        for g in range(n_groups):
+            merged[j, g] = 0.0
+        for l in range(L):
+            x = probs[j, l] / tot + 0.0
+            p_norm[j, l] = x
+            merged[j, group[l]] += x

@@ -81,7 +81,7 @@ import numpy as np
 from distalloc.queueing.mixes import (WORK_PER_SECOND, check_work, distinct_speeds,
                                       log_multinomial, race_k1, race_tables, race_work)
 from distalloc.queueing.model import ForkJoin, QueueMetrics
-from distalloc.queueing.stability import UnstableError, check_stable
+from distalloc.queueing.stability import QUICK_LOOKS, UnstableError, check_stable
 
 __all__ = ["approximate", "light_traffic_race", "light_traffic_slope",
            "fork_join_light_traffic_slope", "heavy_traffic_constant", "saturation_capacity",
@@ -309,10 +309,10 @@ def approximate(system: ForkJoin, *,
     1.0
     """
     n, k, lam = system.servers, system.needed, system.rate
-    mu, pg, group = distinct_speeds(system.speeds, system.probs)
+    mu, pg, group = system.distinct
     check_work(approx_work(n, k, mu.size) / WORK_PER_SECOND, f"approximate() of a ({n},{k}) "
                f"system with {mu.size} distinct speed(s)", max_seconds)
-    st = check_stable(system)
+    st = check_stable(system, max_looks=QUICK_LOOKS)
     rho = system.load
     if k == 1:
         m1, m2, wins = race_k1(n, mu, pg)

@@ -322,7 +322,7 @@ def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e
     max_memory_gb = check_number(max_memory_gb, "max_memory_gb", low=0, low_open=True)
     st = check_stable(system)
     n, k, lam = system.servers, system.needed, system.rate
-    s = distinct_speeds(system.speeds, system.probs)[0].size
+    s = system.distinct[0].size
     t0 = time.perf_counter()
     auto = max_jobs is None
     if auto:

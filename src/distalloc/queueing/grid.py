@@ -12,7 +12,7 @@ from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _r
 from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
                                       race_tables, race_work)
 from distalloc.queueing.model import MAX_SERVERS, MAX_VALUE, _vector
-from distalloc.queueing.stability import decide_rates, measurement_seconds
+from distalloc.queueing.stability import QUICK_LOOKS, decide_rates, measurement_seconds
 
 __all__ = ["approximate_grid", "approximate_rows", "DEFAULT_GRID_MAX_SECONDS"]
 
@@ -36,7 +36,9 @@ def _rates(rates: Any) -> np.ndarray:
     return arr
 
 
-def _probs(probs: Any, N: int, levels: int) -> np.ndarray:
+def _probs(probs: Any, N: int, levels: int, group: np.ndarray,
+           n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities per level, normalised; per distinct speed), one row or N rows."""
     arr = np.asarray(probs, dtype=float)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -44,18 +46,46 @@ def _probs(probs: Any, N: int, levels: int) -> np.ndarray:
         raise ValidationError(f"The 'probs' parameter must have shape ({levels},) or "
                               f"({N}, {levels}) (one row per rate). Got {np.shape(probs)} "
                               f"instead.")
-    bad = ~((arr >= 0) & (arr <= 1))
-    if bad.any():
-        i, l = np.argwhere(bad)[0]
-        raise ValidationError(f"The 'probs[{i}][{l}]' parameter must be a float in [0, 1]. "
-                              f"Got {arr[i, l]!r} instead.")
-    sums = arr.sum(axis=1)
-    off = np.abs(sums - 1.0) > 1e-9
-    if off.any():
-        i = int(np.argmax(off))
+    arr = np.ascontiguousarray(arr)
+    p_norm = np.empty_like(arr)
+    merged = np.empty((arr.shape[0], n_groups))
+    ok = np.empty(arr.shape[0], dtype=bool)
+    _compiled.queue_grid.prepare_rows(arr, group, n_groups, p_norm, merged, ok)
+    if not ok.all():
+        i = int(np.argmin(ok))
+        row = arr[i]
+        bad = ~((row >= 0) & (row <= 1))
+        if bad.any():
+            l = int(np.argmax(bad))
+            raise ValidationError(f"The 'probs[{i}][{l}]' parameter must be a float in [0, 1]. "
+                                  f"Got {row[l]!r} instead.")
         raise ValidationError(f"Each row of 'probs' must sum to 1. Got row {i} = "
-                              f"{arr[i].tolist()} (sum {sums[i]:.12g}) instead.")
-    return np.ascontiguousarray(arr / sums[:, None])
+                              f"{row.tolist()} (sum {row.sum():.12g}) instead.")
+    return p_norm, merged
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, row index of each input row): a 64-bit hash of each row's bits,
+    sorted as one key (numpy.unique over rows sorts row by row, 20x slower), checked
+    against the rows themselves (np.unique over rows if two rows collide)."""
+    a = np.ascontiguousarray(a)
+    if a.shape[0] <= 1:
+        return a, np.zeros(a.shape[0], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, (a[1:] != a[:-1]).any(axis=1)])
+    if starts.size * 4 <= a.shape[0]:                 # runs of equal rows: dedupe the runs
+        rows, inv = _unique_rows(a[starts])
+        return rows, np.repeat(inv, np.diff(np.r_[starts, a.shape[0]]))
+    bits = a.view(np.uint64)
+    h = np.zeros(a.shape[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in range(a.shape[1]):
+            h = (h ^ bits[:, c]) * np.uint64(0x9E3779B97F4A7C15)
+            h ^= h >> np.uint64(29)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    rows = a[first]
+    if not np.array_equal(rows[inverse], a):         # a hash collision: the slow way
+        rows, inverse = np.unique(a, axis=0, return_inverse=True)
+    return rows, np.ascontiguousarray(inverse.ravel(), dtype=np.int64)
 
 
 def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
@@ -70,16 +100,12 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     idle = check_number(idle_power, "idle_power", low=0, high=MAX_VALUE)
     lam = _rates(rates)
     N, levels = lam.size, mu_l.size
-    p_l = _probs(probs if probs is not None else np.full(levels, 1 / levels), N, levels)
-    # distinct speeds (fixed for the grid); each row's probability per distinct speed,
-    # accumulated in level order as distinct_speeds does
+    # distinct speeds (fixed for the grid); each row's probability per distinct speed
     values = np.unique(mu_l)
     group = np.searchsorted(values, mu_l).astype(np.int64)
-    merged = np.zeros((p_l.shape[0], values.size))
-    for l in range(levels):
-        merged[:, group[l]] += p_l[:, l]
-    mixes, which = np.unique(merged, axis=0, return_inverse=True)
-    which = np.ascontiguousarray(which.ravel(), dtype=np.int64)
+    p_l, merged = _probs(probs if probs is not None else np.full(levels, 1 / levels), N,
+                         levels, group, values.size)
+    mixes, which = _unique_rows(merged)
     if p_l.shape[0] == 1:
         which = np.zeros(N, dtype=np.int64)
     s = values.size
@@ -127,7 +153,7 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     cuts = np.searchsorted(which[pts], band_mixes)
     for m, lo, hi in zip(band_mixes, cuts, np.append(cuts[1:], pts.size)):
         stable[pts[lo:hi]] = decide_rates(n, k, values[live[m]], mixes[m][live[m]],
-                                          lam[pts[lo:hi]])
+                                          lam[pts[lo:hi]], QUICK_LOOKS)
     phi = 2.0 * (7.0 * _harmonic(n) / 1.5 + 4.0) / 8.0 - 1.0
     kern.grid_points(n, k, lam, p_l if p_l.shape[0] == N else np.repeat(p_l, N, axis=0),
                      merged if merged.shape[0] == N else np.repeat(merged, N, axis=0),

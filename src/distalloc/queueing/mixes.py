@@ -32,6 +32,13 @@ def distinct_speeds(speeds: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, 
     """(distinct live speeds ascending, their total probabilities, group index per level or
     -1 for a level of probability 0)."""
     live = probs > 0
+    if live.all():
+        order = np.argsort(speeds, kind="stable")
+        values = speeds[order]
+        if values.size == 1 or bool(np.all(values[1:] > values[:-1])):   # all distinct
+            group = np.empty(speeds.size, dtype=np.int64)
+            group[order] = np.arange(speeds.size)
+            return values, probs[order], group
     values = np.unique(speeds[live])
     group = np.full(speeds.size, -1, dtype=np.int64)
     group[live] = np.searchsorted(values, speeds[live])
@@ -119,6 +126,7 @@ def race_tables(n: int, s: int, k: int) -> tuple[tuple[np.ndarray, np.ndarray], 
     return tuple(reversed(out))
 
 
+@lru_cache(maxsize=4096)
 def race_work(n: int, k: int, s: int) -> float:
     """Steps of the lone-job race over mixes (for refusals before any work)."""
     return float(sum(count_compositions(g, s) for g in range(max(n - k + 1, 0), n + 1))) * s

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
 
 from distalloc._validation import ValidationError, check_number
+from distalloc.queueing.mixes import distinct_speeds
 
 __all__ = ["ForkJoin", "QueueMetrics", "MAX_SERVERS", "MAX_VALUE"]
 
@@ -91,10 +93,16 @@ class ForkJoin:
         """rho = lambda k sum_l (p_l / mu_l) / n (SPEC 3.3): the offered work per core."""
         return float(self.rate * self.needed * np.sum(self.probs / self.speeds) / self.servers)
 
+    @cached_property
+    def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distinct live speeds, their probabilities, group of each level or -1):
+        :func:`distalloc.queueing.mixes.distinct_speeds`, computed once."""
+        return distinct_speeds(self.speeds, self.probs)
+
     @property
     def single_speed(self) -> bool:
         """One distinct speed among the levels of positive probability."""
-        return np.unique(self.speeds[self.probs > 0]).size == 1
+        return self.distinct[0].size == 1
 
     def with_rate(self, rate: float) -> "ForkJoin":
         return ForkJoin(self.servers, self.needed, rate, self.speeds, self.powers, self.probs,

@@ -29,7 +29,9 @@ stopping at the first that decides:
    their times per job give a t-interval at level ``LOOK_LEVEL`` (99.9% per look, so under
    1% over the at most 7 looks).  The run goes on until the interval for 1/Lambda excludes
    1/rate; a rate still inside it at the last checkpoint is refused as "cannot be shown
-   stable".  Checkpoints are cached per system, so a decision is a fixed function of the
+   stable".  The approximation (approximate, approximate_grid, tradeoff, optimize) looks
+   at most ``QUICK_LOOKS`` = 3 times (~16 000 jobs): near the capacity, where its accuracy
+   is poor anyway, it refuses a little sooner and stays fast on grids of many mixes.  Checkpoints are cached per system, so a decision is a fixed function of the
    system and the rate, however many decisions came before.
 
 Cost: tiers 1-2 are O(1) (the k = 1 race O(C(n+s-1, s-1) s)); a measurement is
@@ -50,7 +52,8 @@ from distalloc._validation import ValidationError
 from distalloc.queueing.mixes import distinct_speeds, race_k1
 
 __all__ = ["Stability", "UnstableError", "stability", "check_stable", "saturation_bounds",
-           "measure_saturation", "decide_rates", "measurement_seconds", "SECONDS_PER_TASK", "SATURATION_SEED", "MAX_TASKS", "LOOK_LEVEL"]
+           "measure_saturation", "decide_rates", "measurement_seconds", "SECONDS_PER_TASK",
+           "QUICK_LOOKS", "SATURATION_SEED", "MAX_TASKS", "LOOK_LEVEL"]
 
 SATURATION_SEED = 2108_08199        # arXiv 2108.08199; any fixed constant would do
 #: measured cost of one (core, job) step of the simulator, randomness included (~3e7 per
@@ -59,6 +62,10 @@ SECONDS_PER_TASK = 3.5e-8
 MAX_TASKS = 2 ** 25                 # core-tasks of the longest saturated run (~1 s)
 LOOK_LEVEL = 0.999                  # confidence of each look at a checkpoint
 BATCHES = 32
+#: looks of the quick measurement used by the approximation (approximate, approximate_grid,
+#: tradeoff, optimize): at most 4 x the first checkpoint (~16 000 jobs); a rate it cannot
+#: separate from the capacity is refused as "cannot be shown stable"
+QUICK_LOOKS = 3
 _CACHE_STEPS = 2 ** 22              # clock samples kept over all cached runs
 
 
@@ -233,14 +240,20 @@ def _run_for(key: tuple, make) -> _SaturatedRun:
     return run
 
 
-def _decide_measured(run: _SaturatedRun, rate: float) -> tuple[bool, int, float, float, float]:
+def _looks(run: _SaturatedRun, max_looks: int | None) -> int:
+    return len(run.checkpoints) if max_looks is None else min(max_looks, len(run.checkpoints))
+
+
+def _decide_measured(run: _SaturatedRun, rate: float, max_looks: int | None = None,
+                     ) -> tuple[bool, int, float, float, float]:
     """(stable, jobs, capacity, capacity 95% half-width, upper end) from the first
-    checkpoint whose interval for 1/Lambda excludes 1/rate (or the last one)."""
-    for c in range(len(run.checkpoints)):
+    checkpoint whose interval for 1/Lambda excludes 1/rate (or the last one looked at)."""
+    looks = _looks(run, max_looks)
+    for c in range(looks):
         m, tau, half = run.look(c)
         lo_tau, hi_tau = tau - half, tau + half
         decided = rate * hi_tau < 1.0 or rate * lo_tau >= 1.0
-        if decided or c == len(run.checkpoints) - 1:
+        if decided or c == looks - 1:
             ci95 = half / stats.t.ppf(0.5 + LOOK_LEVEL / 2, BATCHES - 1) * \
                 stats.t.ppf(0.975, BATCHES - 1)
             upper = 1.0 / lo_tau if lo_tau > 0 else math.inf
@@ -248,16 +261,18 @@ def _decide_measured(run: _SaturatedRun, rate: float) -> tuple[bool, int, float,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _decide_many(run: _SaturatedRun, rates: np.ndarray) -> np.ndarray:
+def _decide_many(run: _SaturatedRun, rates: np.ndarray,
+                 max_looks: int | None = None) -> np.ndarray:
     """:func:`_decide_measured`'s ``stable`` for many rates of one system at once (the same
     checkpoints, so the same decisions)."""
     stable = np.zeros(rates.size, dtype=bool)
     open_ = np.ones(rates.size, dtype=bool)
-    for c in range(len(run.checkpoints)):
+    looks = _looks(run, max_looks)
+    for c in range(looks):
         _, tau, half = run.look(c)
         below = rates * (tau + half) < 1.0
         above = rates * (tau - half) >= 1.0
-        last = c == len(run.checkpoints) - 1
+        last = c == looks - 1
         stable[open_ & below] = True
         open_ &= ~(below | above)
         if last or not open_.any():
@@ -266,7 +281,7 @@ def _decide_many(run: _SaturatedRun, rates: np.ndarray) -> np.ndarray:
 
 
 def decide_rates(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
-                 rates: np.ndarray) -> np.ndarray:
+                 rates: np.ndarray, max_looks: int | None = None) -> np.ndarray:
     """``stability(ForkJoin(n, k, rate, speeds, probs=probs)).stable`` for an array of
     rates (``speeds``/``probs``: distinct live speeds), vectorised; the grid's door to the
     same decisions."""
@@ -280,7 +295,7 @@ def decide_rates(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
     if band.any():
         run = _run_for((n, k, speeds.tobytes(), probs.tobytes()),
                        lambda: _SaturatedRun(n, k, speeds, probs))
-        stable[band] = _decide_many(run, rates[band])
+        stable[band] = _decide_many(run, rates[band], max_looks)
     return stable
 
 
@@ -305,7 +320,7 @@ def measure_saturation(n: int, k: int, speeds, probs=None, *, checkpoint: int = 
 
 
 # ------------------------------------------------------------------------------------------
-def stability(system, *, speed_rule=None) -> Stability:
+def stability(system, *, speed_rule=None, max_looks: int | None = None) -> Stability:
     """Decide whether ``system`` (a :class:`ForkJoin`) has a steady state at its rate.
 
     Parameters
@@ -313,6 +328,9 @@ def stability(system, *, speed_rule=None) -> Stability:
     system : ForkJoin
     speed_rule : SpeedRule, optional
         a :func:`compiled_speed_rule`: levels chosen by state instead of ``system.probs``.
+    max_looks : int, optional
+        stop a measurement after this many checkpoints (the approximation uses
+        ``QUICK_LOOKS``); a rate still undecided then is "cannot be shown stable".
 
     Returns
     -------
@@ -326,7 +344,7 @@ def stability(system, *, speed_rule=None) -> Stability:
     n, k, lam = system.servers, system.needed, system.rate
     common = dict(rate=lam, servers=n, needed=k)
     if speed_rule is None:
-        mu, p, _ = distinct_speeds(system.speeds, system.probs)
+        mu, p, _ = system.distinct
         closed = _closed_form(n, k, mu, p)
         if closed is not None:
             cap, source = closed
@@ -347,14 +365,14 @@ def stability(system, *, speed_rule=None) -> Stability:
     if lam >= upper:
         return Stability(capacity=mid, capacity_ci=upper - mid, lower=lower, upper=upper,
                          source="bound", stable=False, **common)
-    stable, jobs, cap, ci, up = _decide_measured(_run_for(key, make), lam)
+    stable, jobs, cap, ci, up = _decide_measured(_run_for(key, make), lam, max_looks)
     return Stability(capacity=cap, capacity_ci=ci, lower=lower, upper=min(up, upper),
                      source="measured", stable=stable, measured_jobs=jobs, **common)
 
 
-def check_stable(system, *, speed_rule=None) -> Stability:
+def check_stable(system, *, speed_rule=None, max_looks: int | None = None) -> Stability:
     """:func:`stability`, raising :class:`UnstableError` (one line) unless stable."""
-    st = stability(system, speed_rule=speed_rule)
+    st = stability(system, speed_rule=speed_rule, max_looks=max_looks)
     if not st.stable:
         raise UnstableError(st.message())
     return st
