@@ -13,12 +13,15 @@ probabilities).  A user rule: level_ij = rule(i, q_ij, u_ij), a C function
 ``int64_t rule(int64_t core, int64_t queue_length, double u)`` reached through its address
 (a numba.cfunc, scipy.LowLevelCallable convention) and called without the GIL.  q_ij is
 the number of tasks at core i (in service or waiting; purged ones gone) when job j arrives,
-not counting job j's own task.  Tasks leave core i at E_ij = min(C_ij, D_j), which is not
-monotone in j (purges), so each core keeps a binary min-heap of the leave times of its
-tasks: at an arrival the heap drops every time <= A_j and its size is q_ij.  The heaps are
-sized by the caller; a full heap stops the chunk before job j changes anything and the
-caller grows them and resumes (the return value says where).  In a saturated run (every
-job arrives at time 0) nothing has left by time 0, so q_ij = j and no heap is needed.
+not counting job j's own task.  Tasks leave core i at E_ij = min(C_ij, D_j).  For the tasks
+the core works on (completed or purged in service) E is nondecreasing in j -- each leaves
+before the next starts -- so their leave times go to a FIFO ring; only tasks purged while
+still queued leave out of order, and they go to a small binary min-heap.  At an arrival
+both drop every time <= A_j, and q_ij = ring count + heap size: O(1) per task but for the
+out-of-order purges.  Ring and heap are sized by the caller (a power of two); a full one
+stops the chunk before job j changes anything and the caller grows them and resumes (the
+return value says where).  In a saturated run (every job arrives at time 0) nothing has
+left by time 0, so q_ij = j and nothing is tracked.
 
 The caller streams pre-drawn randomness in chunks (inter-arrival gaps, unit exponentials,
 uniforms for the speed draw) and carries the state (core free times, clock, heaps) between
@@ -98,14 +101,16 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
                     double[::1] batch_busy_energy, double[::1] batch_first_arrival,
                     int64_t[::1] batch_jobs, int64_t[::1] completions,
                     double[::1] level_busy_time, double[::1] scratch,
-                    uintptr_t rule_address, double[:, ::1] heap, int64_t[::1] heap_size,
+                    uintptr_t rule_address, double[:, :, ::1] queue_buf,
+                    int64_t[:, ::1] queue_state,
                     int64_t[::1] rule_errors, double[::1] departures,
                     int64_t start=0, bint saturated=False):
     """Advance the system over jobs ``start .. gaps.shape[0] - 1`` of this chunk.
 
     Returns the index (within the chunk) of the first job not processed: ``gaps.shape[0]``
-    when done, less when a queue-length heap is full (grow ``heap`` and call again from
-    there).  ``clock`` = [time of the last arrival, latest departure so far].
+    when done, less when a queue-length buffer is full (grow ``queue_buf`` and call again
+    from there).  ``queue_buf`` (2, n, cap): the ring of in-order leave times, the heap of
+    out-of-order ones; ``queue_state`` (3, n): ring head, ring count, heap size.  ``clock`` = [time of the last arrival, latest departure so far].
 
     Jobs with global index < ``warmup`` update the state only.  ``rule_address`` 0: the
     fixed-probability draw; otherwise the address of the speed rule.  A level the rule
@@ -114,7 +119,7 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
     ``departures``: if it has one entry per job of the chunk, D_j is written there.
     ``saturated``: every job arrives at time 0 (gaps ignored) and q_ij = j."""
     cdef Py_ssize_t B = gaps.shape[0], n = work.shape[1], s = rate.shape[0]
-    cdef Py_ssize_t cap = heap.shape[1]
+    cdef Py_ssize_t cap = queue_buf.shape[2], mask = cap - 1
     cdef Py_ssize_t j, i, b
     cdef double A = clock[0], last_departure = clock[1], S, C, D, F, busy, E
     cdef int64_t g, q, lev
@@ -123,27 +128,39 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
     cdef speed_rule_t rule = <speed_rule_t> rule_address
     cdef Py_ssize_t stop = B
     cdef bint full = False
+    cdef bint track = use_rule and not saturated
+    cdef double* rings = &queue_buf[0, 0, 0]
+    cdef double* heaps = &queue_buf[1, 0, 0]
+    cdef int64_t* heads = &queue_state[0, 0]
+    cdef int64_t* counts = &queue_state[1, 0]
+    cdef int64_t* sizes = &queue_state[2, 0]
+    cdef double* h
+    cdef double a_prev
     if saturated:
         A = 0.0
     with nogil:
         for j in range(start, B):
             g = job_offset + j
-            if use_rule and not saturated:
-                # drop the tasks that left before this arrival; stop if a heap is full
-                for i in range(n):
-                    while heap_size[i] > 0 and heap[i, 0] <= A + gaps[j]:
-                        _heap_pop(&heap[i, 0], &heap_size[i])
-                    if heap_size[i] >= cap:
-                        full = True
-                if full:
-                    stop = j
-                    break
+            a_prev = A
             if not saturated:
                 A = A + gaps[j]
             for i in range(n):
+                if track:
+                    # drop the tasks that left before this arrival; a full buffer stops
+                    # the chunk before job j changes any state (pops are idempotent)
+                    h = rings + i * cap
+                    while counts[i] > 0 and h[heads[i]] <= A:
+                        heads[i] = (heads[i] + 1) & mask
+                        counts[i] -= 1
+                    h = heaps + i * cap
+                    while sizes[i] > 0 and h[0] <= A:
+                        _heap_pop(h, &sizes[i])
+                    if counts[i] >= cap or sizes[i] >= cap:
+                        full = True
+                        break
                 S = core_free[i] if core_free[i] > A else A
                 if use_rule:
-                    q = g if saturated else heap_size[i]
+                    q = g if saturated else counts[i] + sizes[i]
                     lev = rule(i, q, speed_u[j, i])
                     if lev < 0 or lev >= s:
                         if rule_errors[0] == 0:
@@ -159,6 +176,10 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
                 scratch[i] = S + work[j, i] / rate[lev]
                 scratch[n + i] = S
                 scratch[2 * n + i] = lev
+            if full:
+                A = a_prev
+                stop = j
+                break
             # departure: k-th smallest completion time (copy, selection reorders)
             for i in range(n):
                 scratch[3 * n + i] = scratch[i]
@@ -180,10 +201,13 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
                 S = scratch[n + i]
                 lev = <int64_t> scratch[2 * n + i]
                 E = C if C < D else D
-                if use_rule and not saturated:
-                    _heap_push(&heap[i, 0], &heap_size[i], E)
-                if S >= D:
-                    continue            # purged while queued: the core skips it
+                if S >= D:             # purged while queued: the core skips it
+                    if track:
+                        _heap_push(heaps + i * cap, &sizes[i], E)
+                    continue
+                if track:
+                    rings[i * cap + ((heads[i] + counts[i]) & mask)] = E
+                    counts[i] += 1
                 busy = E - S
                 core_free[i] = E
                 if b >= 0:

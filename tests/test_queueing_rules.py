@@ -16,7 +16,7 @@ from distalloc import ValidationError
 from distalloc._compiled import queue_kernels
 from distalloc.queueing import (ForkJoin, UnstableError, compiled_speed_rule, simulate,
                                 stability)
-from distalloc.queueing.simulation import _run
+from distalloc.queueing.simulation import _run, grow_queues, new_queues
 
 
 @numba.cfunc("int64(int64, int64, float64)")
@@ -133,8 +133,8 @@ def _event_simulation(n, k, arrivals, work, u, speeds, rule):
 @pytest.mark.parametrize("rule", [rush, by_core])
 @pytest.mark.parametrize("n, k, lam", [(3, 2, 1.2), (4, 4, 0.6), (5, 1, 2.0), (6, 3, 2.0)])
 def test_queue_length_against_event_simulation(rule, n, k, lam):
-    """The kernel's heaps give the rule the same queue lengths as counting the tasks in
-    each core's queue: every departure time agrees (same draws)."""
+    """The kernel's ring + heap give the rule the same queue lengths as counting the tasks
+    in each core's queue: every departure time agrees (same draws)."""
     rng = np.random.default_rng(n * 10 + k)
     B = 3000
     gaps = rng.standard_exponential(B) / lam
@@ -145,8 +145,7 @@ def test_queue_length_against_event_simulation(rule, n, k, lam):
     resp = np.zeros(B)
     jobs = np.zeros(B, dtype=np.int64)
     zeros = np.zeros(B)
-    heap = np.empty((n, 2))          # tiny, so the kernel must stop and be resumed
-    heap_size = np.zeros(n, dtype=np.int64)
+    queue_buf, queue_state = new_queues(n, 2)   # tiny: the kernel must stop and resume
     errors = np.zeros(4, dtype=np.int64)
     clock = np.zeros(2)
     core_free = np.zeros(n)
@@ -156,12 +155,11 @@ def test_queue_length_against_event_simulation(rule, n, k, lam):
             gaps, work, u, np.array([0.5, np.inf]), speeds, np.ones(2), k, core_free, clock,
             0, 0, 1, resp, zeros.copy(), zeros.copy(), zeros.copy(), jobs,
             np.zeros(2, dtype=np.int64), np.zeros(2), np.empty(4 * n),
-            compiled_speed_rule(rule).address, heap, heap_size, errors, np.empty(0), start)
+            compiled_speed_rule(rule).address, queue_buf, queue_state, errors, np.empty(0),
+            start)
         if start < B:
-            bigger = np.empty((n, 2 * heap.shape[1]))
-            bigger[:, : heap.shape[1]] = heap
-            heap = bigger
-    assert heap.shape[1] > 2                      # the resumption path was taken
+            queue_buf = grow_queues(queue_buf, queue_state)
+    assert queue_buf.shape[2] > 2                  # the resumption path was taken
     assert errors[0] == 0
     np.testing.assert_allclose(resp + np.cumsum(gaps), want, rtol=1e-12)
 

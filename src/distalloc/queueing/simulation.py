@@ -23,6 +23,24 @@ TREND_LEVEL = 1e-3
 _CHUNK_CELLS = 2 ** 22             # (jobs x cores) per chunk of pre-drawn randomness
 
 
+def new_queues(n: int, cap: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Empty queue-length buffers for the kernel: (2, n, cap) leave times (ring, heap) and
+    (3, n) state (ring head, ring count, heap size); cap a power of two."""
+    return np.empty((2, n, cap)), np.zeros((3, n), dtype=np.int64)
+
+
+def grow_queues(buf: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """The buffers at twice the capacity, each ring unrolled to start at 0."""
+    _, n, cap = buf.shape
+    out = np.empty((2, n, 2 * cap))
+    for i in range(n):
+        idx = (state[0, i] + np.arange(state[1, i])) & (cap - 1)
+        out[0, i, : idx.size] = buf[0, i, idx]
+        out[1, i, : state[2, i]] = buf[1, i, : state[2, i]]
+    state[0] = 0
+    return out
+
+
 def _run(system: ForkJoin, num_jobs: int, rng: np.random.Generator, warmup: int,
          batches: int, rule_address: int) -> dict[str, np.ndarray]:
     n, s = system.servers, system.num_levels
@@ -37,8 +55,7 @@ def _run(system: ForkJoin, num_jobs: int, rng: np.random.Generator, warmup: int,
     core_free = np.zeros(n)
     scratch = np.empty(4 * n)
     clock = np.zeros(2)                         # last arrival, latest departure
-    heap = np.empty((n, 64 if rule_address else 1))
-    heap_size = np.zeros(n, dtype=np.int64)
+    queue_buf, queue_state = new_queues(n, 64 if rule_address else 1)
     errors = np.zeros(4, dtype=np.int64)
     no_departures = np.empty(0)
     chunk = max(1, min(65_536, _CHUNK_CELLS // n))
@@ -54,11 +71,9 @@ def _run(system: ForkJoin, num_jobs: int, rng: np.random.Generator, warmup: int,
                 gaps, work, u, cum, system.speeds, system.powers, system.needed, core_free,
                 clock, done, warmup, batch_size, acc["response"], acc["busy_time"],
                 acc["busy_energy"], acc["first_arrival"], jobs, completions, level_busy,
-                scratch, rule_address, heap, heap_size, errors, no_departures, start)
-            if start < B:                       # a queue-length heap is full: grow it
-                bigger = np.empty((n, 2 * heap.shape[1]))
-                bigger[:, : heap.shape[1]] = heap
-                heap = bigger
+                scratch, rule_address, queue_buf, queue_state, errors, no_departures, start)
+            if start < B:                       # a queue-length buffer is full: grow it
+                queue_buf = grow_queues(queue_buf, queue_state)
         if errors[0]:
             raise ValidationError(
                 f"The speed rule returned level {errors[3]} for core {errors[1]} (queue length "
@@ -124,8 +139,8 @@ def simulate(system: ForkJoin, num_jobs: int = 1_000_000, *, seed: Any = 0,
     Notes
     -----
     O(num_jobs x n) in a compiled recursion (no event heap: every core serves the same job
-    sequence FCFS; with a speed rule each core also keeps a heap of its tasks' leave times
-    for the queue length, O(log q) per task).  Randomness comes from numpy's Generator in
+    sequence FCFS; with a speed rule each core also keeps its tasks' leave times for the
+    queue length: a FIFO ring, and a heap for tasks purged while queued).  Randomness comes from numpy's Generator in
     chunks of at most 65 536 jobs (fewer for large n, so memory stays bounded).
 
     Examples

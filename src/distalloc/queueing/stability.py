@@ -191,8 +191,8 @@ class _SaturatedRun:
         batch = np.zeros(1)
         batch_i = np.zeros(1, dtype=np.int64)
         scratch = np.empty(4 * n)
-        heap = np.empty((n, 1))
-        heap_size = np.zeros(n, dtype=np.int64)
+        queue_buf = np.empty((2, n, 1))
+        queue_state = np.zeros((3, n), dtype=np.int64)
         errors = np.zeros(4, dtype=np.int64)
         while self.jobs < until:
             B = min(sub, until - self.jobs)
@@ -202,8 +202,8 @@ class _SaturatedRun:
             queue_kernels.fork_join_chunk(
                 np.zeros(B), work, u, self.cum, self.speeds, dummy, self.k, self.core_free,
                 self.clock, self.jobs, 2 ** 62, 1, batch, batch, batch, batch, batch_i,
-                np.zeros(s, dtype=np.int64), dummy.copy(), scratch, self.rule, heap,
-                heap_size, errors, dep, 0, True)
+                np.zeros(s, dtype=np.int64), dummy.copy(), scratch, self.rule, queue_buf,
+                queue_state, errors, dep, 0, True)
             if errors[0]:
                 raise ValidationError(
                     f"The speed rule returned level {errors[3]} for core {errors[1]} (queue "
