@@ -2,7 +2,10 @@
 (n, k) fork-join systems over arrays of (arrival rate, speed mix) for one (n, k, speeds).
 
 Layering (as in scikit-learn's _loss): one-mix functions (`_saturation_capacity`,
-`_race`, `_race_k1`, `_fork_join_slope`), then two parallel loops:
+`_race`, `_race_k1`, `_fork_join_slope`), one-item bodies (`_one_mix`, `_one_point`,
+`_one_row`), then loops over them, each in a parallel (prange) and a ``_serial`` version
+(sweep workers run one thread each, and a thread pool must not share Numba's fork-safe
+workqueue layer):
 
 * ``mix_terms``: for each distinct speed mix, everything that does not depend on the rate
   (approximate capacity, race time T_0 and win shares q^0, task SCV, saturated shares,
@@ -198,49 +201,120 @@ def _light_traffic_factor(n, k, scv):
     return 1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1)
 
 
+@njit(cache=True)
+def _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk, purge_bias,
+             iterations, out_scalar, out_q0, out_qsat):
+    s = mu.size
+    p = probs[m]
+    wins = np.empty(s)
+    if k == 1:
+        m1, m2 = _race_k1(n, mu, p, mixes, offsets[1] - offsets[0], wins)
+        out_scalar[m, 0] = 1.0 / m1
+        out_scalar[m, 1] = m1
+        out_scalar[m, 2] = m2
+        out_scalar[m, 3] = 1.0
+        for l in range(s):
+            out_q0[m, l] = wins[l]
+            out_qsat[m, l] = 0.0
+        return
+    cap, purge = _saturation_capacity(n, k, mu, p, purge_bias, iterations)
+    t0 = _race(n, k, mu, p, mixes, down, offsets, wins)
+    mean_d = 0.0
+    sq = 0.0
+    tot = 0.0
+    for l in range(s):
+        r = mu[l] + purge
+        mean_d += p[l] / r
+        sq += p[l] / r ** 2
+        tot += p[l] * mu[l] / r
+    scv = 2.0 * sq / mean_d ** 2 - 1.0
+    for l in range(s):
+        out_q0[m, l] = wins[l]
+        out_qsat[m, l] = p[l] * mu[l] / (mu[l] + purge) / tot
+    if k == n:
+        b0 = _fork_join_slope(n, mu, p, nodes, weights)
+    else:
+        b0 = slope_nk * _light_traffic_factor(n, k, scv)
+    out_scalar[m, 0] = cap
+    out_scalar[m, 1] = t0
+    out_scalar[m, 2] = scv
+    out_scalar[m, 3] = b0
+
+
 @njit(parallel=True, cache=True)
 def mix_terms(n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk, purge_bias,
               iterations, out_scalar, out_q0, out_qsat):
     """For each row of ``probs`` (a speed mix over the distinct speeds ``mu``):
     out_scalar[m] = (capacity, T_0 or E[S], scv or E[S^2], beta(0));
     out_q0[m] = win shares of the lone-job race; out_qsat[m] = saturated shares (k > 1)."""
-    M = probs.shape[0]
-    s = mu.size
-    for m in prange(M):
-        p = probs[m]
-        wins = np.empty(s)
-        if k == 1:
-            m1, m2 = _race_k1(n, mu, p, mixes, offsets[1] - offsets[0], wins)
-            out_scalar[m, 0] = 1.0 / m1
-            out_scalar[m, 1] = m1
-            out_scalar[m, 2] = m2
-            out_scalar[m, 3] = 1.0
-            for l in range(s):
-                out_q0[m, l] = wins[l]
-                out_qsat[m, l] = 0.0
-            continue
-        cap, purge = _saturation_capacity(n, k, mu, p, purge_bias, iterations)
-        t0 = _race(n, k, mu, p, mixes, down, offsets, wins)
-        mean_d = 0.0
-        sq = 0.0
-        tot = 0.0
-        for l in range(s):
-            r = mu[l] + purge
-            mean_d += p[l] / r
-            sq += p[l] / r ** 2
-            tot += p[l] * mu[l] / r
-        scv = 2.0 * sq / mean_d ** 2 - 1.0
-        for l in range(s):
-            out_q0[m, l] = wins[l]
-            out_qsat[m, l] = p[l] * mu[l] / (mu[l] + purge) / tot
-        if k == n:
-            b0 = _fork_join_slope(n, mu, p, nodes, weights)
+    for m in prange(probs.shape[0]):
+        _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
+                 purge_bias, iterations, out_scalar, out_q0, out_qsat)
+
+
+@njit(cache=True)
+def mix_terms_serial(n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
+                     purge_bias, iterations, out_scalar, out_q0, out_qsat):
+    """``mix_terms`` on the calling thread only (sweep workers, other threads)."""
+    for m in range(probs.shape[0]):
+        _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
+                 purge_bias, iterations, out_scalar, out_q0, out_qsat)
+
+
+@njit(cache=True)
+def _one_point(j, n, k, rates, level_probs, merged_probs, group, which, stable, speeds,
+               powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta, out):
+    levels = speeds.size
+    lam = rates[j]
+    m = which[j]
+    for c in range(7):
+        out[j, c] = np.nan
+    if not stable[j]:
+        return
+    if k == 1:
+        m1 = mix_scalar[m, 1]
+        resp = m1 + lam * mix_scalar[m, 2] / (2.0 * (1.0 - lam * m1))
+        load = lam * m1
+        t0 = m1
+        beta = 1.0
+        w_q0 = 1.0
+        w_sat = 0.0
+    else:
+        cap = mix_scalar[m, 0]
+        load = lam / cap
+        if load >= 1.0:
+            return
+        scv = mix_scalar[m, 2]
+        b0 = mix_scalar[m, 3]
+        if k < n:
+            b1 = 0.5 * (1.0 + scv / k)
         else:
-            b0 = slope_nk * _light_traffic_factor(n, k, scv)
-        out_scalar[m, 0] = cap
-        out_scalar[m, 1] = t0
-        out_scalar[m, 2] = scv
-        out_scalar[m, 3] = b0
+            b1 = 0.5 * (1.0 + scv * beta1_base)
+        beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
+        t0 = mix_scalar[m, 1]
+        resp = t0 + load / (1.0 - load) * beta / cap
+        w_q0 = 1.0 - load
+        w_sat = load
+    busy = 0.0
+    busy_energy = 0.0
+    for l in range(levels):
+        gl = group[l]
+        if gl < 0 or level_probs[j, l] == 0.0:
+            continue
+        share = w_q0 * mix_q0[m, gl] + w_sat * mix_qsat[m, gl]
+        q = share * level_probs[j, l] / merged_probs[j, gl]
+        busy += q / speeds[l]
+        busy_energy += q * powers[l] / speeds[l]
+    busy *= k
+    busy_energy *= k
+    energy = busy_energy + idle_power * max(n / lam - busy, 0.0)
+    out[j, 0] = lam * resp
+    out[j, 1] = resp
+    out[j, 2] = energy
+    out[j, 3] = lam * energy
+    out[j, 4] = load
+    out[j, 5] = t0
+    out[j, 6] = beta
 
 
 @njit(parallel=True, cache=True)
@@ -250,59 +324,39 @@ def grid_points(n, k, rates, level_probs, merged_probs, group, which, stable, sp
     saturation_load, light_traffic_response, beta); NaN where ``stable[j]`` is False or
     the load reaches the approximate capacity.  ``which[j]``: row of the point's mix in
     the mix tables; ``group[l]``: distinct-speed index of level l."""
-    N = rates.size
-    levels = speeds.size
-    for j in prange(N):
-        lam = rates[j]
-        m = which[j]
-        for c in range(7):
-            out[j, c] = np.nan
-        if not stable[j]:
-            continue
-        if k == 1:
-            m1 = mix_scalar[m, 1]
-            resp = m1 + lam * mix_scalar[m, 2] / (2.0 * (1.0 - lam * m1))
-            load = lam * m1
-            t0 = m1
-            beta = 1.0
-            w_q0 = 1.0
-            w_sat = 0.0
-        else:
-            cap = mix_scalar[m, 0]
-            load = lam / cap
-            if load >= 1.0:
-                continue
-            scv = mix_scalar[m, 2]
-            b0 = mix_scalar[m, 3]
-            if k < n:
-                b1 = 0.5 * (1.0 + scv / k)
-            else:
-                b1 = 0.5 * (1.0 + scv * beta1_base)
-            beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
-            t0 = mix_scalar[m, 1]
-            resp = t0 + load / (1.0 - load) * beta / cap
-            w_q0 = 1.0 - load
-            w_sat = load
-        busy = 0.0
-        busy_energy = 0.0
-        for l in range(levels):
-            gl = group[l]
-            if gl < 0 or level_probs[j, l] == 0.0:
-                continue
-            share = w_q0 * mix_q0[m, gl] + w_sat * mix_qsat[m, gl]
-            q = share * level_probs[j, l] / merged_probs[j, gl]
-            busy += q / speeds[l]
-            busy_energy += q * powers[l] / speeds[l]
-        busy *= k
-        busy_energy *= k
-        energy = busy_energy + idle_power * max(n / lam - busy, 0.0)
-        out[j, 0] = lam * resp
-        out[j, 1] = resp
-        out[j, 2] = energy
-        out[j, 3] = lam * energy
-        out[j, 4] = load
-        out[j, 5] = t0
-        out[j, 6] = beta
+    for j in prange(rates.size):
+        _one_point(j, n, k, rates, level_probs, merged_probs, group, which, stable, speeds,
+                   powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta, out)
+
+
+@njit(cache=True)
+def grid_points_serial(n, k, rates, level_probs, merged_probs, group, which, stable, speeds,
+                       powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta,
+                       out):
+    """``grid_points`` on the calling thread only."""
+    for j in range(rates.size):
+        _one_point(j, n, k, rates, level_probs, merged_probs, group, which, stable, speeds,
+                   powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta, out)
+
+
+@njit(cache=True)
+def _one_row(j, probs, group, n_groups, p_norm, merged, row_ok):
+    tot = 0.0
+    ok = True
+    for l in range(probs.shape[1]):
+        x = probs[j, l]
+        if not (x >= 0.0 and x <= 1.0):
+            ok = False
+        tot += x
+    if not abs(tot - 1.0) <= 1e-9:
+        ok = False
+    row_ok[j] = ok
+    for g in range(n_groups):
+        merged[j, g] = 0.0
+    for l in range(probs.shape[1]):
+        x = probs[j, l] / tot + 0.0
+        p_norm[j, l] = x
+        merged[j, group[l]] += x
 
 
 @njit(parallel=True, cache=True)
@@ -310,21 +364,12 @@ def prepare_rows(probs, group, n_groups, p_norm, merged, row_ok):
     """Per row of ``probs``: valid (entries in [0, 1], sum within 1e-9 of 1), normalised
     (p / sum, as ForkJoin stores it; -0.0 made 0.0) and summed per distinct speed in level
     order (as distinct_speeds does)."""
-    N, L = probs.shape
-    for j in prange(N):
-        tot = 0.0
-        ok = True
-        for l in range(L):
-            x = probs[j, l]
-            if not (x >= 0.0 and x <= 1.0):
-                ok = False
-            tot += x
-        if not abs(tot - 1.0) <= 1e-9:
-            ok = False
-        row_ok[j] = ok
-        for g in range(n_groups):
-            merged[j, g] = 0.0
-        for l in range(L):
-            x = probs[j, l] / tot + 0.0
-            p_norm[j, l] = x
-            merged[j, group[l]] += x
+    for j in prange(probs.shape[0]):
+        _one_row(j, probs, group, n_groups, p_norm, merged, row_ok)
+
+
+@njit(cache=True)
+def prepare_rows_serial(probs, group, n_groups, p_norm, merged, row_ok):
+    """``prepare_rows`` on the calling thread only."""
+    for j in range(probs.shape[0]):
+        _one_row(j, probs, group, n_groups, p_norm, merged, row_ok)

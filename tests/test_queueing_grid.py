@@ -156,3 +156,30 @@ def test_sweep_uses_the_batch_path(tmp_path):
                 assert a[key] == pytest.approx(b[key], rel=1e-12)
             else:
                 assert a[key] == b[key]
+
+
+def test_processes_fork_after_a_parallel_kernel(tmp_path):
+    """Sweeps fork worker processes; with Numba's default OpenMP layer a child forked after
+    a parallel kernel ran is killed ("fork() called from a process already using GNU
+    OpenMP").  distalloc selects the fork-safe layer; the serial twins equal the parallel
+    kernels."""
+    import csv
+
+    from distalloc.sweep import load_sweep, run_sweep
+    rates = np.linspace(0.2, 3.0, 15)
+    par = approximate_grid(6, 3, [1.0, 2.0], None, rates, [0.3, 0.7])
+    ser = approximate_grid(6, 3, [1.0, 2.0], None, rates, [0.3, 0.7], parallel=False)
+    for key in KEYS:
+        np.testing.assert_array_equal(par[key], ser[key])
+    config = load_sweep({"sweep": {"target": "queue.approx"},
+                         "fixed": {"servers": 6, "needed": 3, "speeds": [1.0, 2.0],
+                                   "probs": [0.3, 0.7]},
+                         "grid": {"rate": [0.5, 1.0, 1.5]}})
+    out = tmp_path / "fork.csv"
+    summary = run_sweep(config, out, n_jobs=2, chunk_size=1, progress=False)
+    assert summary["written"] == 3
+    rows = list(csv.DictReader(out.open()))
+    got = {float(r["rate"]): float(r["mean_jobs"]) for r in rows}
+    want = approximate_grid(6, 3, [1.0, 2.0], None, np.array([0.5, 1.0, 1.5]), [0.3, 0.7])
+    assert [got[lam] for lam in (0.5, 1.0, 1.5)] == pytest.approx(list(want["mean_jobs"]),
+                                                                  rel=1e-12)

@@ -3,11 +3,14 @@ silent fallback to slow code.
 
 Cython extensions are imported at once.  Numba modules (kernels/*.py) are imported on first
 use (``_compiled.queue_grid``), so commands that do not need them do not pay for importing
-Numba.
+Numba.  Before the first one is imported, Numba's threading layer is set to ``forksafe``
+(unless NUMBA_THREADING_LAYER says otherwise): sweeps fork worker processes, and GNU
+OpenMP, Numba's default on Linux, kills a child forked after a parallel kernel ran.
 """
 from __future__ import annotations
 
 import importlib
+import os
 
 try:
     from distalloc._kernels import llm_kernels, queue_kernels, sgd_kernels
@@ -26,6 +29,9 @@ _NUMBA_MODULES = {"queue_grid"}
 def __getattr__(name: str):
     if name in _NUMBA_MODULES:
         try:
+            import numba
+            if not os.environ.get("NUMBA_THREADING_LAYER"):
+                numba.config.THREADING_LAYER = "forksafe"
             module = importlib.import_module(f"distalloc._kernels.{name}")
         except ImportError as exc:  # pragma: no cover - numba is a required dependency
             raise ImportError(f"distalloc's Numba kernel {name} cannot be imported ({exc}); "

@@ -131,11 +131,8 @@ TARGETS: dict[str, Callable[..., dict]] = {
 # path, values to 1e-12); ``run_chunk`` then evaluates a whole chunk in one call, and
 # ``batch_chunk`` is its preferred chunk size.  queue.approx: approximate_grid (Numba).
 def _queue_approx_batch(params_list: list[dict]) -> list:
-    import numba
-
     from distalloc.queueing.grid import approximate_rows
-    numba.set_num_threads(1)                    # one kernel thread per worker (SPEC 4.1)
-    scalar = TARGETS["queue.approx"]
+    scalar = TARGETS["queue.approx"]            # (one kernel thread per worker)
     return approximate_rows(params_list, lambda params: scalar(seed=0, **params))
 
 

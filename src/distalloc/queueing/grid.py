@@ -36,8 +36,8 @@ def _rates(rates: Any) -> np.ndarray:
     return arr
 
 
-def _probs(probs: Any, N: int, levels: int, group: np.ndarray,
-           n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _probs(probs: Any, N: int, levels: int, group: np.ndarray, n_groups: int,
+           kern: Any) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities per level, normalised; per distinct speed), one row or N rows."""
     arr = np.asarray(probs, dtype=float)
     if arr.ndim == 1:
@@ -50,7 +50,7 @@ def _probs(probs: Any, N: int, levels: int, group: np.ndarray,
     p_norm = np.empty_like(arr)
     merged = np.empty((arr.shape[0], n_groups))
     ok = np.empty(arr.shape[0], dtype=bool)
-    _compiled.queue_grid.prepare_rows(arr, group, n_groups, p_norm, merged, ok)
+    kern.prepare_rows(arr, group, n_groups, p_norm, merged, ok)
     if not ok.all():
         i = int(np.argmin(ok))
         row = arr[i]
@@ -88,8 +88,19 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.ascontiguousarray(inverse.ravel(), dtype=np.int64)
 
 
+class _Kernels:
+    """The parallel kernels, or their one-thread twins."""
+
+    def __init__(self, parallel: bool):
+        mod = _compiled.queue_grid
+        suffix = "" if parallel else "_serial"
+        self.prepare_rows = getattr(mod, "prepare_rows" + suffix)
+        self.mix_terms = getattr(mod, "mix_terms" + suffix)
+        self.grid_points = getattr(mod, "grid_points" + suffix)
+
+
 def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
-          max_seconds) -> dict[str, np.ndarray]:
+          max_seconds, parallel: bool = True) -> dict[str, np.ndarray]:
     n = check_number(servers, "servers", low=1, high=MAX_SERVERS, integer=True)
     k = check_number(needed, "needed", low=1, high=n, integer=True)
     mu_l = _vector(speeds, "speeds", low=1 / MAX_VALUE)
@@ -103,8 +114,9 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     # distinct speeds (fixed for the grid); each row's probability per distinct speed
     values = np.unique(mu_l)
     group = np.searchsorted(values, mu_l).astype(np.int64)
+    kern = _Kernels(parallel)
     p_l, merged = _probs(probs if probs is not None else np.full(levels, 1 / levels), N,
-                         levels, group, values.size)
+                         levels, group, values.size, kern)
     mixes, which = _unique_rows(merged)
     if p_l.shape[0] == 1:
         which = np.zeros(N, dtype=np.int64)
@@ -137,7 +149,6 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     table_down = np.ascontiguousarray(np.vstack([t[1] for t in tables]), dtype=np.int64)
     nodes, weights = np.polynomial.laguerre.laggauss(LAGUERRE_ORDER)
     slope = light_traffic_slope(n, k) if 1 < k < n else 0.0
-    kern = _compiled.queue_grid
     scalar = np.empty((M, 4))
     q0 = np.empty((M, s))
     qsat = np.empty((M, s))
@@ -170,7 +181,7 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
                      powers: Sequence[float] | None, rates: Any, probs: Any = None,
                      idle_power: float = 0.0, *,
                      max_seconds: float | None = DEFAULT_GRID_MAX_SECONDS,
-                     ) -> dict[str, np.ndarray]:
+                     parallel: bool = True) -> dict[str, np.ndarray]:
     """:func:`approximate` over N points at once (parallel Numba kernel).
 
     Parameters
@@ -186,6 +197,10 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
     idle_power : float
     max_seconds : float or None
         refuse (before any work) if the estimated time exceeds this.
+    parallel : bool
+        True: Numba's threads (``numba.set_num_threads`` limits them); False: the calling
+        thread only -- for callers that run in threads of their own (Numba's fork-safe
+        threading layer, chosen by distalloc so that sweeps may fork, is not thread-safe).
 
     Returns
     -------
@@ -217,7 +232,8 @@ def approximate_grid(servers: int, needed: int, speeds: Sequence[float],
     >>> np.isnan(out["mean_jobs"]).tolist()          # 2.5 >= n mu / k = 2: unstable
     [False, False, True]
     """
-    full = _grid(servers, needed, speeds, powers, rates, probs, idle_power, max_seconds)
+    full = _grid(servers, needed, speeds, powers, rates, probs, idle_power, max_seconds,
+                 bool(parallel))
     return {key: full[key] for key in _KEYS}
 
 
@@ -234,7 +250,7 @@ def approximate_rows(points: list[dict], scalar: Callable[[dict], dict],
     ``scalar(params)`` (the scalar sweep target) returns, or the exception it raises.
 
     Points sharing everything but ``rate`` and ``probs`` go through one
-    :func:`approximate_grid` call; a group with any invalid point, and every point the grid
+    :func:`approximate_grid` call (one thread: sweep workers are one thread each); a group with any invalid point, and every point the grid
     marks NaN (unstable, or beyond the approximation), is redone by ``scalar`` so that rows
     and one-line errors are exactly the scalar ones (values equal to 1e-12)."""
     from distalloc.queueing.model import ForkJoin
@@ -260,7 +276,7 @@ def approximate_rows(points: list[dict], scalar: Callable[[dict], dict],
                               else np.full(base.num_levels, 1 / base.num_levels)
                               for i in idx], dtype=float)
             g = _grid(base.servers, base.needed, base.speeds, base.powers, rates, probs,
-                      base.idle_power, DEFAULT_GRID_MAX_SECONDS)
+                      base.idle_power, DEFAULT_GRID_MAX_SECONDS, parallel=False)
         except (ValidationError, KeyError, TypeError, ValueError):
             for i in idx:                           # the scalar path names the bad point
                 out[i] = one(points[i])

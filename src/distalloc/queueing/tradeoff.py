@@ -82,7 +82,7 @@ def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", *,
     --------
     >>> from distalloc.queueing import ForkJoin, tradeoff
     >>> t = tradeoff(ForkJoin(10, 5, 2.0, [1.0, 3.0], [1.0, 6.0]), 5)
-    >>> [round(x, 3) for x in t.mean_jobs[1:]]      # p = 0: all slow, unstable (NaN)
+    >>> [round(float(x), 3) for x in t.mean_jobs[1:]]   # p = 0: all slow, unstable (NaN)
     [2.587, 1.248, 0.777, 0.552]
     """
     if system.num_levels != 2:
