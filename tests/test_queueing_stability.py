@@ -265,12 +265,22 @@ def test_gauss_seidel_sweeps_equal_the_direct_solve():
      "powers[0]"),
     (["approx", "--servers", "1000000", "--needed", "500000", "--rate", "1"],
      "--max-seconds"),
+    (["exact", "--servers", "1000", "--needed", "1000", "--rate", "0.1"], "--max-memory-gb"),
+    (["exact", "--servers", "40", "--needed", "20", "--rate", "1"], "--max-memory-gb"),
+    (["exact", "--servers", "4", "--needed", "2", "--rate", "1", "--max-jobs",
+      "1000000000"], "--max-memory-gb"),
 ])
 def test_absurd_sizes_are_refused_at_once(capsys, args, needle):
     t0 = time.perf_counter()
     code, out, err = run_cli(capsys, *args)
     assert time.perf_counter() - t0 < 10
     assert code == 2 and out == "" and err.count("\n") == 1 and needle in err
+
+
+def test_many_cores_with_k1_are_small():
+    """k = 1 keeps one level: a million cores is a 3-state chain (mixes of one speed)."""
+    m = exact(ForkJoin(10 ** 6, 1, 1.0), max_jobs=2)
+    assert m.extra["num_states"] == 3
 
 
 def test_warnings_never_come_before_the_error_or_on_stdout(capsys, monkeypatch):

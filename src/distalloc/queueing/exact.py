@@ -58,8 +58,7 @@ from scipy.sparse import tril, triu
 from scipy.sparse.linalg import LinearOperator, bicgstab, splu, spsolve
 
 from distalloc._validation import ValidationError, check_number
-from distalloc.queueing.mixes import (compositions, count_compositions, distinct_speeds,
-                                      log_multinomial)
+from distalloc.queueing.mixes import compositions, distinct_speeds, log_multinomial
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.stability import check_stable
 
@@ -92,20 +91,42 @@ def count_states(n: int, k: int, s: int, max_jobs: int) -> float:
     A state is a set of occupied levels i_1 < ... < i_j (j <= k), counts m_i >= 1 with
     sum <= max_jobs (C(max_jobs, j) ways) and, per occupied level, the speed mix of the
     u(i) - i cores at its head (C(u(i) - i + s - 1, s - 1) ways).  Dynamic programme over
-    the lowest occupied level; O(k^3) in floats (inf when astronomically large)."""
-    mixes = [float(count_compositions(g, s)) if g < 400 else math.inf for g in range(n + 1)]
+    the lowest occupied level; O(k^3) in floats.  Above 10^15 (every mix count is >= 1, so
+    the single-speed count C(max_jobs + k, k) is a lower bound) it returns that bound."""
+    log_lower = (math.lgamma(max_jobs + k + 1) - math.lgamma(k + 1)
+                 - math.lgamma(max_jobs + 1))
+    if log_lower > math.log(1e15):
+        return math.exp(log_lower) if log_lower < 700 else math.inf
+
+    def mixes(g: int) -> float:                 # C(g + s - 1, s - 1) as a float
+        log_c = math.lgamma(g + s) - math.lgamma(s) - math.lgamma(g + 1)
+        if log_c > 700:
+            return math.inf
+        return float(math.comb(g + s - 1, s - 1)) if log_c < 40 else math.exp(log_c)
     # W[i][j]: patterns with lowest occupied level i and j occupied levels, mix weights
     W = [[0.0] * (k + 1) for _ in range(k)]
     for i in range(k - 1, -1, -1):
-        W[i][1] = mixes[n - i]
+        W[i][1] = mixes(n - i)
         for j in range(2, k - i + 1):
-            W[i][j] = sum(mixes[i2 - i] * W[i2][j - 1] for i2 in range(i + 1, k))
+            W[i][j] = sum(mixes(i2 - i) * W[i2][j - 1] for i2 in range(i + 1, k))
     total = 1.0
     for j in range(1, k + 1):
         ways = math.comb(max_jobs, j) if j <= max_jobs else 0
         if ways:
             total += float(ways) * sum(W[i][j] for i in range(k))
-    return total
+    return total if math.isfinite(total) else math.inf
+
+
+class _Draws(dict):
+    """Speed mixes of g fresh cores with their probabilities, computed when first needed."""
+
+    def __init__(self, probs: np.ndarray):
+        super().__init__()
+        self.probs = probs
+
+    def __missing__(self, g: int):
+        self[g] = _multinomials(g, self.probs)
+        return self[g]
 
 
 class _Chain:
@@ -116,7 +137,7 @@ class _Chain:
         self.merged = merged
         self.s = self.speeds.size
         self.max_jobs = max_jobs
-        self.draw = {g: _multinomials(g, merged) for g in range(self.n + 1)}
+        self.draw = _Draws(merged)
         self.zero = tuple([0] * self.s)
 
     # a state: tuple over levels of (m_i, mix_i) or None
@@ -270,7 +291,7 @@ def _memory_check(system: ForkJoin, level: int, s: int, max_memory_gb: float) ->
     need_gb = states * BYTES_PER_STATE / 2 ** 30
     if need_gb > max_memory_gb:
         raise ValidationError(
-            f"The exact chain of this ({n},{k}) system with {s} distinct speeds needs about "
+            f"The exact chain of this ({n},{k}) system with {s} distinct speed(s) needs about "
             f"{states:.3g} states (~{need_gb:.3g} GB) at max_jobs = {level}, over the limit of "
             f"{max_memory_gb:g} GB; raise it with max_memory_gb (--max-memory-gb), or use "
             f"approximate() or simulate().")
