@@ -176,11 +176,11 @@ def _fork_join_slope(n, mu, p, nodes, weights):
             xx = x[i]
             for l2 in range(s):
                 b = mu[l2]
-                d = a - b
+                d = abs(a - b)
                 if d == 0.0:
                     term = b * xx * math.exp(-b * xx)
                 else:
-                    term = b * math.exp(-b * xx) * -math.expm1(-d * xx) / d
+                    term = b * math.exp(-min(a, b) * xx) * -math.expm1(-d * xx) / d
                 h += p[l2] * term
             gap[l, i] = h
     d1 = 0.0

@@ -25,6 +25,7 @@ def scalar_grid(n, k, speeds, powers, rates, probs, idle):
         except UnstableError:
             continue
         out[j] = m.mean_jobs, m.mean_response, m.energy_per_job, m.mean_power
+        assert np.all(np.isfinite(out[j])) and out[j, 0] > 0     # a number, never NaN
     return out
 
 

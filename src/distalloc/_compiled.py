@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["llm_kernels", "queue_kernels", "sgd_kernels", "queue_grid"]
+__all__ = ["llm_kernels", "queue_kernels", "sgd_kernels"]   # + Numba modules, on first use
 
 _NUMBA_MODULES = {"queue_grid"}
 

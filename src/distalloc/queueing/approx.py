@@ -78,8 +78,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from distalloc.queueing.mixes import (WORK_PER_SECOND, check_work, distinct_speeds,
-                                      log_multinomial, race_k1, race_tables, race_work)
+from distalloc.queueing.mixes import (WORK_PER_SECOND, check_work, log_multinomial, race_k1,
+                                      race_tables, race_work)
+from distalloc._validation import ValidationError
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.stability import QUICK_LOOKS, UnstableError, check_stable
 
@@ -138,10 +139,12 @@ def fork_join_light_traffic_slope(n: int, speeds: np.ndarray, probs: np.ndarray,
     wx = wts * np.exp(u) / mu_min
     G = (p[None, :] * -np.expm1(-np.outer(x, mu))).sum(axis=1)
     a, b, xx = mu[:, None, None], mu[None, :, None], x[None, None, :]
-    d = a - b
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        term = np.where(d == 0, b * xx * np.exp(-b * xx),
-                        b * np.exp(-b * xx) * -np.expm1(-d * xx) / np.where(d == 0, 1.0, d))
+    lo, gap_ab = np.minimum(a, b), np.abs(a - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # b (e^{-bx} - e^{-ax}) / (a - b) = b e^{-min x} (1 - e^{-|a - b| x}) / |a - b|
+        term = np.where(gap_ab == 0, b * xx * np.exp(-b * xx),
+                        b * np.exp(-lo * xx) * -np.expm1(-gap_ab * xx)
+                        / np.where(gap_ab == 0, 1.0, gap_ab))
     gap = (p[None, :, None] * term).sum(axis=1)               # G - H_l, shape (s, order)
     q = p[None, :] * np.exp(-np.outer(x, mu))                 # earlier task still running
     with np.errstate(divide="ignore"):
@@ -338,6 +341,9 @@ def approximate(system: ForkJoin, *,
     shares = (1.0 - load) * q0 + load * q_sat
     q = _per_level(system, shares, group, pg)
     energy = system.energy_from_completions(q)
+    if not (math.isfinite(resp) and math.isfinite(energy)):
+        raise ValidationError(f"approximate() failed numerically for this system (E[T] "
+                              f"{resp!r}, energy {energy!r}); use simulate().")
     return QueueMetrics(method="approx", mean_jobs=lam * resp, mean_response=resp,
                         energy_per_job=energy, mean_power=lam * energy, completion_fraction=q,
                         extra={"load": rho, "saturation_load": load,
