@@ -473,6 +473,33 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
                              time.perf_counter() - t0)
 
 
+def _fallback_reservation(scenario, search, lam, rho, alpha, beta):
+    """When no c reaches λ/(ρ̄c) with stable chains (overload, or a target load the swarm
+    cannot offer): GCA on what GBP-CR placed at every scanned c, then the c with the lowest
+    Theorem-4 lower bound among stable ones, else the largest service rate ν (the queue
+    then grows without bound).  Returns (c, placement, note)."""
+    best = None
+    for c in search.reservation.tolist():
+        pl = _gbp_cr(scenario, c, lam, rho, alpha, beta)
+        chains = _gca(scenario, pl, alpha, beta)
+        if not chains:
+            continue
+        nu = float(sum(ch.capacity / ch.service_s for ch in chains))
+        lo = _bounds(chains, lam)[0] if lam < nu else math.inf
+        key = (lo, -nu, c)
+        if best is None or key < best[0]:
+            best = (key, c, pl)
+    if best is None:
+        raise NoChainsError(
+            f"No reservation c gives a chain that covers all {scenario.num_blocks} blocks "
+            f"(scanned c = 1..{int(search.reservation.size)}, stopped: {search.stop}).")
+    (lo, neg_nu, c), pl = best[0], best[2]
+    how = ("the lowest lower bound among them" if math.isfinite(lo) else
+           f"the largest service rate, {-neg_nu:.4g} jobs/s < λ: unstable")
+    return c, pl, (f"no c reaches λ/(ρ̄c) = {lam:g}/({rho:g} c) with GBP-CR alone; c = {c} "
+                   f"uses GCA on every server GBP-CR placed ({how})")
+
+
 # ------------------------------------------------------------------------------------------
 # Composition: placement + chains + bounds, for plan and simulate
 # ------------------------------------------------------------------------------------------
@@ -495,7 +522,8 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
     """Compose the chains of ``method`` ('chains' or 'jffc-whole') for arrival rate λ.
 
     'chains': GBP-CR(c) then GCA, with c = ``reservation`` or, for 'auto', the
-    :func:`search_reservation` minimiser; with ``placement`` GCA runs on that placement
+    :func:`search_reservation` minimiser (if no c reaches λ/(ρ̄c) with stable chains:
+    :func:`_fallback_reservation`, said in ``note``); with ``placement`` GCA runs on that placement
     instead (GBP-CR and the search are skipped).  'jffc-whole': every server that holds
     the whole model is a chain of one (GCA on :func:`whole_model_placement`).
     ``rate_per_s`` defaults to the scenario's ``rate_per_s`` (else 0.5 req/s, the
@@ -529,13 +557,11 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
     elif res == "auto":
         search = search_reservation(scenario, lam, rho, objective=objective,
                                     client_weights=weights)
-        if search.best is None:
-            raise NoChainsError(
-                f"No reservation c lets GBP-CR reach λ/(ρ̄c) with stable chains at "
-                f"λ = {lam:g} req/s, ρ̄ = {rho:g} (scanned c = 1..{int(search.reservation.size)}, "
-                f"stopped: {search.stop}); lower the rate or the target load.")
-        c = search.best
-        pl = _gbp_cr(scenario, c, lam, rho, alpha, beta)
+        if search.best is not None:
+            c = search.best
+            pl = _gbp_cr(scenario, c, lam, rho, alpha, beta)
+        else:
+            c, pl, note = _fallback_reservation(scenario, search, lam, rho, alpha, beta)
     else:
         c = int(res)
         pl = _gbp_cr(scenario, c, lam, rho, alpha, beta)
