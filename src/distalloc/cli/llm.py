@@ -380,8 +380,15 @@ def add_parser(sub) -> None:
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
     cmp_.set_defaults(func=_cmd_llm_compare)
 
-    scn = llm_sub.add_parser("scenario", help="print a scenario as canonical JSON")
-    scn.add_argument("scenario")
+    scn = llm_sub.add_parser(
+        "scenario", help="print a scenario as canonical JSON",
+        description="Print a scenario as canonical JSON. Built-ins: clustered, "
+        "topology:<Abvt|Bellcanada|GtsCe|AttMpls|path>, synthetic:<servers>[:<blocks>], and "
+        "the chain-composition paper's settings chains-sim[:J[:eta[:communication]]] "
+        "(BLOOM-176B, J = 20 RIPE Atlas servers, eta = 0.2 high-perf, 0.2 req/s) and "
+        "chains-testbed[:communication] (LLaMA-2-7B on 9 MIG slices, Azure code trace); "
+        "communication is relay (default), once, matlab or petals.")
+    scn.add_argument("scenario", help="built-in name or path (see above)")
     scn.add_argument("--servers", type=int, default=None, metavar="C")
     scn.add_argument("--seed", dest="scenario_seed", type=int, default=0, metavar="N",
                      help="seed of the built-in scenario's random choices (default 0)")

@@ -191,12 +191,18 @@ def resolve_client_weights(scenario: Scenario, client_weights=None) -> np.ndarra
     return client_probs(scenario, client_weights)
 
 
-def chain_costs(scenario: Scenario, client_weights=None) -> tuple[np.ndarray, np.ndarray]:
+def chain_costs(scenario: Scenario, client_weights=None,
+                output_tokens: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, beta) in ms: a chain visiting j and processing k_j blocks there costs
     sum_j alpha_j + beta_j k_j = T_k, with alpha the arrival-weighted per-visit time
-    (tau^c) and beta the per-block time (tau^p) of the module docstring."""
+    (tau^c) and beta the per-block time (tau^p) of the module docstring, for jobs of
+    ``output_tokens`` tokens (default: the scenario's static length; the simulator passes
+    the workload's mean, the paper's l̄_out)."""
     w = resolve_client_weights(scenario, client_weights)
-    alpha, beta = request_time_costs(scenario)
+    n = scenario.output_tokens - 1 if output_tokens is None else check_number(
+        output_tokens, "output_tokens", low=1) - 1
+    alpha = scenario.prefill_rtt_ms + n * scenario.rtt_ms
+    beta = scenario.prefill_ms + n * scenario.decode_ms
     return np.ascontiguousarray(w @ alpha), np.ascontiguousarray(beta, dtype=np.float64)
 
 
@@ -405,7 +411,8 @@ def max_reservation(scenario: Scenario) -> int:
 def search_reservation(scenario: Scenario, rate_per_s: float,
                        target_load: float = DEFAULT_TARGET_LOAD, *, objective: str = "lower",
                        client_weights=None, prune: bool = True,
-                       max_c: int | None = None) -> ReservationSearch:
+                       max_c: int | None = None,
+                       output_tokens: float | None = None) -> ReservationSearch:
     """The 1-D search over the reservation c (notes §5.4).
 
     For c = 1, 2, ...: GBP-CR(c) (skip c if it cannot reach λ/(ρ̄c)), GCA on its placement
@@ -427,7 +434,7 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
                               f"Got {objective!r} instead.")
     t0 = time.perf_counter()
     lam = rate_per_s
-    alpha, beta = chain_costs(scenario, client_weights)
+    alpha, beta = chain_costs(scenario, client_weights, output_tokens)
     L = scenario.num_blocks
     c_max = max_reservation(scenario)
     if max_c is not None:
@@ -518,7 +525,8 @@ def _reservation_arg(reservation: Any) -> int | str:
 def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: Any = "auto",
                    rate_per_s: float | None = None, target_load: float = DEFAULT_TARGET_LOAD,
                    placement: Placement | Sequence[dict] | None = None, client_weights=None,
-                   objective: str = "lower") -> ChainComposition:
+                   objective: str = "lower",
+                   output_tokens: float | None = None) -> ChainComposition:
     """Compose the chains of ``method`` ('chains' or 'jffc-whole') for arrival rate λ.
 
     'chains': GBP-CR(c) then GCA, with c = ``reservation`` or, for 'auto', the
@@ -528,6 +536,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
     the whole model is a chain of one (GCA on :func:`whole_model_placement`).
     ``rate_per_s`` defaults to the scenario's ``rate_per_s`` (else 0.5 req/s, the
     simulator's default).  The Theorem-4 bounds are evaluated at λ (inf when λ >= ν).
+    ``output_tokens``: the job length T_k is computed for (default: the scenario's).
 
     Raises
     ------
@@ -545,7 +554,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
     rho = check_number(target_load, "target_load", low=0, high=1, low_open=True, high_open=True)
     res = _reservation_arg(reservation)
     weights = resolve_client_weights(scenario, client_weights)
-    alpha, beta = chain_costs(scenario, weights)
+    alpha, beta = chain_costs(scenario, weights, output_tokens)
     search, c, note = None, None, None
     if method == "jffc-whole":
         pl = whole_model_placement(scenario)
@@ -556,7 +565,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
         pl = _checked_placement(scenario, placement)
     elif res == "auto":
         search = search_reservation(scenario, lam, rho, objective=objective,
-                                    client_weights=weights)
+                                    client_weights=weights, output_tokens=output_tokens)
         if search.best is not None:
             c = search.best
             pl = _gbp_cr(scenario, c, lam, rho, alpha, beta)

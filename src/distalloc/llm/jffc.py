@@ -140,7 +140,9 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
     Called by :func:`distalloc.llm.simulate` (which draws the workload and the service
     factors); see it for the parameters.  The chains are composed for the realised client
     mix and ``design_rate_per_s`` (default: the workload's rate), unless ``composition`` is
-    given.  Job r of client c on chain k runs (prefill + (l_out,r - 1) x per-token time) x
+    given; chains are composed and ranked for the workload's mean output length (l̄_out of
+    the paper; the scenario's static length for Poisson workloads).  Job r of client c on
+    chain k runs (prefill + (l_out,r - 1) x per-token time) x
     factor[r]; the factor is 1, the log-normal noise, and/or an Exp(1) job size.
     """
     if unknown:
@@ -154,10 +156,11 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
                                   "design_rate_per_s (one request has no rate).")
         composition = compose_chains(scenario, method, reservation=reservation,
                                      rate_per_s=rate, target_load=target_load,
-                                     placement=placement, client_weights=counts / counts.sum())
+                                     placement=placement, client_weights=counts / counts.sum(),
+                                     output_tokens=float(np.mean(workload.output_tokens)))
     comp = composition
     pre, tok = chain_times_ms(scenario, comp)
-    rank = np.ascontiguousarray(pre + (scenario.output_tokens - 1) * tok)
+    rank = np.ascontiguousarray(pre + (np.mean(workload.output_tokens) - 1) * tok)
     cap = np.array([ch.capacity for ch in comp.chains], dtype=np.int64)
     N = workload.num_requests
     start, end, first_tok, wait = (np.empty(N) for _ in range(4))
@@ -191,13 +194,14 @@ def response_curve(scenario: Scenario, workload: Workload, factor: np.ndarray,
     ``max_points`` of the stable c, always including the lower bound's minimiser."""
     from distalloc.llm.chains import _gbp_cr, _gca, chain_costs, search_reservation
     s = search_reservation(scenario, rate_per_s, target_load, client_weights=client_weights,
-                           prune=False, max_c=max_c)
+                           prune=False, max_c=max_c,
+                           output_tokens=float(np.mean(workload.output_tokens)))
     ok = np.flatnonzero(np.array(s.status) == "ok")
     pick = ok if ok.size <= max_points else ok[np.unique(
         np.round(np.linspace(0, ok.size - 1, max_points)).astype(int))]
     if s.best is not None:
         pick = np.union1d(pick, np.flatnonzero(s.reservation == s.best))
-    alpha, beta = chain_costs(scenario, client_weights)
+    alpha, beta = chain_costs(scenario, client_weights, float(np.mean(workload.output_tokens)))
     sim = np.full(s.reservation.size, np.nan)
     for i in pick:
         c = int(s.reservation[i])
