@@ -13,9 +13,10 @@ from distalloc import ValidationError
 from distalloc._compiled import chain_kernels
 from distalloc.llm import (Placement, clustered, gbp_cr, gca, jffc_bounds, plan,
                            scenario_from_dict)
-from distalloc.llm.chains import (chain_costs, compose_chains, jffc_fill, max_reservation,
+from distalloc.llm.chains import (chain_costs, compose_chains, max_reservation,
                                   placement_from_list, search_reservation,
                                   whole_model_placement)
+from distalloc.llm.chains_plan import jffc_fill
 
 EPS = 0.01
 
@@ -313,8 +314,11 @@ def test_plan_infeasible_is_reported():
     sc = fig2()
     p = plan(sc, "jffc-whole")                       # no server holds 3 blocks + cache
     assert p.status == "infeasible" and "whole" in p.reason
-    q = plan(sc, "chains", rate_per_s=1e9)
-    assert q.status == "infeasible" and "reservation" in q.reason
+    q = plan(sc, "chains", rate_per_s=1e9)            # overload: the fastest-serving c
+    assert q.feasible and q.extra["bound_lower_s"] is None and "unstable" in q.extra["note"]
+    tiny = costed_scenario([1.05, 1.05], [1, 1], [1, 1], 2)   # no block with one job's cache
+    r = plan(tiny, "chains", rate_per_s=1.0)
+    assert r.status == "infeasible" and "reservation" in r.reason
 
 
 def test_jffc_fill_waves_and_whole_model():

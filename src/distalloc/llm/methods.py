@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from distalloc._validation import ValidationError, as_generator, check_number
-from distalloc.llm.chains import CHAIN_METHODS, chains_plan
+from distalloc.llm.chains import CHAIN_METHODS
+from distalloc.llm.chains_plan import chains_plan
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan
@@ -59,7 +60,7 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     **options
         'chains' and 'jffc-whole' only: ``reservation`` (int or 'auto'), ``rate_per_s``,
         ``target_load``, ``placement`` (GCA on this placement), ``client_weights``; see
-        :func:`distalloc.llm.chains.chains_plan`.
+        :func:`distalloc.llm.chains_plan.chains_plan`.
 
     Raises
     ------
