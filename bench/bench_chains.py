@@ -69,8 +69,9 @@ def test_gca_vs_pure_python(benchmark):
     pl = gbp_cr(sc, 20, 1e6)
     alpha, beta = chain_costs(sc)
     slots = _slots(sc, pl)
-    args = (pl.first_block, pl.num_blocks, sc.num_blocks, alpha, beta, slots)
-    servers, blocks, offs, caps, cost = benchmark(chain_kernels.gca, *args)
+    args = (pl.first_block, pl.num_blocks, sc.num_blocks, np.zeros((0, sc.num_servers)), beta,
+            slots, np.full(sc.num_servers, -1, dtype=np.int64), alpha)
+    servers, blocks, offs, caps, cost, _ = benchmark(chain_kernels.gca, *args)
     fast = best_time(lambda: chain_kernels.gca(*args))
     slow_args = (pl.first_block.tolist(), pl.num_blocks.tolist(), sc.num_blocks,
                  alpha.tolist(), beta.tolist(), slots.tolist())
