@@ -13,7 +13,7 @@ import naive
 from distalloc import ValidationError
 from distalloc._compiled import chain_kernels
 from distalloc.llm import gbp_cr, plan, scenario_from_dict, synthetic_scenario
-from distalloc.llm.chain_groups import client_costs, client_groupings, make_groups
+from distalloc.llm.chain_groups import client_costs, client_groupings
 from distalloc.llm.chains import compose_chains, resolve_client_weights, search_reservation
 from distalloc.llm.simulation import poisson_workload, simulate
 from distalloc.llm.workload import Workload

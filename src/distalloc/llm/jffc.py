@@ -143,6 +143,7 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
                     target_load: float = DEFAULT_TARGET_LOAD, placement=None,
                     design_rate_per_s: float | None = None,
                     composition: ChainComposition | None = None,
+                    client_groups: Any = "auto",
                     service: str = "model", **unknown: Any) -> SimulationResult:
     """Serve ``workload`` by JFFC on the chains of ``method`` ('chains' or 'jffc-whole').
 
@@ -153,10 +154,13 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
     the paper; the scenario's static length for Poisson workloads).  Job r of client c on
     chain k runs (prefill + (l_out,r - 1) x per-token time) x
     factor[r]; the factor is 1, the log-normal noise, and/or an Exp(1) job size.
+    ``client_groups`` ('auto', 'one', 'each' or a label per client) is passed to
+    :func:`~distalloc.llm.chains.compose_chains`.
     """
     if unknown:
         raise ValidationError(f"Unknown option '{sorted(unknown)[0]}' for the chain methods "
-                              f"(reservation, target_load, placement, design_rate_per_s).")
+                              f"(reservation, target_load, placement, design_rate_per_s, "
+                              f"client_groups).")
     if composition is None:
         counts = np.bincount(workload.client, minlength=scenario.num_clients)
         rate = (design_rate_per_s if design_rate_per_s is not None else workload.rate_per_s)
@@ -166,7 +170,8 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
         composition = compose_chains(scenario, method, reservation=reservation,
                                      rate_per_s=rate, target_load=target_load,
                                      placement=placement, client_weights=counts / counts.sum(),
-                                     output_tokens=float(np.mean(workload.output_tokens)))
+                                     output_tokens=float(np.mean(workload.output_tokens)),
+                                     client_groups=client_groups)
     comp = composition
     pre, tok = chain_times_ms(scenario, comp)
     rank = np.ascontiguousarray(pre + (np.mean(workload.output_tokens) - 1) * tok)
