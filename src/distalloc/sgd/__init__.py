@@ -16,7 +16,7 @@ from distalloc.sgd.problems import (Problem, diabetes, digits, from_arrays, load
                                     synthetic_regression)
 from distalloc.sgd.run import DivergenceError, SGDResult, run
 from distalloc.sgd.schedule import Schedule, bound_schedule
-# CLUSTER
+from distalloc.sgd.cluster import TrainResult, train
 
 __all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
            "Heterogeneous", "Empirical", "parse_model", "Problem", "synthetic_regression",
