@@ -117,7 +117,7 @@ def _connect(cluster: Any, workers: int | None):
             check_number(size, "local cluster size", low=1, high=max(64, os.cpu_count() or 1),
                          integer=True)
             lc = LocalCluster(n_workers=size, threads_per_worker=2, processes=True,
-                              dashboard_address=None, silence_logs=logging.ERROR)
+                              dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(lc)
             owned = [client, lc]
         elif "://" in spec:
