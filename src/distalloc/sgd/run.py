@@ -238,7 +238,9 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: Any = "
         return _run_async(problem, n, model, T, eta, rng, record_every, max_it, allow_divergence)
     ctl, pol, schedule, mu = build_controller(problem, n, policy, eta, model, k_max)
     k_lo = reachable_ks(pol, n, ctl.k_max)[0]
-    check_iterations(T / mu[k_lo - 1], max_it, f"horizon {T:g} / E[X_({k_lo})] = {mu[k_lo - 1]:.3g}")
+    with np.errstate(all="ignore"):
+        estimate = float(T / mu[k_lo - 1])
+    check_iterations(estimate, max_it, f"horizon {T:g} / E[X_({k_lo})] = {mu[k_lo - 1]:.3g}")
     if pol["kind"] == "bound":
         bounds = np.concatenate([[0.0], np.minimum(schedule.switch_times, T), [T]])
         kv = schedule.k_values
@@ -309,7 +311,9 @@ def _run_async(problem, n, model, T, eta, rng, record_every, max_it, allow_diver
     if not (typical > 0 and math.isfinite(typical)):
         raise ValidationError(f"The response times of {model.spec} are not finite positive "
                               "float64 values.")
-    check_iterations(n * T / typical, max_it, f"{n} workers x horizon {T:g} / typical response "
+    with np.errstate(all="ignore"):
+        estimate = float(np.float64(n) * T / typical)
+    check_iterations(estimate, max_it, f"{n} workers x horizon {T:g} / typical response "
                      f"time {typical:.3g}")
     rows_wanted = int(2.0 * T / typical) + 1000
     rows = min(rows_wanted, max(1000, MAX_CHUNK_VALUES // n))

@@ -114,7 +114,7 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
         return eta * L * sigma2 / (2 * c * kk * s)
     ks, times, errors = [k], [], []
     t = 0.0
-    with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(all="ignore"):    # every value is checked below
         while k + step <= n:
             k2 = k + step
             mu_k, mu_k2 = mu[k - 1], mu[k2 - 1]
