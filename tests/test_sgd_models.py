@@ -61,6 +61,7 @@ def test_fit_recovers_pareto_and_lognormal(seed):
     assert fit.family == "lognormal"
     assert abs(fit.model.mu - mu) <= 5 * sigma / math.sqrt(N_FIT)
     assert abs(fit.model.sigma - sigma) <= 5 * sigma / math.sqrt(2 * N_FIT)
+    assert parse_model(fit.spec) == fit.model and "np." not in fit.spec
 
 
 def test_fit_input_checks(tmp_path):

@@ -100,20 +100,20 @@ def fit_response_model(times: Any) -> FitResult:
     n = x.size
     aic, loglik, params, models = {}, {}, {}, {}
     with np.errstate(all="ignore"):
-        _, scale = stats.expon.fit(x, floc=0)
+        _, scale = map(float, stats.expon.fit(x, floc=0))
         models["exponential"] = Exponential(1.0 / scale)
         loglik["exponential"] = float(np.sum(stats.expon.logpdf(x, 0, scale)))
         params["exponential"] = {"rate": 1.0 / scale}
-        loc, scale = stats.expon.fit(x)
+        loc, scale = map(float, stats.expon.fit(x))
         models["shifted-exponential"] = ShiftedExponential(loc, 1.0 / scale)
         loglik["shifted-exponential"] = float(np.sum(stats.expon.logpdf(x, loc, scale)))
         params["shifted-exponential"] = {"shift": loc, "rate": 1.0 / scale}
         if x.min() > 0:
-            b, _, scale = stats.pareto.fit(x, floc=0)
+            b, _, scale = map(float, stats.pareto.fit(x, floc=0))
             models["pareto"] = Pareto(scale, b)
             loglik["pareto"] = float(np.sum(stats.pareto.logpdf(x, b, 0, scale)))
             params["pareto"] = {"scale": scale, "shape": b}
-            s, _, scale = stats.lognorm.fit(x, floc=0)
+            s, _, scale = map(float, stats.lognorm.fit(x, floc=0))
             models["lognormal"] = LogNormal(math.log(scale), s)
             loglik["lognormal"] = float(np.sum(stats.lognorm.logpdf(x, s, 0, scale)))
             params["lognormal"] = {"mu": math.log(scale), "sigma": s}
