@@ -107,7 +107,7 @@ def check_finite_means(model: ResponseModel, mu: np.ndarray, pol: dict[str, Any]
     else:
         fix = "no usable k has a finite mean"
     raise ValidationError(f"The policy {str(policy)!r} can use k = {hi} of n = {n} workers, "
-                          f"whose mean response time is infinite: "
+                          f"whose mean response time is not finite: "
                           f"{model.infinite_mean_reason(hi, n)}; {fix}.")
 
 
