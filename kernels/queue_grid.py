@@ -261,7 +261,7 @@ def mix_terms_serial(n, k, mu, probs, mixes, down, offsets, nodes, weights, slop
                  purge_bias, iterations, out_scalar, out_q0, out_qsat)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _one_point(j, n, k, rates, level_probs, merged_probs, group, which, stable, speeds,
                powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta, out):
     levels = speeds.size
@@ -339,7 +339,7 @@ def grid_points_serial(n, k, rates, level_probs, merged_probs, group, which, sta
                    powers, idle_power, mix_scalar, mix_q0, mix_qsat, beta1_base, theta, out)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _one_row(j, probs, group, n_groups, p_norm, merged, row_ok):
     tot = 0.0
     ok = True
