@@ -71,18 +71,18 @@ def _saturation_capacity(n, k, mu, p, purge_bias, iterations):
 
 
 @njit(cache=True)
-def _log_multinomial(mix, logp, g):
-    out = math.lgamma(g + 1.0)
+def _log_multinomial(mix, logp, g, log_fact):
+    out = log_fact[g]
     for l in range(mix.size):
         m = mix[l]
-        out -= math.lgamma(m + 1.0)
+        out -= log_fact[m]
         if m > 0:
             out += m * logp[l]
     return out
 
 
 @njit(cache=True)
-def _race(n, k, mu, p, mixes, down, offsets, wins):
+def _race(n, k, mu, p, mixes, down, offsets, wins, log_fact):
     """Twin of approx.light_traffic_race: returns T_0, writes the win shares into wins."""
     s = mu.size
     logp = np.empty(s)
@@ -92,7 +92,7 @@ def _race(n, k, mu, p, mixes, down, offsets, wins):
     rows0 = offsets[1] - first
     dist = np.empty(rows0)
     for i in range(rows0):
-        dist[i] = math.exp(_log_multinomial(mixes[first + i], logp, n))
+        dist[i] = math.exp(_log_multinomial(mixes[first + i], logp, n, log_fact))
     for l in range(s):
         wins[l] = 0.0
     t = 0.0
@@ -123,8 +123,9 @@ def _race(n, k, mu, p, mixes, down, offsets, wins):
 
 
 @njit(cache=True)
-def _race_k1(n, mu, p, mixes, rows, wins):
-    """Twin of mixes.race_k1: (E[S], E[S^2]); win shares into wins."""
+def _race_k1(n, mu, p, mixes, rows, wins, log_fact):
+    """Twin of mixes.race_k1, operation for operation: (E[S], E[S^2]); win shares into
+    wins."""
     s = mu.size
     logp = np.empty(s)
     for l in range(s):
@@ -133,7 +134,7 @@ def _race_k1(n, mu, p, mixes, rows, wins):
     m1 = 0.0
     m2 = 0.0
     for i in range(rows):
-        pr = math.exp(_log_multinomial(mixes[i], logp, n))
+        pr = math.exp(_log_multinomial(mixes[i], logp, n, log_fact))
         if pr == 0.0:
             continue
         rate = 0.0
@@ -203,12 +204,12 @@ def _light_traffic_factor(n, k, scv):
 
 @njit(cache=True)
 def _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk, purge_bias,
-             iterations, out_scalar, out_q0, out_qsat):
+             iterations, log_fact, out_scalar, out_q0, out_qsat):
     s = mu.size
     p = probs[m]
     wins = np.empty(s)
     if k == 1:
-        m1, m2 = _race_k1(n, mu, p, mixes, offsets[1] - offsets[0], wins)
+        m1, m2 = _race_k1(n, mu, p, mixes, offsets[1] - offsets[0], wins, log_fact)
         out_scalar[m, 0] = 1.0 / m1
         out_scalar[m, 1] = m1
         out_scalar[m, 2] = m2
@@ -218,7 +219,7 @@ def _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
             out_qsat[m, l] = 0.0
         return
     cap, purge = _saturation_capacity(n, k, mu, p, purge_bias, iterations)
-    t0 = _race(n, k, mu, p, mixes, down, offsets, wins)
+    t0 = _race(n, k, mu, p, mixes, down, offsets, wins, log_fact)
     mean_d = 0.0
     sq = 0.0
     tot = 0.0
@@ -243,22 +244,22 @@ def _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
 
 @njit(parallel=True, cache=True)
 def mix_terms(n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk, purge_bias,
-              iterations, out_scalar, out_q0, out_qsat):
+              iterations, log_fact, out_scalar, out_q0, out_qsat):
     """For each row of ``probs`` (a speed mix over the distinct speeds ``mu``):
     out_scalar[m] = (capacity, T_0 or E[S], scv or E[S^2], beta(0));
     out_q0[m] = win shares of the lone-job race; out_qsat[m] = saturated shares (k > 1)."""
     for m in prange(probs.shape[0]):
         _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
-                 purge_bias, iterations, out_scalar, out_q0, out_qsat)
+                 purge_bias, iterations, log_fact, out_scalar, out_q0, out_qsat)
 
 
 @njit(cache=True)
 def mix_terms_serial(n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
-                     purge_bias, iterations, out_scalar, out_q0, out_qsat):
+                     purge_bias, iterations, log_fact, out_scalar, out_q0, out_qsat):
     """``mix_terms`` on the calling thread only (sweep workers, other threads)."""
     for m in range(probs.shape[0]):
         _one_mix(m, n, k, mu, probs, mixes, down, offsets, nodes, weights, slope_nk,
-                 purge_bias, iterations, out_scalar, out_q0, out_qsat)
+                 purge_bias, iterations, log_fact, out_scalar, out_q0, out_qsat)
 
 
 @njit(cache=True, inline="always")

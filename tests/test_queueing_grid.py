@@ -184,3 +184,26 @@ def test_processes_fork_after_a_parallel_kernel(tmp_path):
     want = approximate_grid(6, 3, [1.0, 2.0], None, np.array([0.5, 1.0, 1.5]), [0.3, 0.7])
     assert [got[lam] for lam in (0.5, 1.0, 1.5)] == pytest.approx(list(want["mean_jobs"]),
                                                                   rel=1e-12)
+
+
+def test_equal_near_capacity():
+    """Close to the capacity E[T] amplifies the last bits of its inputs by 1 / (1 - rho); the
+    grid still equals the scalar function to 1e-12 because both do the same operations in
+    the same order (the k = 1 race moments, the normalised probabilities)."""
+    from distalloc.queueing.approx import saturation_capacity
+    from distalloc.queueing.mixes import race_k1
+    rng = np.random.default_rng(7)
+    for _ in range(4 if PURE_PYTHON else 25):
+        n = int(rng.integers(2, 12))
+        k = int(rng.integers(1, n + 1))
+        s = int(rng.integers(1, 4))
+        speeds = list(rng.choice([0.5, 1.0, 2.0, 3.0], s))
+        powers = list(rng.uniform(0, 5, s))
+        p = rng.dirichlet(np.ones(s))
+        system = ForkJoin(n, k, 1.0, speeds, powers, p, 0.1)
+        mu, pg, _ = system.distinct
+        cap = (1 / race_k1(n, mu, pg)[0] if k == 1
+               else saturation_capacity(n, k, mu, pg)[0])
+        rates = cap * (1 - 10.0 ** -rng.uniform(1, 6, 6))
+        g = approximate_grid(n, k, speeds, powers, rates, p, 0.1)
+        assert_same(g, scalar_grid(n, k, speeds, powers, rates, [p] * rates.size, 0.1))

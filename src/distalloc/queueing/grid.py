@@ -10,7 +10,7 @@ from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
                                        light_traffic_slope)
 from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
-                                      race_tables, race_work)
+                                      log_factorials, race_tables, race_work)
 from distalloc.queueing.model import MAX_SERVERS, MAX_VALUE, _vector
 from distalloc.queueing.stability import QUICK_LOOKS, decide_rates, measurement_seconds
 
@@ -153,7 +153,8 @@ def _grid(servers, needed, speeds, powers, rates, probs, idle_power,
     q0 = np.empty((M, s))
     qsat = np.empty((M, s))
     kern.mix_terms(n, k, values, np.ascontiguousarray(mixes), table_mixes, table_down,
-                   offsets, nodes, weights, slope, PURGE_BIAS, 200, scalar, q0, qsat)
+                   offsets, nodes, weights, slope, PURGE_BIAS, 200, log_factorials(n),
+                   scalar, q0, qsat)
     # closed forms (single speed, k = 1 race, k = n), bounds, and the measured band
     capacity = np.where(single, n * (values[np.argmax(live, axis=1)]) / k,
                         scalar[:, 0] if k == 1 else

@@ -14,11 +14,10 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln
 
 from distalloc._validation import ValidationError
 
-__all__ = ["distinct_speeds", "compositions", "log_multinomial", "race_k1",
+__all__ = ["distinct_speeds", "compositions", "log_factorials", "log_multinomial", "race_k1",
            "count_compositions", "check_work", "WORK_PER_SECOND", "COMPILED_PER_SECOND"]
 
 #: rough elementary steps per second of the vectorised Python code (race, chain) and of the
@@ -75,16 +74,30 @@ def compositions(g: int, s: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=64)
+def log_factorials(n: int) -> np.ndarray:
+    """log(i!) for i = 0..n by math.lgamma (the table the Numba kernels get too, so both
+    sides use the same numbers)."""
+    out = np.array([math.lgamma(i + 1.0) for i in range(n + 1)])
+    out.setflags(write=False)
+    return out
+
+
+def _log_probs(probs: np.ndarray) -> list[float]:
+    return [math.log(p) if p > 0 else -math.inf for p in probs]
+
+
 def log_multinomial(mixes: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """log of the multinomial probability of each mix (rows of ``mixes``); -inf where a
     level of probability 0 is used.  lgamma keeps it finite for any number of cores."""
     g = int(mixes[0].sum()) if len(mixes) else 0
-    out = np.full(len(mixes), math.lgamma(g + 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp = np.log(probs)
+    table = log_factorials(g)
+    logp = _log_probs(probs)
+    out = np.full(len(mixes), table[g])
+    with np.errstate(invalid="ignore"):
         for l in range(probs.size):
             m = mixes[:, l]
-            out -= gammaln(m + 1.0)
+            out -= table[m]
             out += np.where(m > 0, m * logp[l], 0.0)
     return out
 
@@ -93,14 +106,42 @@ def race_k1(n: int, speeds: np.ndarray, probs: np.ndarray) -> tuple[float, float
     """The k = 1 race of n cores: (E[S], E[S^2], share of the wins per level), S the time to
     the first completion, Exp(sum of the drawn rates) given the mix (SPEC 3.2).
 
-    ``speeds``, ``probs``: distinct live speeds.  O(C(n+s-1, s-1) s)."""
-    mixes = compositions(n, speeds.size)
-    pr = np.exp(log_multinomial(mixes, probs))
-    rate = mixes @ speeds
-    m1 = float(np.sum(pr / rate))
-    m2 = float(np.sum(2.0 * pr / rate ** 2))
-    q = (pr / rate) @ (mixes * speeds)
-    return m1, m2, q
+    ``speeds``, ``probs``: distinct live speeds.  O(C(n+s-1, s-1) s), cached.  A plain
+    loop with the same operations in the same order as the Numba twin
+    (kernels/queue_grid.py ``_race_k1``): near the capacity E[T] amplifies the last bits of
+    E[S] by 1 / (1 - rho), and the grid must equal this to 1e-12."""
+    m1, m2, wins = _race_k1(n, np.ascontiguousarray(speeds, dtype=float).tobytes(),
+                            np.ascontiguousarray(probs, dtype=float).tobytes())
+    return m1, m2, np.array(wins)
+
+
+@lru_cache(maxsize=4096)
+def _race_k1(n: int, speeds_key: bytes, probs_key: bytes) -> tuple[float, float, tuple]:
+    speeds = np.frombuffer(speeds_key).tolist()
+    probs = np.frombuffer(probs_key)
+    s = len(speeds)
+    table = log_factorials(n).tolist()
+    logp = _log_probs(probs)
+    m1 = m2 = 0.0
+    wins = [0.0] * s
+    for row in compositions(n, s).tolist():
+        lp = table[n]
+        for l in range(s):
+            m = row[l]
+            lp -= table[m]
+            if m > 0:
+                lp += m * logp[l]
+        pr = math.exp(lp)
+        if pr == 0.0:
+            continue
+        rate = 0.0
+        for l in range(s):
+            rate += row[l] * speeds[l]
+        m1 += pr / rate
+        m2 += 2.0 * pr / rate ** 2
+        for l in range(s):
+            wins[l] += pr / rate * row[l] * speeds[l]
+    return m1, m2, tuple(wins)
 
 
 @lru_cache(maxsize=64)

@@ -105,8 +105,14 @@ class ForkJoin:
         return self.distinct[0].size == 1
 
     def with_rate(self, rate: float) -> "ForkJoin":
-        return ForkJoin(self.servers, self.needed, rate, self.speeds, self.powers, self.probs,
-                        self.idle_power)
+        """The same system at another arrival rate (its other fields copied as they are:
+        normalising the probabilities again could move their last bits)."""
+        other = object.__new__(ForkJoin)
+        for name in ("servers", "needed", "speeds", "powers", "probs", "idle_power"):
+            object.__setattr__(other, name, getattr(self, name))
+        object.__setattr__(other, "rate", check_number(rate, "rate", low=1 / MAX_VALUE,
+                                                       high=MAX_VALUE))
+        return other
 
     def with_probs(self, probs: Sequence[float]) -> "ForkJoin":
         return ForkJoin(self.servers, self.needed, self.rate, self.speeds, self.powers, probs,
