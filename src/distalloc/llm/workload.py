@@ -34,7 +34,7 @@ from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -318,18 +318,33 @@ class _TraceReader:
             if not self.add(t, i, o, line):
                 return
 
+    def _text_lines(self, fh) -> Iterator[str]:
+        """The file's lines decoded one by one, so that an undecodable byte is reported
+        with its offset in the file (a BOM at the start is dropped)."""
+        offset = 0
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise self.fail(None, f"is not UTF-8 text (undecodable byte at offset "
+                                f"{offset + exc.start}, line {number}).") from None
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            offset += len(raw)
+            yield text
+
     def read(self) -> None:
         try:
-            with self.path.open(encoding="utf-8-sig", newline="") as fh:
-                first = fh.read(1)
-                while first and first.isspace():
-                    first = fh.read(1)
+            with self.path.open("rb") as fh:
+                lines = self._text_lines(fh)
+                first = next((ln for ln in lines if ln.strip()), "")
                 fh.seek(0)
-                if first == "{":
-                    self.read_json_lines(fh)
+                lines = self._text_lines(fh)
+                if first.lstrip().startswith("{"):
+                    self.read_json_lines(lines)
                 else:
-                    self.read_csv(fh)
-        except (OSError, UnicodeDecodeError) as exc:
+                    self.read_csv(lines)
+        except OSError as exc:
             raise file_error(self.path, "Trace file", exc) from None
         except csv.Error:
             raise self.fail(None, "is not valid CSV.") from None
