@@ -21,6 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from distalloc._validation import ValidationError, describe, read_text
+from distalloc.llm.limits import check_memory
 
 __all__ = ["Topology", "read_topology", "find_data_dir", "TOPOLOGY_ALIASES"]
 
@@ -112,6 +113,10 @@ def read_topology(name: str) -> Topology:
     n_nodes = count(0, "NODES")
     if n_nodes < 2:
         raise ValidationError(f"{where}: needs at least 2 nodes. Got {n_nodes}.")
+    if n_nodes > len(lines):
+        raise ValidationError(f"{where}: NODES count {n_nodes} does not match the node lines.")
+    # the all-pairs delay matrix (and Dijkstra's work array) is n x n doubles
+    check_memory(16.0 * n_nodes * n_nodes, f"the all-pairs delays of a {n_nodes}-node topology")
     node_rows = [fields for _, fields in lines[2:2 + n_nodes]]
     edges_at = 2 + n_nodes
     if len(node_rows) != n_nodes or edges_at >= len(lines) or lines[edges_at][1][0] != "EDGES":
