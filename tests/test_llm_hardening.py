@@ -337,6 +337,10 @@ def test_serves_nobody_is_an_error_for_every_method(method):
     msg = str(err.value)
     if method in ("cg-bprr", "petals-cg-order", "petals-cg-counts"):
         assert "No |R| >= 1 lets CG-BP cover every block" in msg
+    elif method == "chains":
+        assert "No reservation c gives a chain that covers all 4 blocks" in msg
+    elif method == "jffc-whole":
+        assert "No server can hold all blocks with the cache of one job" in msg
     else:
         assert f"Method '{method}' serves none of the 20 requests" in msg
         assert "server 0 holds 4 blocks and cache for 0" in msg

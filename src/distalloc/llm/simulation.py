@@ -19,7 +19,7 @@ import numpy as np
 
 from distalloc._compiled import llm_kernels
 from distalloc._validation import (ValidationError, as_float_array, as_generator,
-                                   as_int_array, check_count, check_real)
+                                   as_int_array, check_count, check_real, describe)
 from distalloc.llm.limits import (MAX_COUNT, MAX_NOISE, MAX_SPAN_S, check_memory,
                                   max_memory_limit)
 from distalloc.llm.model import Placement
@@ -33,7 +33,7 @@ from distalloc.llm.workload import (Workload, client_probs, poisson_workload, tr
 
 __all__ = ["Workload", "poisson_workload", "trace_workload", "SimulationResult", "simulate",
            "choose_planned_requests", "max_planned_requests", "ONLINE_METHODS",
-           "parse_allocation_delay"]
+           "parse_allocation_delay", "SERVICE_MODELS"]
 
 #: method -> (placement rule, routing rule)
 ONLINE_METHODS = {
@@ -43,7 +43,12 @@ ONLINE_METHODS = {
     "petals-cg-counts": ("petals-cg-counts", "petals"),
     "petals-opt-routing": ("petals", "ws-rr"),
     "milp": ("milp", "ws-rr"),
+    # chain composition (SPEC 1.10): served by distalloc.llm.jffc, see simulate()
+    "chains": ("gbp-cr", "jffc"),
+    "jffc-whole": ("whole", "jffc"),
 }
+#: service-time models of every method: the performance model, or Exp(1) work x model time
+SERVICE_MODELS = ("model", "exponential")
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
@@ -159,6 +164,11 @@ class SimulationResult:
     def ttft_s(self) -> np.ndarray:
         return self.first_token_s - self.workload.arrival_s
 
+    @property
+    def response_s(self) -> np.ndarray:
+        """Completion - arrival (waiting + service), seconds."""
+        return self.end_s - self.workload.arrival_s
+
     def route(self, r: int) -> list[int]:
         o = self.path_offset[r]
         return [] if o < 0 else self.chains[o: o + self.path_len[r]].tolist()
@@ -178,6 +188,9 @@ class SimulationResult:
             "mean_wait_s": mean(self.wait_s[ok]),
             "p50_token_s": float(np.percentile(tok, 50)) if tok.size else None,
             "p95_token_s": float(np.percentile(tok, 95)) if tok.size else None,
+            "mean_response_s": mean(self.response_s[ok]),
+            "p95_response_s": (float(np.percentile(self.response_s[ok], 95)) if tok.size
+                               else None),
             "dropped": self.dropped,
             "mean_retries": float(np.mean(self.retries)),
             "planned_requests": self.planned_requests,
@@ -256,8 +269,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              time_scale: float | None = None, planned_requests: int | None = None,
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
-             workload: Workload | None = None, trace_format: str | None = None,
-             max_memory_gb: float | None = None) -> SimulationResult:
+             workload: Workload | None = None, service: str = "model",
+             trace_format: str | None = None, max_memory_gb: float | None = None,
+             **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
     Parameters
@@ -283,6 +297,16 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         run with one seed see the same arrivals.
     workload : Workload, optional
         use these arrivals instead of drawing them.
+    service : {'model', 'exponential'}
+        'model': service times from the performance model (times the noise factor);
+        'exponential': each job's time is additionally multiplied by an Exp(1) work draw
+        (the chain-composition paper's analysis model), drawn after the noise so every
+        method of a seed sees the same work draws.
+    **chain_options
+        'chains' and 'jffc-whole' only (:func:`distalloc.llm.jffc.simulate_chains`):
+        ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
+        ``design_rate_per_s`` (the rate the chains are composed for; default the
+        workload's).
     trace_format : {'azure', 'burstgpt', 'mooncake'}, optional
         columns of the trace (default: detected; see :mod:`distalloc.llm.workload`).
     max_memory_gb : float, optional
@@ -325,6 +349,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     if planned_requests is not None:
         planned_requests = check_count(planned_requests, "planned_requests", low=1,
                                        high=MAX_COUNT)
+    if service not in SERVICE_MODELS:
+        raise ValidationError(f"The 'service' parameter must be one of "
+                              f"{', '.join(SERVICE_MODELS)}. Got {describe(service)} instead.")
     memory_limit = max_memory_limit(max_memory_gb)
     rng = as_generator(seed)
     if workload is None:
@@ -342,7 +369,16 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
+    if service == "exponential":
+        factor = factor * rng.exponential(1.0, N)
     rule, routing = ONLINE_METHODS[method]
+    if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
+        from distalloc.llm.jffc import simulate_chains
+        return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
+                               **chain_options)
+    if chain_options:
+        raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
+                              f"chain methods (chains, jffc-whole), not {method!r}.")
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
         if planned_requests is not None:
