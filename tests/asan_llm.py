@@ -1,9 +1,10 @@
 """Run the LLM kernels under AddressSanitizer on the memory-safety reproducers of issue 16.
 
-Builds ``kernels/llm_kernels.pyx`` (from this checkout, or from ``--kernels DIR``) with
+Builds ``kernels/llm_kernels.pyx`` and ``kernels/chain_kernels.pyx`` (from this checkout,
+or from ``--kernels DIR``; a module missing there is skipped with its cases) with
 ``-fsanitize=address`` into a temporary folder, then runs every case below in a fresh
-Python process with libasan preloaded and that build standing in for
-``distalloc._kernels.llm_kernels``.  A case passes when the process neither crashes nor
+Python process with libasan preloaded and those builds standing in for
+``distalloc._kernels.llm_kernels`` / ``chain_kernels``.  A case passes when the process neither crashes nor
 reports an ASan error; it may raise a clean error (that is the point of most cases).
 
 Cases: the public entry points on the reported inputs (``decode_ms`` 1e308 on a 2-server
@@ -38,11 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PRELUDE = """
 import sys, importlib.util, json, math
 import numpy as np
-spec = importlib.util.spec_from_file_location("distalloc._kernels.llm_kernels", {so!r})
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-sys.modules["distalloc._kernels.llm_kernels"] = mod
 import distalloc._kernels
-distalloc._kernels.llm_kernels = mod
+for name, so in {sos!r}.items():
+    spec = importlib.util.spec_from_file_location("distalloc._kernels." + name, so)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    sys.modules["distalloc._kernels." + name] = mod
+    setattr(distalloc._kernels, name, mod)
+mod = sys.modules["distalloc._kernels.llm_kernels"]
 from distalloc import ValidationError
 from distalloc.llm import *
 from distalloc.llm.placement import petals_placement
@@ -117,6 +120,24 @@ def call(first, num, client):
 expect_error(call, np.array([0, 2]), np.array([2, 2]), np.array([0, 5, 0]))
 expect_error(call, np.array([0, 3]), np.array([2, 9]), np.array([0, 0, 0]))
 call(np.array([0, 2]), np.array([2, 2]), np.array([0, 0, 0]))""",
+    # ---- chain kernels (SPEC 1.10) --------------------------------------------------------
+    "chain gca bad placement": """from distalloc._compiled import chain_kernels as CK
+expect_error(CK.gca, np.array([0, 3]), np.array([2, 9]), 4, np.ones(2), np.ones(2), np.full(2, 5))""",
+    "chain simulate_jffc bad client": """from distalloc._compiled import chain_kernels as CK
+N = 3
+expect_error(CK.simulate_jffc, np.array([1]), np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)),
+             np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3), np.ones(N), 0.0,
+             *[np.empty(N) for _ in range(4)], np.empty(N, np.int64))""",
+    "chain block counts NaN and huge": """from distalloc._compiled import chain_kernels as CK
+m = np.empty(3, np.int64)
+CK.block_counts(np.array([math.nan, 1e300, 4.0]), 1.0, 1e-300, 1, 5, m)
+assert m.tolist() == [0, 5, 4], m""",
+    "chains through the API": """from distalloc.llm.chains import compose_chains
+sc = clustered()
+compose_chains(sc, "chains", rate_per_s=0.5)
+expect_error(compose_chains, sc, "chains", rate_per_s=0.5, reservation=2 ** 70)
+expect_error(compose_chains, sc, "chains", rate_per_s=0.5,
+             placement=[{"server": 0, "first_block": 60, "num_blocks": 70}])""",
     # ---- valid inputs at the validation bounds --------------------------------------------
     "times at the bound": """from distalloc.llm.limits import time_bound_ms
 t = time_bound_ms(5, 16)
@@ -137,25 +158,34 @@ cg_bp_placement(sc, 2**53)""",
 }
 
 
-def build(kernels: Path, out: Path) -> Path:
-    """Compile llm_kernels.pyx with AddressSanitizer; returns the shared object."""
+MODULES = ("llm_kernels", "chain_kernels")
+
+
+def build(kernels: Path, out: Path) -> dict[str, str]:
+    """Compile the LLM kernel modules found in ``kernels`` with AddressSanitizer; returns
+    {module: shared object}."""
     from Cython.Build import cythonize
+    import numpy as np
     src = out / "src"
     shutil.copytree(kernels, src, ignore=shutil.ignore_patterns("*.so", "*.c"))
-    cythonize([str(src / "llm_kernels.pyx")], include_path=[str(src)], quiet=True,
-              compiler_directives={"language_level": "3", "cdivision": True})
-    import numpy as np
-    so = out / ("llm_kernels" + sysconfig.get_config_var("EXT_SUFFIX"))
-    cmd = ["gcc", "-shared", "-fPIC", "-O1", "-g", "-fsanitize=address",
-           "-fno-omit-frame-pointer", "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
-           f"-I{sysconfig.get_paths()['include']}", f"-I{np.get_include()}", f"-I{src}",
-           str(src / "llm_kernels.c"), "-o", str(so)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return so
+    built = {}
+    for name in MODULES:
+        if not (src / f"{name}.pyx").exists():
+            continue
+        cythonize([str(src / f"{name}.pyx")], include_path=[str(src)], quiet=True,
+                  compiler_directives={"language_level": "3", "cdivision": True})
+        so = out / (name + sysconfig.get_config_var("EXT_SUFFIX"))
+        cmd = ["gcc", "-shared", "-fPIC", "-O1", "-g", "-fsanitize=address",
+               "-fno-omit-frame-pointer", "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
+               f"-I{sysconfig.get_paths()['include']}", f"-I{np.get_include()}", f"-I{src}",
+               str(src / f"{name}.c"), "-o", str(so)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        built[name] = str(so)
+    return built
 
 
-def run_case(so: Path, code: str, libasan: str) -> tuple[bool, str]:
-    script = textwrap.dedent(PRELUDE.format(so=str(so))) + "\n" + code + "\nprint('CLEAN')\n"
+def run_case(sos: dict[str, str], code: str, libasan: str) -> tuple[bool, str]:
+    script = textwrap.dedent(PRELUDE.format(sos=sos)) + "\n" + code + "\nprint('CLEAN')\n"
     env = dict(os.environ, LD_PRELOAD=libasan,
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=99")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -179,10 +209,13 @@ def main(argv=None) -> int:
                              text=True).stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="asan-llm-"))
     try:
-        so = build(args.kernels, tmp)
+        sos = build(args.kernels, tmp)
         failures = 0
         for name, code in CASES.items():
-            ok, detail = run_case(so, code, libasan)
+            if "chain_kernels" not in sos and ("CK." in code or "compose_chains" in code):
+                print(f"skip   {name}  (no chain_kernels.pyx in {args.kernels})")
+                continue
+            ok, detail = run_case(sos, code, libasan)
             failures += not ok
             print(f"{'clean' if ok else 'FAIL '}  {name}" + (f"  ({detail})" if detail else ""))
         print(f"{len(CASES) - failures} of {len(CASES)} cases clean under AddressSanitizer")

@@ -645,7 +645,7 @@ def test_counts_bounded_for_kernels():
 def test_kernels_under_asan():
     """Purpose: prove memory safety of the LLM kernels on the issue's reproducers and on
     hostile arrays passed to the kernels directly, with an AddressSanitizer build
-    (~70 s: one compile, 20 fresh interpreters)."""
+    (~90 s: two compiles, 23 fresh interpreters)."""
     pytest.importorskip("Cython")
     out = subprocess.run([sys.executable, str(HERE / "asan_llm.py")], capture_output=True,
                          text=True, timeout=1800)
