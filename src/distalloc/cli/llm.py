@@ -40,7 +40,7 @@ def _guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
 
 
 def _scenario(args) -> Any:
-    from distalloc.llm.scenario import resolve_scenario
+    from distalloc.llm.builtins import resolve_scenario
     return resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
                             seed=getattr(args, "scenario_seed", None) or 0,
                             input_tokens=getattr(args, "input_tokens", None),
