@@ -122,12 +122,16 @@ expect_error(call, np.array([0, 3]), np.array([2, 9]), np.array([0, 0, 0]))
 call(np.array([0, 2]), np.array([2, 2]), np.array([0, 0, 0]))""",
     # ---- chain kernels (SPEC 1.10) --------------------------------------------------------
     "chain gca bad placement": """from distalloc._compiled import chain_kernels as CK
-expect_error(CK.gca, np.array([0, 3]), np.array([2, 9]), 4, np.ones(2), np.ones(2), np.full(2, 5))""",
+expect_error(CK.gca, np.array([0, 3]), np.array([2, 9]), 4, np.ones((1, 2)), np.ones(2),
+             np.full(2, 5), np.full(2, -1), np.ones(2))""",
     "chain simulate_jffc bad client": """from distalloc._compiled import chain_kernels as CK
 N = 3
-expect_error(CK.simulate_jffc, np.array([1]), np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)),
-             np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3), np.ones(N), 0.0,
-             *[np.empty(N) for _ in range(4)], np.empty(N, np.int64))""",
+none = np.zeros(0, np.int64)
+expect_error(CK.simulate_jffc, np.array([1]), np.ones((1, 1)), none, none, np.ones((1, 1)),
+             np.ones((1, 1)), np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3),
+             np.ones(N), 0.0, *[np.empty(N) for _ in range(4)], np.empty(N, np.int64))
+expect_error(CK.jffc_fill, np.array([1]), np.ones((1, 1)), none, none, np.array([0, 4, 0]),
+             np.empty(N, np.int64))""",
     "chain block counts NaN and huge": """from distalloc._compiled import chain_kernels as CK
 m = np.empty(3, np.int64)
 CK.block_counts(np.array([math.nan, 1e300, 4.0]), 1.0, 1e-300, 1, 5, m)
