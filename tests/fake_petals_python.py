@@ -54,6 +54,9 @@ def main(argv):
                               "output_tokens": req["output_tokens"],
                               "step_ms": [50.0 + i] + [10.0] * (req["output_tokens"] - 1),
                               "chain": [["QmFake0", 0, 2], ["QmFake1", 2, 4]]}), flush=True)
+        print(json.dumps({"event": "client done"}), flush=True)
+        if os.environ.get("FAKE_CLIENT_LINGER") == "1":   # like hivemind's threads
+            time.sleep(600)
         for k in kids:
             k.kill()
     else:

@@ -126,8 +126,11 @@ def spec(n_requests=3):
                          swarm.workload(n_requests, [8, 32], 5))
 
 
-def test_harness_run_writes_measurements_and_leaves_no_process(tmp_path, marker, monkeypatch):
+@pytest.mark.parametrize("linger", ["0", "1"])
+def test_harness_run_writes_measurements_and_leaves_no_process(tmp_path, marker, monkeypatch, linger):
+    """Also when the client lingers after reporting (hivemind threads): the run goes on."""
     monkeypatch.setenv("FAKE_CLIENT", "ok")
+    monkeypatch.setenv("FAKE_CLIENT_LINGER", linger)
     res = swarm.run_swarm(spec(), petals_env=str(fake_env(tmp_path)), work_dir=tmp_path / "w",
                           start_timeout_s=30, client_timeout_s=30, grace_s=2, log=lambda *_: None)
     assert marked(marker) == []

@@ -191,12 +191,14 @@ def run_swarm(spec: RunSpec, *, petals_env: str = DEFAULT_ENV, work_dir: str | P
                                         str(model), "--peer", dht_peer, "--prefix", prefix,
                                         "--workload", json.dumps(workload)], env=env)
         deadline = time.monotonic() + client_timeout_s
-        while client.poll() is None and time.monotonic() < deadline:
+        done = False
+        while not done and client.poll() is None and time.monotonic() < deadline:
             swarm.check_alive(*[s.name for s in spec.servers], "dht", "relay")
             time.sleep(0.5)
-        if client.returncode is None:
+            done = '{"event": "client done"}' in swarm.log_path("client").read_text(errors="replace")
+        if not done and client.returncode is None:
             raise TimeoutError(f"client did not finish within {client_timeout_s:g} s")
-        if client.returncode != 0:
+        if not done and client.returncode != 0:
             swarm.check_alive("client")
         rtt_of = {s.name: s.rtt_ms for s in spec.servers}
         for line in swarm.log_path("client").read_text().splitlines():
