@@ -292,3 +292,47 @@ def test_cli_text_output(tmp_path, capsys):
     assert main(["llm", "calibrate", str(a), "--validate", str(b), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["validation"]["num_rows"] == 20
+
+
+# -- classes of servers sharing constants ------------------------------------------------------
+def test_classes_share_constants_and_need_fewer_measurements():
+    """Six servers of two hardware classes: with the classes the fit recovers each class's
+    constants from designs too small to pin six servers apart."""
+    rng = np.random.default_rng(21)
+    fast, slow = ServerProfile(0.5, 2.0, 0.05), ServerProfile(2.0, 6.0, 0.2)
+    names = [f"s{j}" for j in range(6)]
+    kinds = {n: ("fast" if j < 2 else "slow") for j, n in enumerate(names)}
+    truth = Profile({n: fast if kinds[n] == "fast" else slow for n in names}, 4.0, 9.0, 0.1)
+    # four chain designs (x two prompt lengths): fewer than the 7 per-token unknowns
+    designs = [(("s0", "s2"), (30, 40)), (("s1", "s3", "s4"), (10, 20, 40)),
+               (("s5",), (70,)), (("s2", "s0", "s5"), (5, 30, 35))]
+    rows = []
+    for servers, blocks in designs:
+        for l_in in (8, 32):
+            m = Measurement(servers, blocks, tuple(10.0 for _ in servers), l_in, 16, 1.0, 1.0)
+            p = predict(truth, [m])
+            rows.append(Measurement(servers, blocks, m.rtt_ms, l_in, 16, float(p.ttft_ms[0]),
+                                    float(p.token_ms[0])))
+    with pytest.raises(ValidationError, match="cannot separate decode_ms of 's0'"):
+        calibrate(rows)
+    cal = calibrate(rows, classes=kinds)
+    for n in names:
+        np.testing.assert_allclose(flat(Profile({n: cal.profile.servers[n]}, 0, 0)),
+                                   flat(Profile({n: truth.servers[n]}, 0, 0)), rtol=1e-7, atol=1e-9)
+    assert cal.profile.hop_overhead_ms == pytest.approx(4.0)
+    assert cal.to_dict()["server_classes"] == kinds
+    # 'one' ties everything: the slow/fast difference is lost, but the fit runs
+    one = calibrate(rows, classes="one")
+    assert len({p.decode_ms for p in one.profile.servers.values()}) == 1
+
+
+def test_class_rank_errors_name_the_class(tmp_path, capsys):
+    rows = [Measurement(("a", "b"), (35, 35), (1.0, 1.0), l, 8, 30.0 + l, 10.0) for l in (8, 16)]
+    with pytest.raises(ValidationError, match="decode_ms of class 'gpu', hop_overhead_ms"):
+        calibrate(rows, classes={"a": "gpu", "b": "gpu"})
+    with pytest.raises(ValidationError, match="names server 'zz', which never appears"):
+        calibrate(rows, classes={"zz": "gpu"})
+    f = tmp_path / "m.csv"
+    write_measurements(f, rows)
+    assert main(["llm", "calibrate", str(f), "--classes", "a=gpu,b"]) == 2
+    assert "NAME=CLASS pairs" in capsys.readouterr().err

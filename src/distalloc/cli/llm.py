@@ -287,8 +287,9 @@ def _cmd_llm_compare(args) -> int:
 
 
 def _cmd_llm_calibrate(args) -> int:
-    from distalloc.llm.calibrate import calibrate
-    cal = calibrate(args.file, validate=args.validate)
+    from distalloc.llm.calibrate import calibrate, parse_classes
+    cal = calibrate(args.file, validate=args.validate,
+                    classes=parse_classes(args.classes) if args.classes else None)
     d = cal.to_dict()
     if args.out:
         from pathlib import Path
@@ -448,6 +449,8 @@ def add_parser(sub) -> None:
                      "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
     cal.add_argument("--validate", default=None, metavar="CSV",
                      help="held-out measurements to predict with the fitted profile")
+    cal.add_argument("--classes", default=None, metavar="one|NAME=CLASS,...",
+                     help="servers of one class share their constants ('one': all servers)")
     cal.add_argument("--out", default=None, metavar="PROFILE.json",
                      help="write the profile (the --json object) for --profile")
     cal.add_argument("--json", action="store_true", help="print one JSON object")

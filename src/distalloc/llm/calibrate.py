@@ -38,7 +38,7 @@ from distalloc.llm.scenario import Scenario
 
 __all__ = ["Measurement", "ServerProfile", "Profile", "Calibration", "Prediction",
            "MEASUREMENT_COLUMNS", "read_measurements", "write_measurements", "calibrate",
-           "predict", "apply_profile", "load_profile"]
+           "predict", "apply_profile", "load_profile", "parse_classes"]
 
 MEASUREMENT_COLUMNS = ("servers", "blocks", "rtt_ms", "input_tokens", "output_tokens",
                        "ttft_ms", "token_ms")
@@ -193,7 +193,7 @@ class Profile:
 _PROFILE_REQUIRED = {"servers", "hop_overhead_ms", "prefill_hop_overhead_ms"}
 _PROFILE_OPTIONAL = {"prefill_hop_overhead_ms_per_token", "token_rel_error_median",
                      "token_rel_error_p95", "ttft_rel_error_median", "ttft_rel_error_p95",
-                     "num_rows", "validation"}
+                     "num_rows", "validation", "server_classes"}
 _SERVER_KEYS = {"decode_ms", "prefill_ms_intercept", "prefill_ms_per_token"}
 
 
@@ -351,6 +351,7 @@ class Calibration:
              "num_rows": s["num_rows"]}
         if self.validation is not None:
             d["validation"] = self.validation
+        d.update(self.extra)
         return d
 
 
@@ -388,9 +389,40 @@ def _solve(A: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return res.x / scale
 
 
+def _server_classes(classes: Mapping[str, str] | str | None, names: list[str]) -> dict[str, str]:
+    """Server name -> the name of the set of constants it shares (itself by default)."""
+    if classes is None:
+        return {s: s for s in names}
+    if classes == "one":
+        return {s: "all" for s in names}
+    if not isinstance(classes, Mapping):
+        raise ValidationError(f"The 'classes' parameter must be 'one' or a mapping server name -> "
+                              f"class. Got {classes!r} instead.")
+    unknown = [s for s in classes if s not in names]
+    if unknown:
+        raise ValidationError(f"The 'classes' parameter names server '{unknown[0]}', which never "
+                              f"appears in the measurements (they use {', '.join(names)}).")
+    return {s: str(classes.get(s, s)) for s in names}
+
+
+def parse_classes(text: str) -> Mapping[str, str] | str:
+    """The ``--classes`` option: ``one`` or ``NAME=CLASS,NAME=CLASS,...``."""
+    if text == "one":
+        return "one"
+    out = {}
+    for item in text.split(","):
+        name, sep, cls = item.partition("=")
+        if not sep or not name.strip() or not cls.strip():
+            raise ValidationError(f"The 'classes' option must be 'one' or NAME=CLASS pairs "
+                                  f"separated by commas. Got {item!r} instead.")
+        out[name.strip()] = cls.strip()
+    return out
+
+
 def calibrate(measurements: Sequence[Measurement] | str | Path,
               servers: Sequence[str] | None = None,
-              validate: Sequence[Measurement] | str | Path | None = None) -> Calibration:
+              validate: Sequence[Measurement] | str | Path | None = None,
+              classes: Mapping[str, str] | str | None = None) -> Calibration:
     """Fit the performance model's constants to measured requests (SPEC 1.11).
 
     Parameters
@@ -402,6 +434,11 @@ def calibrate(measurements: Sequence[Measurement] | str | Path,
     validate : sequence of Measurement or path, optional
         held-out rows to predict with the fitted profile; their error summary is
         ``Calibration.validation``.
+    classes : mapping server name -> class name, or ``'one'``, optional
+        servers of one class share their constants (same hardware): fewer unknowns, so
+        fewer measurements pin them down; ``'one'``: every server in one class.  The
+        profile still lists every server (with its class's constants).  Default: each
+        server its own class.
 
     Returns
     -------
@@ -421,7 +458,8 @@ def calibrate(measurements: Sequence[Measurement] | str | Path,
     -----
     Two independent bounded linear least-squares problems (``scipy.optimize.lsq_linear``,
     BVLS, every unknown >= 0): per-token time with S + 1 unknowns, time to first token with
-    2 S + 2 unknowns, rows weighted by 1 / measured time (squared relative errors).
+    2 S + 2 unknowns (S servers or classes), rows weighted by 1 / measured time (squared
+    relative errors).
     O(rows x unknowns^2).  The model is SPEC 1.1's; SPEC 1.3's "+100 ms" per-token and
     "+0.7049 l_in + 67 ms" per-prompt hop overheads are fits of exactly these terms on the
     seed paper's deployment (Sun et al., arXiv 2512.21884, Sec. VI).
@@ -447,38 +485,44 @@ def calibrate(measurements: Sequence[Measurement] | str | Path,
         names = list(dict.fromkeys(servers)) + [s for s in seen if s not in servers]
     else:
         names = seen
-    index = {s: i for i, s in enumerate(names)}
-    S, n = len(names), len(rows)
-    K = np.zeros((n, S))        # blocks processed on each server
+    class_of = _server_classes(classes, names)
+    groups = list(dict.fromkeys(class_of[s] for s in names))   # one set of unknowns each
+    index = {g: i for i, g in enumerate(groups)}
+    S, n = len(groups), len(rows)
+    K = np.zeros((n, S))        # blocks processed on each server (class)
     H = np.zeros(n)             # hops
     rtt = np.zeros(n)
     l_in = np.array([m.input_tokens for m in rows], dtype=float)
     for r, m in enumerate(rows):
-        for s, k, t in zip(m.servers, m.blocks, m.rtt_ms):
-            K[r, index[s]] += k
+        for s, k in zip(m.servers, m.blocks):
+            K[r, index[class_of[s]]] += k
         H[r] = len(m.servers)
         rtt[r] = sum(m.rtt_ms)
     tok = np.array([m.token_ms for m in rows])
     ttft = np.array([m.ttft_ms for m in rows])
 
+    label = [f"class '{g}'" if classes is not None and g not in names else f"'{g}'" for g in groups]
     A_tok = np.column_stack([K, H])
-    tok_names = [f"decode_ms of '{s}'" for s in names] + ["hop_overhead_ms"]
+    tok_names = [f"decode_ms of {g}" for g in label] + ["hop_overhead_ms"]
     A_ttft = np.column_stack([K, K * l_in[:, None], H, H * l_in])
-    ttft_names = ([f"prefill_ms_intercept of '{s}'" for s in names]
-                  + [f"prefill_ms_per_token of '{s}'" for s in names]
+    ttft_names = ([f"prefill_ms_intercept of {g}" for g in label]
+                  + [f"prefill_ms_per_token of {g}" for g in label]
                   + ["prefill_hop_overhead_ms", "prefill_hop_overhead_ms_per_token"])
     _check_rank(A_tok, tok_names, "per-token time")
     _check_rank(A_ttft, ttft_names, "time to first token")
     x = _solve(A_tok, tok - rtt, 1.0 / tok)
     y = _solve(A_ttft, ttft - rtt, 1.0 / ttft)
-    profile = Profile({s: ServerProfile(float(x[i]), float(y[i]), float(y[S + i]))
-                       for s, i in index.items()},
+    profile = Profile({s: ServerProfile(float(x[index[class_of[s]]]),
+                                        float(y[index[class_of[s]]]),
+                                        float(y[S + index[class_of[s]]]))
+                       for s in names},
                       hop_overhead_ms=float(x[S]), prefill_hop_overhead_ms=float(y[2 * S]),
                       prefill_hop_overhead_ms_per_token=float(y[2 * S + 1]))
     held_out = None
     if validate is not None:
         vrows = read_measurements(validate) if isinstance(validate, (str, Path)) else list(validate)
         held_out = predict(profile, vrows).summary()
-    return Calibration(profile, predict(profile, rows), held_out)
+    extra = {"server_classes": class_of} if classes is not None else {}
+    return Calibration(profile, predict(profile, rows), held_out, extra)
 
 
