@@ -1,6 +1,6 @@
 """Validate distalloc's performance model against a real PETALS swarm on loopback.
 
-    python tools/petals_swarm/validate.py run [--out-dir DIR]       # real swarm, ~20-25 min
+    python tools/petals_swarm/validate.py run [--out-dir DIR]       # real swarm, ~35 min
     python tools/petals_swarm/validate.py analyse DIR               # tables from the CSVs
 
 ``run`` needs the PETALS venv (``build_env.sh``).  The scenario is ``topology:Abvt`` with 6
