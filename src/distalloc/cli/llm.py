@@ -96,12 +96,23 @@ def _chains_table(plan: Any, scenario: Any) -> str:
              f"{_fmt_s(d['bound_upper_s'])} s"]
     if d.get("search"):
         s = d["search"]
-        lines.append(f"search over c: {s['evaluated']} values in {s['search_s'] * 1e3:.1f} ms "
-                     f"(stopped: {s['stop']})")
+        groupings = (f" over {s['groupings']} client groupings" if s.get("groupings", 1) > 1
+                     else "")
+        lines.append(f"search over c: {s['evaluated']} values{groupings} in "
+                     f"{s['search_s'] * 1e3:.1f} ms (stopped: {s['stop']})")
+    labels = d.get("client_groups") or []
+    if len({g for g in labels if g is not None}) > 1:      # chains composed per client group
+        names = [", ".join(n for n, g in zip(scenario.client_names, labels) if g == k)
+                 for k in range(max(g for g in labels if g is not None) + 1)]
+        lines.append("client groups: " + " | ".join(f"{k}: {n}" for k, n in enumerate(names)))
+        groups = [("shared" if g is None else f"group {g}") for g in d["chain_groups"]]
+    else:
+        groups = [""] * len(d["chains"])
     lines.append(f"{'chain':>6} {'capacity':>9} {'service_s':>10}  servers (blocks)")
     for q, ch in enumerate(d["chains"][:20]):
         hops = " -> ".join(scenario.server_names[j] for j in ch["servers"])
-        lines.append(f"{q:>6} {ch['capacity']:>9} {ch['service_s']:>10.3f}  {hops}")
+        lines.append(f"{q:>6} {ch['capacity']:>9} {ch['service_s']:>10.3f}  {hops}"
+                     + (f"  [{groups[q]}]" if groups[q] else ""))
     if len(d["chains"]) > 20:
         lines.append(f"   ... {len(d['chains']) - 20} more chains")
     return "\n".join(lines)
