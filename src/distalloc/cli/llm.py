@@ -1,7 +1,8 @@
-"""``distalloc llm``: plan, simulate, compare, scenario (SPEC 4.2, 1.10)."""
+"""``distalloc llm``: plan, simulate, compare, scenario, calibrate (SPEC 4.2, 1.10, 1.11)."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import warnings
@@ -41,11 +42,15 @@ def _guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
 
 def _scenario(args) -> Any:
     from distalloc.llm.builtins import resolve_scenario
-    return resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
-                            seed=getattr(args, "scenario_seed", None) or 0,
-                            input_tokens=getattr(args, "input_tokens", None),
-                            output_tokens=getattr(args, "output_tokens", None),
-                            max_memory_gb=getattr(args, "max_memory_gb", None))
+    sc = resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
+                          seed=getattr(args, "scenario_seed", None) or 0,
+                          input_tokens=getattr(args, "input_tokens", None),
+                          output_tokens=getattr(args, "output_tokens", None),
+                          max_memory_gb=getattr(args, "max_memory_gb", None))
+    if getattr(args, "profile", None):
+        from distalloc.llm.calibrate import apply_profile, load_profile
+        sc = apply_profile(sc, load_profile(args.profile))
+    return sc
 
 
 def _rate_text(workload) -> str:
@@ -351,7 +356,45 @@ def _cmd_llm_compare(args) -> int:
 
 
 
+def _cmd_llm_calibrate(args) -> int:
+    from distalloc.llm.calibrate import calibrate, parse_classes
+    cal = calibrate(args.file, validate=args.validate,
+                    classes=parse_classes(args.classes) if args.classes else None)
+    d = cal.to_dict()
+    if args.out:
+        from pathlib import Path
+        Path(args.out).write_text(json.dumps(d, indent=1) + "\n")
+    if args.json:
+        print_json(d)
+        return 0
+    p = cal.profile
+    print(f"calibrated on {d['num_rows']} measured requests ({args.file}); ms")
+    width = max(len(n) for n in p.servers)
+    print(f"{'server':>{width}}  {'decode_ms':>10}  {'prefill_ms':>22}")
+    for name, sp in p.servers.items():
+        print(f"{name:>{width}}  {sp.decode_ms:>10.4g}  "
+              f"{f'{sp.prefill_ms_intercept:.4g} + {sp.prefill_ms_per_token:.4g} l_in':>22}")
+    print(f"hop overhead: {p.hop_overhead_ms:.4g} per token, "
+          f"{p.prefill_hop_overhead_ms:.4g} + {p.prefill_hop_overhead_ms_per_token:.4g} l_in "
+          "per prompt")
+    for label, s in (("fit", d), ("held out", d.get("validation"))):
+        if s is not None:
+            print(f"{label:>8}: per-token relative error median {s['token_rel_error_median']:.1%}"
+                  f", p95 {s['token_rel_error_p95']:.1%}; time to first token median "
+                  f"{s['ttft_rel_error_median']:.1%}, p95 {s['ttft_rel_error_p95']:.1%} "
+                  f"({s['num_rows']} rows)")
+    if args.out:
+        print(f"profile written to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
+
+
+def _add_profile_option(p) -> None:
+    p.add_argument("--profile", default=None, metavar="PROFILE.json",
+                   help="constants from 'distalloc llm calibrate --out' (servers matched by "
+                   "name; the scenario's RTTs read as raw round trips)")
 
 
 def _add_chain_options(p, rate: bool) -> None:
@@ -407,6 +450,7 @@ def _add_online_options(p) -> None:
                    help="number of servers of a topology/synthetic scenario")
     p.add_argument("--scenario-seed", type=int, default=0, metavar="N",
                    help="seed of the built-in scenario's random choices (default 0)")
+    _add_profile_option(p)
     _add_memory_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -440,6 +484,7 @@ def add_parser(sub) -> None:
                     help="seed of the built-in scenario's random choices (default 0)")
     pl.add_argument("--plot", default=None, metavar="FILE",
                     help="write a placement map PNG (with the chains for chain methods)")
+    _add_profile_option(pl)
     _add_memory_option(pl)
     pl.add_argument("--json", action="store_true", help="print one JSON object")
     _add_chain_options(pl, rate=True)
@@ -484,3 +529,16 @@ def add_parser(sub) -> None:
     _add_memory_option(scn)
     scn.add_argument("--json", action="store_true")
     scn.set_defaults(func=_guarded(_cmd_llm_scenario))
+
+    cal = llm_sub.add_parser("calibrate", help="fit the performance model to measurements "
+                             "of a real swarm (SPEC 1.11)")
+    cal.add_argument("file", help="measurements CSV: servers,blocks,rtt_ms,input_tokens,"
+                     "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
+    cal.add_argument("--validate", default=None, metavar="CSV",
+                     help="held-out measurements to predict with the fitted profile")
+    cal.add_argument("--classes", default=None, metavar="one|NAME=CLASS,...",
+                     help="servers of one class share their constants ('one': all servers)")
+    cal.add_argument("--out", default=None, metavar="PROFILE.json",
+                     help="write the profile (the --json object) for --profile")
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
+    cal.set_defaults(func=_guarded(_cmd_llm_calibrate))
