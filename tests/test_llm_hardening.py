@@ -313,6 +313,34 @@ def test_topology_errors_quote_no_content(tmp_path):
     assert "secret" not in str(err.value) and "line 8" in str(err.value)
 
 
+def test_calibration_files_and_profiles(tmp_path, capsys):
+    """llm calibrate's readers: non-UTF-8 measurements and profiles are one line; a
+    profile whose decode_ms would overflow request times is refused when applied (the
+    profile's numbers pass the scenario's checks), and replace()d scenarios can be
+    re-checked with revalidated()."""
+    from dataclasses import replace
+
+    from distalloc.llm.calibrate import Profile, ServerProfile, apply_profile
+    from distalloc.llm.scenario import revalidated
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"servers,blocks,rtt_ms,input_tokens,output_tokens,ttft_ms,token_ms\n"
+                  + bytes([0xFF]) + b",1\n")
+    assert_one_line_error(capsys, "llm", "calibrate", str(m), needle="is not UTF-8 text")
+    prof = tmp_path / "p.json"
+    prof.write_bytes(b'{"servers": "' + bytes([0xE9]) + b'"}')
+    assert_one_line_error(capsys, "llm", "plan", "clustered", "--profile", str(prof),
+                          needle="is not UTF-8 text")
+    sc = clustered()
+    huge = Profile({n: ServerProfile(1e308, 1.0, 0.0) for n in sc.server_names}, 0.0, 0.0, 0.0)
+    with pytest.raises(ValidationError, match="'decode_ms' parameter of servers"):
+        apply_profile(sc, huge)
+    ok = Profile({n: ServerProfile(2.0, 30.0, 0.1) for n in sc.server_names}, 0.0, 0.0, 0.0)
+    assert apply_profile(sc, ok).decode_ms.tolist() == [2.0] * 9
+    with pytest.raises(ValidationError, match=r"rtt_ms\[0\]\[0\]"):
+        revalidated(replace(sc, rtt_ms=np.full_like(sc.rtt_ms, math.inf)))
+    assert revalidated(sc).to_dict() == sc.to_dict()
+
+
 # ------------------------------------------------------------------------------------------
 # 3. Serves nobody: a clean error for every method, never a run with every metric null
 # ------------------------------------------------------------------------------------------
