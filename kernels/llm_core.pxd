@@ -30,8 +30,12 @@ cdef inline Py_ssize_t _lower_bound(const double* buf, Py_ssize_t n, double x) n
 
 cdef inline Py_ssize_t _hist_remove(double* vals, double* cnts, Py_ssize_t n,
                                     double x) noexcept nogil:
-    """Remove one x from the run-length sorted multiset; returns the new number of runs."""
+    """Remove one x from the run-length sorted multiset; returns the new number of runs.
+    Guard: an x that is not in the multiset (only possible for NaN, which compares unequal
+    to itself) leaves it unchanged instead of touching run n, one past the end."""
     cdef Py_ssize_t i = _lower_bound(vals, n, x)
+    if i >= n or vals[i] != x:
+        return n
     cnts[i] -= 1.0
     if cnts[i] == 0.0:
         n -= 1
@@ -100,6 +104,41 @@ cdef inline Py_ssize_t _lexmin_sorted_window(const double* values, Py_ssize_t L,
                 bcnts[i] = cnts[i]
             bn = n
     return best_a
+
+
+# --------------------------------------------------------------------------------------
+# Preconditions.  Every index the kernels derive from a placement (the end-block buckets
+# first + num + 1 <= L + 1, D[p] for first <= p < first + num <= L, path positions <= L)
+# is in range iff the placement passes _placement_ok, and every buffer sized from L is
+# sized right iff 0 <= L <= KERNEL_MAX_BLOCKS (so (L + 2) * 8 bytes cannot overflow).
+# Each def entry point checks these before any work and raises ValueError otherwise; the
+# API layer validates user input first, so these checks only catch internal misuse.
+# --------------------------------------------------------------------------------------
+cdef enum:
+    KERNEL_MAX_BLOCKS = 1 << 30
+
+
+cdef inline bint _placement_ok(const int64_t* first, const int64_t* num, Py_ssize_t S,
+                               int64_t L) noexcept nogil:
+    """True iff 0 <= num[j] <= L and (num[j] == 0 or 0 <= first[j] <= L - num[j]) for all j
+    (unused servers' first block is never read)."""
+    cdef Py_ssize_t j
+    for j in range(S):
+        if num[j] < 0 or num[j] > L:
+            return False
+        if num[j] > 0 and (first[j] < 0 or first[j] > L - num[j]):
+            return False
+    return True
+
+
+cdef inline bint _all_in_range(const int64_t* x, Py_ssize_t n, int64_t lo,
+                               int64_t hi) noexcept nogil:
+    """True iff lo <= x[i] < hi for every i < n."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] < lo or x[i] >= hi:
+            return False
+    return True
 
 
 cdef struct SessionList:

@@ -34,6 +34,13 @@ from llm_core cimport *
 import numpy as np
 
 
+def _require(bint ok, str what):
+    """Kernel precondition (see llm_core.pxd): the API layer validates user input, so a
+    failure here is a bug in the caller; raise instead of reading or writing out of range."""
+    if not ok:
+        raise ValueError(f"llm_kernels: precondition violated: {what}")
+
+
 # --------------------------------------------------------------------------------------
 # Performance model
 # --------------------------------------------------------------------------------------
@@ -54,6 +61,21 @@ def evaluate_routes(const int64_t[:, ::1] first_block, const int64_t[:, ::1] num
     cdef int64_t prev_end, a, e, k
     cdef double tok, pre
     cdef int8_t st
+    cdef Py_ssize_t C = rtt_ms.shape[0]
+    # every index below comes from these arrays: check shapes and ranges first
+    _require(num_blocks.shape[0] == P and num_blocks.shape[1] == S
+             and memory_gb.shape[0] == P and memory_gb.shape[1] == S, "placement shapes")
+    _require(rtt_ms.shape[1] == S and prefill_rtt_ms.shape[0] == C
+             and prefill_rtt_ms.shape[1] == S and decode_ms.shape[0] == S
+             and prefill_ms.shape[0] == S, "server array shapes")
+    _require(route_client.shape[0] == n and indptr.shape[0] == n + 1
+             and token_ms.shape[0] == n and ttft_ms.shape[0] == n
+             and request_ms.shape[0] == n and status.shape[0] == n, "route array shapes")
+    _require(_all_in_range(&route_plan[0], n, 0, P) and _all_in_range(&route_client[0], n, 0, C),
+             "route placement or client index out of range")
+    _require(indptr[0] == 0 and indptr[n] <= servers.shape[0], "indptr bounds")
+    for r in range(n):
+        _require(indptr[r] <= indptr[r + 1], "indptr not non-decreasing")
     with nogil:
         for p in range(P):
             for j in range(S):
@@ -114,6 +136,12 @@ def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_block
     cdef Py_ssize_t S = first_block.shape[0], C = alpha.shape[0], c
     cdef RouteGraph g
     cdef RouteCost rc
+    _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+    _require(num_blocks.shape[0] == S and alpha.shape[1] == S and beta.shape[0] == S
+             and free_blocks.shape[0] == S, "server array shapes")
+    _require(cost.shape[0] == C and path_len.shape[0] == C and paths.shape[0] == C
+             and paths.shape[1] >= (L if L > 0 else 1), "output shapes")
+    _require(_placement_ok(&first_block[0], &num_blocks[0], S, L), "placement out of [0, L]")
     cdef double* D = <double*> malloc((L + 1) * sizeof(double))
     cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
     cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
@@ -152,8 +180,8 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
                         double* best) noexcept nogil:
     """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R."""
     cdef Py_ssize_t i, j, a, b, m, best_a
-    cdef double tmax = -INFINITY, dummy, wsum, best_sum, gain
-    cdef int64_t under = L, deficit
+    cdef double tmax = -INFINITY, dummy, wsum, best_sum, gain, deficit
+    cdef int64_t under = L
     for i in range(n):
         if amortised_ms[order[i]] > tmax:
             tmax = amortised_ms[order[i]]
@@ -177,7 +205,11 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
                 wsum = 0.0
                 for b in range(a, a + m):
                     wsum = wsum + T[b]
-                if wsum > best_sum:
+                # the first candidate is always taken, so best_a is a valid start even if
+                # a sum is NaN (validation bounds times so that sums stay finite; this keeps
+                # the writes below in [0, L) regardless).  Some window holds an under-served
+                # block because under > 0 and 1 <= m <= L.
+                if best_a < 0 or wsum > best_sum:
                     best_sum = wsum
                     best_a = a
         else:
@@ -185,11 +217,12 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
         first_block[j] = best_a
         gain = dummy - amortised_ms[j]
         for b in range(best_a, best_a + m):
-            deficit = R - <int64_t> capacity[b]
-            if deficit < 0:
-                deficit = 0
-            if deficit > sessions[j]:
-                deficit = sessions[j]
+            # in floating point: capacity is a sum of session counts and may exceed int64
+            deficit = <double> R - capacity[b]
+            if deficit < 0.0:
+                deficit = 0.0
+            if deficit > <double> sessions[j]:
+                deficit = <double> sessions[j]
             T[b] -= gain * deficit
             if capacity[b] < R and capacity[b] + sessions[j] >= R:
                 under -= 1
@@ -215,7 +248,12 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
     """
     cdef Py_ssize_t S = usable_memory_gb.shape[0], j, n_used = 0
     cdef int64_t m, total = 0, under = L, s
-    cdef double per_block = block_gb + cache_gb * R
+    cdef double per_block = block_gb + cache_gb * R, q
+    _require(1 <= L <= KERNEL_MAX_BLOCKS and R >= 1, "L or R out of range")
+    _require(decode_ms.shape[0] == S and rtt_max_ms.shape[0] == S and num_blocks.shape[0] == S
+             and amortised_ms.shape[0] == S and sessions.shape[0] == S
+             and order.shape[0] == S and first_block.shape[0] == S
+             and capacity.shape[0] == L, "array shapes")
     cdef KeyIndex* keys = <KeyIndex*> malloc((S + 1) * sizeof(KeyIndex))
     cdef double* T = <double*> malloc((L + 1) * sizeof(double))
     cdef int64_t* under_prefix = <int64_t*> malloc((L + 1) * sizeof(int64_t))
@@ -227,10 +265,14 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
     try:
         with nogil:
             for j in range(S):
-                m = <int64_t> floor(usable_memory_gb[j] / per_block)
-                if m > L:
+                # clamp in floating point before the cast: a float beyond int64 (or NaN)
+                # cast to int64 is undefined (in practice INT64_MIN, an unused server)
+                q = floor(usable_memory_gb[j] / per_block)
+                if q >= <double> L:
                     m = L
-                if m < 0:
+                elif q >= 1.0:
+                    m = <int64_t> q
+                else:
                     m = 0
                 num_blocks[j] = m
                 first_block[j] = 0
@@ -239,8 +281,14 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
                 if m > 0:
                     total += m
                     amortised_ms[j] = decode_ms[j] + rtt_max_ms[j] / m
-                    s = <int64_t> floor((usable_memory_gb[j] - block_gb * m) / (cache_gb * m))
-                    sessions[j] = s if s < R else R
+                    q = floor((usable_memory_gb[j] - block_gb * m) / (cache_gb * m))
+                    if q >= <double> R:
+                        s = R
+                    elif q >= 0.0:
+                        s = <int64_t> q
+                    else:
+                        s = 0
+                    sessions[j] = s
                     keys[n_used].key = amortised_ms[j]
                     keys[n_used].index = j
                     n_used += 1
@@ -264,7 +312,12 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
     """PETALS's join rule: each server, in join order, takes the window whose sorted
     per-block throughputs are lexicographically smallest (serve the weakest blocks),
     then adds its throughput to those blocks."""
-    cdef Py_ssize_t n = join_order.shape[0], i, j, b, a, m
+    cdef Py_ssize_t n = join_order.shape[0], i, j, b, a, m, S = num_blocks.shape[0]
+    _require(1 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+    _require(throughput.shape[0] == S and first_block.shape[0] == S
+             and block_throughput.shape[0] == L, "array shapes")
+    _require(_all_in_range(&join_order[0], n, 0, S), "join_order index out of range")
+    _require(_all_in_range(&num_blocks[0], S, 0, L + 1), "num_blocks out of [0, L]")
     cdef double* buf = <double*> malloc(2 * (L + 1) * sizeof(double))
     cdef double* best = <double*> malloc(2 * (L + 1) * sizeof(double))
     if not (buf and best):
@@ -290,6 +343,34 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
 # --------------------------------------------------------------------------------------
 # Discrete-event simulation of online serving (SPEC 1.7)
 # --------------------------------------------------------------------------------------
+
+cdef int _simulate_guards(const int64_t[::1] first_block, const int64_t[::1] num_blocks,
+                          int64_t L, const int64_t[::1] client,
+                          const int64_t[::1] output_tokens, const double[::1] noise,
+                          const double[:, ::1] rtt_ms, const double[:, ::1] prefill_rtt_ms,
+                          const double[::1] decode_ms, const double[::1] prefill_ms,
+                          const int64_t[::1] cache_budget, const double[:, ::1] petals_alpha,
+                          const double[::1] petals_beta, double[::1] start_ms,
+                          double[::1] end_ms, double[::1] ttft_ms, double[::1] wait_ms,
+                          int64_t[::1] retries, int64_t[::1] path_offset,
+                          int64_t[::1] path_len) except -1:
+    """Preconditions of ``simulate`` (llm_core.pxd): shapes, and every index the event loop
+    takes from data (clients, the placement's block ranges), checked before any work."""
+    cdef Py_ssize_t S = first_block.shape[0], N = client.shape[0], C = rtt_ms.shape[0]
+    _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+    _require(num_blocks.shape[0] == S and decode_ms.shape[0] == S and prefill_ms.shape[0] == S
+             and cache_budget.shape[0] == S and petals_beta.shape[0] == S
+             and rtt_ms.shape[1] == S and prefill_rtt_ms.shape[0] == C
+             and prefill_rtt_ms.shape[1] == S and petals_alpha.shape[0] == C
+             and petals_alpha.shape[1] == S, "server array shapes")
+    _require(output_tokens.shape[0] == N and noise.shape[0] == N
+             and start_ms.shape[0] == N and end_ms.shape[0] == N and ttft_ms.shape[0] == N
+             and wait_ms.shape[0] == N and retries.shape[0] == N
+             and path_offset.shape[0] == N and path_len.shape[0] == N, "request array shapes")
+    _require(_all_in_range(&client[0], N, 0, C), "client index out of range")
+    _require(_placement_ok(&first_block[0], &num_blocks[0], S, L), "placement out of [0, L]")
+    return 0
+
 
 def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
              const double[::1] arrival_ms, const int64_t[::1] client,
@@ -343,8 +424,18 @@ def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int6
     cdef int64_t* cached_len = <int64_t*> malloc((C + 1) * sizeof(int64_t))
     cdef int64_t* cached_path = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
     cdef int failed = 0
-    cdef int graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
+    cdef int graph_ok
+    g.bucket = NULL
+    g.by_end = NULL
     try:
+        _simulate_guards(first_block, num_blocks, L, client, output_tokens, noise, rtt_ms,
+                         prefill_rtt_ms, decode_ms, prefill_ms, cache_budget, petals_alpha,
+                         petals_beta, start_ms, end_ms, ttft_ms, wait_ms, retries,
+                         path_offset, path_len)
+        _require(client.shape[0] == N, "request array shapes")
+        # cached_path holds (C + 1) x (L + 1) entries: the byte count must not wrap
+        _require((L + 1) <= ((<int64_t> 1) << 59) // (C + 1), "clients x blocks too large")
+        graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
         if not (lists and used and ht and hc and D and arg_server and arg_prev and W and path
                 and cached_key and cached_len and cached_path) or graph_ok < 0:
             raise MemoryError()

@@ -170,7 +170,7 @@ HEADER = ",".join(MEASUREMENT_COLUMNS)
     ("", "lacks the column 'servers'"),
     (HEADER + "\na>b,1,0>0,8,8,5,2\n", r"row 1: the 'blocks' column has 1 entries but 'servers' has 2"),
     (HEADER + "\na,1,0,8,8,5,2\na>,1>1,0>0,8,8,5,2\n", r"row 2: the 'servers' column must be a '>'-separated"),
-    (HEADER + "\na,x,0,8,8,5,2\n", r"row 1: the 'blocks' column must be an int. Got 'x'"),
+    (HEADER + "\na,x,0,8,8,5,2\n", r"row 1: the 'blocks' column must be an int\.$"),
     (HEADER + "\na,0,0,8,8,5,2\n", r"'blocks' parameter of .*row 1 must be an int in \[1, inf\). Got 0"),
     (HEADER + "\na,1.5,0,8,8,5,2\n", r"'blocks' parameter .* must be an int"),
     (HEADER + "\na,1,-3,8,8,5,2\n", r"'rtt_ms' parameter .* Got -3.0"),

@@ -22,9 +22,9 @@ from distalloc.llm.placement import (CGPlacement, cg_bp_placement, cg_bprr, peta
                                      petals_placement, theorem2_bound_ms)
 from distalloc.llm.result import Plan
 from distalloc.llm.routing import Routes, shortest_routes
-from distalloc.llm.scenario import (Scenario, builtin_scenario, clustered, load_scenario,
-                                    resolve_scenario, scenario_from_dict, synthetic_scenario,
-                                    topology_scenario)
+from distalloc.llm.builtins import (builtin_scenario, clustered, resolve_scenario,
+                                    synthetic_scenario, topology_scenario)
+from distalloc.llm.scenario import Scenario, load_scenario, scenario_from_dict
 
 __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlacement", "METHODS",
            "builtin_scenario", "clustered", "load_scenario", "resolve_scenario",

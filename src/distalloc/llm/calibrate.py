@@ -33,8 +33,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from distalloc._validation import ValidationError, check_keys, check_number
-from distalloc.llm.scenario import Scenario
+from distalloc._validation import (ValidationError, check_keys, check_number,
+                                   check_readable_file, check_real, file_error, read_text)
+from distalloc.llm.scenario import Scenario, revalidated
 
 __all__ = ["Measurement", "ServerProfile", "Profile", "Calibration", "Prediction",
            "MEASUREMENT_COLUMNS", "read_measurements", "write_measurements", "calibrate",
@@ -73,7 +74,7 @@ def _hops(text: str, column: str, where: str) -> list[str]:
     parts = [p.strip() for p in (text or "").split(">")]
     if not parts or any(p == "" for p in parts):
         raise ValidationError(f"{where}: the '{column}' column must be a '>'-separated list "
-                              f"with no empty entry. Got {text!r} instead.")
+                              "with no empty entry.")  # (never quote a file's content)
     return parts
 
 
@@ -83,8 +84,9 @@ def _num(text: str, column: str, where: str, *, integer: bool = False, low: floa
         value: float | int = float(text)
     except (TypeError, ValueError):
         kind = "an int" if integer else "a number"
-        raise ValidationError(f"{where}: the '{column}' column must be {kind}. "
-                              f"Got {text!r} instead.") from None
+        raise ValidationError(f"{where}: the '{column}' column must be {kind}.") from None
+    if integer and value.is_integer() and abs(value) < 2 ** 53:
+        value = int(value)  # an integer cell, parsed through float above
     return check_number(value, column, where, low=low, low_open=low_open, integer=integer)
 
 
@@ -116,10 +118,17 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         a missing file or column, an empty file, or a bad row (the message names the row,
         counted from 1 after the header, the column and the value).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"Measurements file '{path}' does not exist.")
-    with path.open(newline="") as f:
+    path = check_readable_file(path, "Measurements file")  # missing, folder, unreadable
+    try:
+        return _read_measurement_rows(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise file_error(path, "Measurements file", exc) from None
+    except csv.Error:
+        raise ValidationError(f"Measurements file '{path}' is not valid CSV.") from None
+
+
+def _read_measurement_rows(path: Path) -> list[Measurement]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in MEASUREMENT_COLUMNS if c not in header]
@@ -208,10 +217,10 @@ def profile_from_dict(data: Any, where: str = "profile") -> Profile:
     for name, s in servers.items():
         w = f"{where}.servers[{name!r}]"
         check_keys(s, w, _SERVER_KEYS)
-        out[name] = ServerProfile(*(float(check_number(s[k], k, w, low=0))
+        out[name] = ServerProfile(*(float(check_real(s[k], k, w, low=0))
                                     for k in ("decode_ms", "prefill_ms_intercept",
                                               "prefill_ms_per_token")))
-    return Profile(out, *(float(check_number(data.get(k, 0.0), k, where, low=0))
+    return Profile(out, *(float(check_real(data.get(k, 0.0), k, where, low=0))
                           for k in ("hop_overhead_ms", "prefill_hop_overhead_ms",
                                     "prefill_hop_overhead_ms_per_token")))
 
@@ -219,12 +228,13 @@ def profile_from_dict(data: Any, where: str = "profile") -> Profile:
 def load_profile(path: str | Path) -> Profile:
     """Read a profile JSON file written by ``distalloc llm calibrate --out``."""
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"Profile file '{path}' does not exist.")
+    text = read_text(path, "Profile file")  # missing, folder, unreadable, not UTF-8
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"Profile file '{path}' is not valid JSON: {exc}") from None
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        where = (f" at line {exc.lineno}, column {exc.colno}"
+                 if isinstance(exc, json.JSONDecodeError) else "")
+        raise ValidationError(f"Profile file '{path}' is not valid JSON{where}.") from None
     return profile_from_dict(data, where=f"profile '{path.name}'")
 
 
@@ -262,10 +272,12 @@ def apply_profile(scenario: Scenario, profile: Profile, *, strict: bool = True) 
             p = profile.servers[name]
             decode[j] = p.decode_ms
             prefill[j] = p.prefill_ms(scenario.input_tokens)
-    return replace(scenario, decode_ms=decode, prefill_ms=prefill,
-                   rtt_ms=scenario.rtt_ms + profile.hop_overhead_ms,
-                   prefill_rtt_ms=scenario.prefill_rtt_ms
-                   + profile.prefill_hop_ms(scenario.input_tokens))
+    # the profile's numbers pass the scenario's checks too (issue 16: e.g. a decode_ms whose
+    # request times overflow), so the result is validated like any scenario
+    return revalidated(replace(scenario, decode_ms=decode, prefill_ms=prefill,
+                               rtt_ms=scenario.rtt_ms + profile.hop_overhead_ms,
+                               prefill_rtt_ms=scenario.prefill_rtt_ms
+                               + profile.prefill_hop_ms(scenario.input_tokens)))
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from distalloc._compiled import llm_kernels
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import (ValidationError, as_float_array, as_generator,
+                                   as_int_array, check_count, check_real, describe)
+from distalloc.llm.limits import (MAX_COUNT, MAX_NOISE, MAX_SPAN_S, check_memory,
+                                  max_memory_limit)
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
@@ -81,17 +84,33 @@ def choose_planned_requests(scenario: Scenario, rate_per_s: float, client_weight
                             max_iter: int = 100) -> int:
     """The default design parameter |R| = min(round(λ T1 + sqrt(λ T1)), R_max), iterated
     from |R| = 1 to a fixed point (T1, the request time without waiting, depends on the
-    placement, which depends on |R|)."""
+    placement, which depends on |R|).
+
+    ``rate_per_s`` may be ``inf`` (a workload whose requests all arrive at one instant,
+    e.g. a one-row trace): the formula's limit, |R| = R_max, the largest feasible |R|.
+
+    Raises
+    ------
+    ValidationError
+        a NaN or non-positive rate, or a scenario in which no |R| >= 1 is feasible.
+    """
+    if not (isinstance(rate_per_s, (int, float, np.number)) and rate_per_s == math.inf):
+        rate_per_s = check_real(rate_per_s, "rate_per_s", low=0, low_open=True)
+    max_iter = check_count(max_iter, "max_iter", low=1, high=10_000)
     probs = client_probs(scenario, client_weights)
     r_max = max_planned_requests(scenario)
     if r_max == 0:
         raise ValidationError("No |R| >= 1 lets CG-BP cover every block: the servers cannot "
                               "host the model with cache for one session.")
+    if math.isinf(rate_per_s):
+        return r_max
     R, seen = 1, set()
     for _ in range(max_iter):
         cg = cg_bp_placement(scenario, R)
+        # finite: times are bounded (distalloc.llm.limits) and the rate is finite
         load = rate_per_s * _request_time_s(scenario, cg.placement, probs)
-        nxt = max(1, min(int(round(load + math.sqrt(load))), r_max))
+        nxt = (r_max if not math.isfinite(load) else
+               max(1, min(int(round(load + math.sqrt(load))), r_max)))
         if nxt == R or nxt in seen:
             return max(R, nxt) if nxt in seen else R
         seen.add(R)
@@ -193,7 +212,7 @@ def parse_allocation_delay(spec: Any, method: str) -> float:
     if isinstance(spec, str):
         table: dict[str, Any] = {}
         try:
-            return check_number(float(spec), "allocation_delay", low=0)
+            return check_real(float(spec), "allocation_delay", low=0)
         except ValueError:
             pass
         for part in spec.split(","):
@@ -212,8 +231,8 @@ def parse_allocation_delay(spec: Any, method: str) -> float:
         if unknown:
             raise ValidationError(f"The 'allocation_delay' parameter names unknown method "
                                   f"{unknown[0]!r} (known: {', '.join(ONLINE_METHODS)}).")
-        return check_number(spec.get(method, 0.0), f"allocation_delay[{method}]", low=0)
-    return check_number(spec, "allocation_delay", low=0)
+        return check_real(spec.get(method, 0.0), f"allocation_delay[{method}]", low=0)
+    return check_real(spec, "allocation_delay", low=0)
 
 
 def _placement_for(scenario: Scenario, rule: str, rng: np.random.Generator, planned: int | None,
@@ -251,6 +270,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
              workload: Workload | None = None, service: str = "model",
+             trace_format: str | None = None, max_memory_gb: float | None = None,
              **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
@@ -287,10 +307,27 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
         ``design_rate_per_s`` (the rate the chains are composed for; default the
         workload's).
+    trace_format : {'azure', 'burstgpt', 'mooncake'}, optional
+        columns of the trace (default: detected; see :mod:`distalloc.llm.workload`).
+    max_memory_gb : float, optional
+        refuse (before any work) a run whose memory estimate exceeds this (default
+        :func:`distalloc.llm.limits.default_max_memory_gb`).
 
     Returns
     -------
     SimulationResult
+        Requests that are never served are NaN and counted in ``dropped``: with WS-RR
+        routing, a request no chain can hold (some server of every chain lacks the cache
+        for its blocks even when idle); with PETALS routing, also a request that gave up
+        after ``max_attempts`` retries.
+
+    Raises
+    ------
+    ValidationError
+        bad parameters (before any work), a run that would need more than
+        ``max_memory_gb``, a method that cannot place the model, and a method that serves
+        none of the requests ("serves nobody": no chain of its placement has cache for one
+        session, or every request was dropped).
 
     Notes
     -----
@@ -302,19 +339,36 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     if method not in ONLINE_METHODS:
         raise ValidationError(f"The 'method' parameter must be one of {', '.join(ONLINE_METHODS)}. "
                               f"Got {method!r} instead.")
+    # ---- validation, before any work (the LLM hardening pass owns this block) ----------
     delay_s = parse_allocation_delay(allocation_delay_s, method)
-    sigma = check_number(noise, "noise", low=0)
-    max_attempts = check_number(max_attempts, "max_attempts", low=1, integer=True)
+    if delay_s > MAX_SPAN_S:
+        raise ValidationError(f"The 'allocation_delay' parameter must be at most "
+                              f"{MAX_SPAN_S:g} s (so that times stay finite). Got {delay_s:g} instead.")
+    sigma = check_real(noise, "noise", low=0, high=MAX_NOISE)
+    max_attempts = check_count(max_attempts, "max_attempts", low=1, high=MAX_COUNT)
+    if planned_requests is not None:
+        planned_requests = check_count(planned_requests, "planned_requests", low=1,
+                                       high=MAX_COUNT)
+    if service not in SERVICE_MODELS:
+        raise ValidationError(f"The 'service' parameter must be one of "
+                              f"{', '.join(SERVICE_MODELS)}. Got {describe(service)} instead.")
+    memory_limit = max_memory_limit(max_memory_gb)
     rng = as_generator(seed)
     if workload is None:
+        planned_n = num_requests if num_requests is not None else (
+            None if (trace or scenario.online.get("trace")) else scenario.online.get("num_requests"))
+        if planned_n is not None:
+            n = check_count(planned_n, "num_requests", low=1, high=MAX_COUNT)
+            _check_simulation_memory(scenario, n, memory_limit)
         workload = workload_from_args(scenario, rng, rate_per_s, num_requests, client_weights,
-                                       trace, time_scale)
+                                      trace, time_scale, trace_format, memory_limit)
+    else:
+        _check_workload(workload, scenario)
+    _check_simulation_memory(scenario, workload.num_requests, memory_limit)
+    # ---- end of validation ----------------------------------------------------------------
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
-    if service not in SERVICE_MODELS:
-        raise ValidationError(f"The 'service' parameter must be one of "
-                              f"{', '.join(SERVICE_MODELS)}. Got {service!r} instead.")
     if service == "exponential":
         factor = factor * rng.exponential(1.0, N)
     rule, routing = ONLINE_METHODS[method]
@@ -328,14 +382,16 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
         if planned_requests is not None:
-            planned = check_number(planned_requests, "planned_requests", low=1, integer=True)
+            planned = planned_requests  # validated above
         else:
             counts = np.bincount(workload.client, minlength=scenario.num_clients)
             planned = choose_planned_requests(scenario, workload.rate_per_s,
                                               counts / counts.sum())
     placement, info = _placement_for(scenario, rule, rng, planned, workload, time_limit_s)
     spare = scenario.usable_memory_gb - scenario.block_gb * placement.num_blocks
-    budget = np.maximum(np.floor(spare / scenario.cache_gb), 0).astype(np.int64)
+    # clamped in floating point before the cast (a count beyond int64 would wrap negative)
+    budget = np.clip(np.floor(spare / scenario.cache_gb), 0, 2.0 ** 62).astype(np.int64)
+    _check_serves_someone(scenario, method, placement, budget, workload)
     p_alpha, p_beta = petals_costs(scenario)
     start = np.empty(N)
     end = np.empty(N)
@@ -354,7 +410,68 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         PETALS_NO_CACHE_PENALTY_MS, BACKOFF_BASE_S * 1000.0, BACKOFF_CAP_S * 1000.0,
         max_attempts, start, end, first_tok, wait, retries, offset, plen)
     wall = time.perf_counter() - t0
+    if np.isnan(end).all():
+        why = ("every request gave up after max_attempts retries: the chains PETALS's "
+               "routing chose never had free cache" if routing == "petals" else
+               "no chain had cache for its blocks")
+        raise ValidationError(f"Method '{method}' served none of the {N} requests ({why}).")
     return SimulationResult(method, workload, placement, planned, delay_s, start / 1000.0,
                             end / 1000.0, first_tok / 1000.0, wait / 1000.0, retries, offset,
                             plen, chains,
                             int(events), wall, extra=info)
+
+
+# ------------------------------------------------------------------------------------------
+# Checks made before a simulation starts (issue 16)
+# ------------------------------------------------------------------------------------------
+#: bytes per simulated request besides its chain (8 per hop): the workload, the noise
+#: draws, seven per-request outputs, the event heap and the summaries' temporaries
+#: (measured peak: ~130 bytes per request on clustered, 10^5 to 3 x 10^6 requests)
+BYTES_PER_SIMULATED_REQUEST = 160
+
+
+def _check_simulation_memory(scenario: Scenario, num_requests: int, limit_gb: float) -> None:
+    """Refuse a run whose memory estimate (per request, plus each client's cached chain of
+    up to L + 1 servers in the kernel) exceeds the limit, before any work."""
+    hops = min(scenario.num_blocks, scenario.num_servers, 64)
+    need = (num_requests * (BYTES_PER_SIMULATED_REQUEST + 8 * hops)
+            + 8 * (scenario.num_clients + 1) * (scenario.num_blocks + 1)
+            + 64 * scenario.num_servers)
+    check_memory(need, f"simulating {num_requests} requests", limit_gb)
+
+
+def _check_workload(workload: Any, scenario: Scenario) -> None:
+    """A workload given by the caller: sorted finite arrival times, clients of the
+    scenario, output lengths in [1, output_tokens]."""
+    if not isinstance(workload, Workload):
+        raise ValidationError(f"'workload' must be a Workload. Got {type(workload).__name__} instead.")
+    n = workload.arrival_s.shape[0] if isinstance(workload.arrival_s, np.ndarray) else -1
+    if n < 1:
+        raise ValidationError("'workload.arrival_s' must be a non-empty 1-D array.")
+    t = as_float_array(workload.arrival_s, "workload.arrival_s", shape=(n,))
+    if np.any(np.diff(t) < 0) or abs(t[-1]) > MAX_SPAN_S or abs(t[0]) > MAX_SPAN_S:
+        raise ValidationError(f"'workload.arrival_s' must be sorted and within "
+                              f"+-{MAX_SPAN_S:g} s.")
+    as_int_array(workload.client, "workload.client", shape=(n,), low=0,
+                 high=scenario.num_clients - 1)
+    as_int_array(workload.output_tokens, "workload.output_tokens", shape=(n,), low=1,
+                 high=scenario.output_tokens)
+
+
+def _check_serves_someone(scenario: Scenario, method: str, placement: Placement,
+                          budget: np.ndarray, workload: Workload) -> None:
+    """"Serves nobody", decided before the event loop: if no chain of the placement has
+    cache for one session of some client even on an idle swarm, that client's requests
+    can never be served (WS-RR drops them at once, PETALS retries them max_attempts times
+    first); when this holds for every client of the workload, the method serves nobody."""
+    alpha, beta = request_time_costs(scenario)
+    routes = shortest_routes(placement, scenario.num_blocks, alpha, beta, budget, math.inf)
+    present = np.unique(workload.client)
+    if not np.isfinite(routes.cost[present]).any():
+        used = np.flatnonzero(placement.num_blocks > 0)
+        j = int(used[np.argmin(budget[used])])  # the placement covers every block: used != []
+        raise ValidationError(
+            f"Method '{method}' serves none of the {workload.num_requests} requests: no chain "
+            f"of its placement has cache for one session (server {j} holds "
+            f"{int(placement.num_blocks[j])} blocks and cache for {int(budget[j])} "
+            "(session, block) pairs).")
