@@ -381,3 +381,58 @@ cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogi
         tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
         cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
         i = small
+
+
+# --------------------------------------------------------------------------------------
+# CG-BP's window rule (SPEC 1.5 step 2), shared by the offline greedy (llm_kernels.cg_bp)
+# and the online engine's join rule (swarm_kernels.Engine)
+# --------------------------------------------------------------------------------------
+cdef inline Py_ssize_t _cg_window(const double* capacity, const double* T, Py_ssize_t L,
+                                  Py_ssize_t m, int64_t R, int64_t under,
+                                  int64_t* under_prefix, double* buf,
+                                  double* best) noexcept nogil:
+    """Start of the window CG-BP gives a server of m blocks: while some block has
+    C_b < R (``under`` > 0), among the windows that contain an under-served block the one
+    with the largest sum of T_b (summed left to right, so exact ties stay exact and go to
+    the smallest start); otherwise the window whose sorted C_b are lexicographically
+    smallest.  ``under_prefix`` holds L + 1 int64, ``buf`` and ``best`` 2 L doubles."""
+    cdef Py_ssize_t a, b, best_a
+    cdef double wsum, best_sum
+    if under <= 0:
+        return _lexmin_sorted_window(capacity, L, m, buf, best)
+    under_prefix[0] = 0
+    for b in range(L):
+        under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
+    best_a = -1
+    best_sum = -INFINITY
+    for a in range(L - m + 1):
+        if under_prefix[a + m] - under_prefix[a] == 0:
+            continue
+        wsum = 0.0
+        for b in range(a, a + m):
+            wsum = wsum + T[b]
+        if wsum > best_sum:
+            best_sum = wsum
+            best_a = a
+    return best_a
+
+
+cdef inline int64_t _cg_credit(double* capacity, double* T, Py_ssize_t a, Py_ssize_t m,
+                               int64_t R, int64_t sessions, double gain) noexcept nogil:
+    """Credit a server with ``sessions`` session slots and amortised gain
+    ``dummy - t~_j`` to blocks [a, a + m) (CG-BP step 2):
+    T_b -= gain * min(max(R - C_b, 0), s_j), C_b += s_j.  Returns how many of these blocks
+    went from C_b < R to C_b >= R."""
+    cdef Py_ssize_t b
+    cdef int64_t deficit, newly = 0
+    for b in range(a, a + m):
+        deficit = R - <int64_t> capacity[b]
+        if deficit < 0:
+            deficit = 0
+        if deficit > sessions:
+            deficit = sessions
+        T[b] -= gain * deficit
+        if capacity[b] < R and capacity[b] + sessions >= R:
+            newly += 1
+        capacity[b] += sessions
+    return newly

@@ -3,7 +3,8 @@
 Offline: scenarios (:func:`resolve_scenario`, :func:`load_scenario`), the performance
 model (:func:`evaluate_routes`), routing (:func:`shortest_routes`), placement by
 CG-BPRR (:func:`cg_bprr`), the PETALS baseline (:func:`petals`) and the exact MILP
-(:func:`solve_milp`), all behind :func:`plan`.
+(:func:`solve_milp`), all behind :func:`plan`.  Online: :class:`Swarm`, the engine a scheduler
+embeds (route, finish, leave, join, rebalance), which the simulator drives too.
 
 Reference: T. Sun, T. He, B. Ji, P. Parag, "Optimizing Resource Allocation for
 Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884 (2025).
@@ -18,9 +19,10 @@ from distalloc.llm.routing import Routes, shortest_routes
 from distalloc.llm.scenario import (Scenario, builtin_scenario, clustered, load_scenario,
                                     resolve_scenario, scenario_from_dict, synthetic_scenario,
                                     topology_scenario)
+from distalloc.llm.swarm import Assignment, Rebalance, Swarm
 
 __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlacement", "METHODS",
            "builtin_scenario", "clustered", "load_scenario", "resolve_scenario",
            "scenario_from_dict", "synthetic_scenario", "topology_scenario", "evaluate_routes",
            "shortest_routes", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
-           "plan", "solve_milp", "theorem2_bound_ms"]
+           "plan", "solve_milp", "theorem2_bound_ms", "Swarm", "Assignment", "Rebalance"]
