@@ -436,3 +436,22 @@ cdef inline int64_t _cg_credit(double* capacity, double* T, Py_ssize_t a, Py_ssi
             newly += 1
         capacity[b] += sessions
     return newly
+
+
+cdef inline double _release_at(const SessionList* s, int64_t used, int64_t capb,
+                               int64_t k) noexcept nogil:
+    """The time (absolute, ms) at which k more (session, block) caches are free on a
+    server, releasing its sessions in order of completion: -inf if they are free now, inf
+    if k exceeds its budget or its sessions never release enough.  ``_wait_table``'s rule
+    for one k, as a time rather than a wait, so a session booked behind another starts
+    exactly at that one's end."""
+    cdef int64_t need = used + k - capb, released = 0
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    if k > capb:
+        return INFINITY
+    if need <= 0:
+        return -INFINITY
+    while released < need and i < stop:
+        released += s.blocks[i]
+        i += 1
+    return s.end[i - 1] if released >= need else INFINITY

@@ -561,10 +561,11 @@ cdef class Engine:
 
     cdef int _rebook(self, int64_t skip) noexcept nogil:
         """Re-book, in booking order, every session in progress not yet confirmed started
-        (start >= the clock before this call): each starts no earlier than planned and no
-        earlier than the cache it needs on every server of its chain is released, the
-        sessions booked before it holding theirs until their (current) ends."""
-        cdef double p = self.prev_clock, wmax, t
+        (start >= p, the clock before this call; a late session counts as started): each
+        starts as soon as the cache it needs on every server of its chain is released, the
+        sessions booked before it holding theirs until their (current) ends, but never
+        before it was planned nor before p."""
+        cdef double p = self.prev_clock, w, t
         cdef Py_ssize_t s, n = 0, i, q
         cdef int64_t j, e, k, prev
         cdef KeyIndex* mv = <KeyIndex*> malloc((self.nactive + 1) * sizeof(KeyIndex))
@@ -572,7 +573,8 @@ cdef class Engine:
             return -1
         self.need_rebook = False
         for s in range(self.ncap):
-            if self.ss[s].state == ST_ACTIVE and s != skip and self.ss[s].start >= p:
+            if (self.ss[s].state == ST_ACTIVE and s != skip and self.ss[s].start >= p
+                    and not (self.ss[s].start < INFINITY and self.ss[s].end == INFINITY)):
                 mv[n].key = <double> self.ss[s].seq
                 mv[n].index = s
                 n += 1
@@ -581,7 +583,7 @@ cdef class Engine:
             self._unlist(mv[i].index)
         for i in range(n):
             s = mv[i].index
-            wmax = 0.0
+            t = self.ss[s].planned if self.ss[s].planned > p else p
             prev = 0
             for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len):
                 j = self.arena[q]
@@ -589,12 +591,9 @@ cdef class Engine:
                 k = e - prev
                 prev = e
                 if k > self.capb[j] - self.used[j]:
-                    _wait_table(&self.lists[j], self.used[j], self.capb[j], k, p, self.W)
-                    if self.W[k] > wmax:
-                        wmax = self.W[k]
-            t = p + wmax
-            if t < self.ss[s].planned:
-                t = self.ss[s].planned
+                    w = _release_at(&self.lists[j], self.used[j], self.capb[j], k)
+                    if w > t:
+                        t = w
             self.ss[s].start = t
             self.ss[s].end = t + self.ss[s].service
             if self._list(s) < 0 or (self.ss[s].end < INFINITY
@@ -606,32 +605,45 @@ cdef class Engine:
 
     cdef int _advance(self, double now, int64_t finishing) noexcept nogil:
         """Move the clock to ``now`` (>= the clock) and apply the late-finish rule (module
-        docstring).  ``finishing``: the session finished at this call, or -1.  O(1) when
-        no session is late (always in the simulator)."""
-        cdef int64_t s
+        docstring), one predicted end at a time in time order, since re-booking may move
+        a later session out of the way.  ``finishing``: the session finished at this call
+        (-1: none); if it was late it holds its cache until ``now``, and if it had not
+        been confirmed started it is re-booked like the others first (finishing a session
+        that was still blocked cancels it).  O(1) when no session is late (always in the
+        simulator)."""
+        cdef int64_t s, skip = -1
         cdef double t
-        cdef bint changed = False
+        cdef bint found
         self.prev_clock = self.clock_ms
         self.clock_ms = now
-        if finishing >= 0 and self.ss[finishing].start < now and (
-                self.ss[finishing].end < now or self.ss[finishing].end == INFINITY):
-            if self._set_end(finishing, now) < 0:
-                return -1
-            changed = True
+        if finishing >= 0 and self.ss[finishing].start < self.prev_clock:
+            skip = finishing               # confirmed started: its start cannot move
+            if self.ss[finishing].end < now or self.ss[finishing].end == INFINITY:
+                if self._set_end(finishing, now) < 0 or self._rebook(skip) < 0:
+                    return -1
         while True:
-            while self.nheap > 0 and self.ht[0] < now:
-                t = self.ht[0]
+            found = False
+            t = INFINITY
+            while self.nheap > 0 and self.ht[0] < now and (not found or self.ht[0] == t):
                 s = self.hc[0] >> 1
-                _heap_pop(self.ht, self.hc, &self.nheap)
-                if self.ss[s].state == ST_ACTIVE and self.ss[s].end == t and s != finishing:
+                if self.ss[s].state == ST_ACTIVE and self.ss[s].end == self.ht[0] and s != skip:
+                    t = self.ht[0]
+                    _heap_pop(self.ht, self.hc, &self.nheap)
                     if self._set_end(s, INFINITY) < 0:
                         return -1
-                    changed = True
-            if not changed:
-                return 0
-            if self._rebook(finishing) < 0:
+                    found = True
+                else:
+                    _heap_pop(self.ht, self.hc, &self.nheap)
+            if not found:
+                break
+            if self._rebook(skip) < 0:
                 return -1
-            changed = False
+        if finishing >= 0 and skip < 0 and self.ss[finishing].start < now and (
+                self.ss[finishing].end == INFINITY):
+            # started between calls and late: it held its cache until now
+            if self._set_end(finishing, now) < 0 or self._rebook(finishing) < 0:
+                return -1
+        return 0
 
     # ----------------------------------------------------------------------------------
     # routing: one dispatch per policy
@@ -658,7 +670,7 @@ cdef class Engine:
         cdef Py_ssize_t L = self.L, S = self.S, q
         cdef int64_t j, k, prev, plen = 0
         cdef int64_t* cp = &self.cpath[c * (L + 1)]
-        cdef double wmax, pre, tok
+        cdef double start, t, pre, tok
         cdef bint fits, use_cached, wsrr = self.policy == POLICY_WSRR
         if wsrr:
             rc.a1 = &self.prtt[c * S]
@@ -688,7 +700,7 @@ cdef class Engine:
             if k > self.capb[j] - self.used[j]:
                 use_cached = False
                 break
-        wmax = 0.0
+        start = now
         fits = True
         if use_cached:
             plen = self.clen[c]
@@ -708,10 +720,10 @@ cdef class Engine:
                 if k > self.capb[j] - self.used[j]:
                     fits = False
                     if wsrr:
-                        _wait_table(&self.lists[j], self.used[j], self.capb[j], k, now, self.W)
-                        if self.W[k] > wmax:
-                            wmax = self.W[k]
-            if wsrr and wmax == INFINITY:
+                        t = _release_at(&self.lists[j], self.used[j], self.capb[j], k)
+                        if t > start:
+                            start = t
+            if wsrr and start == INFINITY:
                 return ROUTE_NO_CHAIN      # larger than some server's whole budget
         if not wsrr and not fits:
             return ROUTE_BUSY
@@ -724,7 +736,7 @@ cdef class Engine:
             prev = self.first[j] + self.num[j]
             pre += self.prtt[c * S + j] + self.pre[j] * k
             tok += self.rtt[c * S + j] + self.dec[j] * k
-        if self._book(s, c, lo, now + wmax, pre, tok, noise, self.path, plen) < 0:
+        if self._book(s, c, lo, start, pre, tok, noise, self.path, plen) < 0:
             return -1
         return ROUTE_BOOKED
 
@@ -906,17 +918,28 @@ cdef class Engine:
         chain = [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)]
         return st, self.ss[s].id, chain, self.ss[s].start, self.ss[s].end
 
-    def finish(self, int64_t sid, double now_ms):
-        cdef int64_t s = self._slot(sid)
+    def advance(self, double now_ms):
         cdef int st
         with nogil:
+            st = self._advance(now_ms, -1)
+        if st < 0:
+            raise MemoryError()
+
+    def finish(self, int64_t sid, double now_ms):
+        """Returns the session's start (ms; inf if it never started: a cancellation)."""
+        cdef int64_t s = self._slot(sid)
+        cdef int st
+        cdef double start
+        with nogil:
             st = self._advance(now_ms, s)
+            start = self.ss[s].start
             self._release(s)
             self._forget(sid)
             if st == 0 and self.need_rebook:
                 st = self._rebook(-1)
         if st < 0:
             raise MemoryError()
+        return start
 
     def _ids(self, int64_t[::1] slots, Py_ssize_t n):
         out = np.empty(n, dtype=np.int64)

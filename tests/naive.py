@@ -300,6 +300,19 @@ def _wait_for(sessions, used, budget, k, now):
     return math.inf
 
 
+def _release_at(sessions, used, budget, k):
+    """Time at which k more caches are free (inf: never), releasing in end order."""
+    if k > budget:
+        return math.inf
+    need = used + k - budget
+    released = 0
+    for end, blocks, _ in sessions:
+        released += blocks
+        if released >= need:
+            return end
+    return math.inf
+
+
 def _dp_extra(first, num, L, alpha, beta, extra):
     """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k)."""
     D = [math.inf] * (L + 1)
@@ -360,7 +373,7 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
             cache[c] = (lo, _dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0))
         static = cache[c][1]
         if static and all(k <= budget[j] - used[j] for j, k in blocks_of(static)):
-            return static, 0.0, True
+            return static, now, True
         if mode == 0:
             extra = lambda j, k: (0.0 if k <= budget[j] - used[j]
                                   else _wait_for(sessions[j], used[j], budget[j], k, now))
@@ -369,10 +382,10 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         path = _dp_extra(first, num, L, alpha, beta, extra)
         if not path:
             return None, None, False
-        waits = [(_wait_for(sessions[j], used[j], budget[j], k, now) if k > budget[j] - used[j] else 0.0)
-                 for j, k in blocks_of(path)]
-        fits = all(w == 0.0 for w in waits) and all(k <= budget[j] - used[j] for j, k in blocks_of(path))
-        return path, (max(waits) if mode == 0 else 0.0), fits
+        short = [(j, k) for j, k in blocks_of(path) if k > budget[j] - used[j]]
+        # the session starts when the last server of its chain has released enough cache
+        start = max([now] + [_release_at(sessions[j], used[j], budget[j], k) for j, k in short])
+        return path, (start if mode == 0 else now), not short
 
     i = 0
     while i < N or heap:
@@ -389,8 +402,8 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
             now, r = t_arr, i
             i += 1
             events += 1
-        path, wait, fits = route(r, now)
-        if path is None or (mode == 0 and wait == math.inf):
+        path, begin, fits = route(r, now)
+        if path is None or (mode == 0 and begin == math.inf):
             continue
         if mode == 1 and not fits:
             retries[r] += 1
@@ -402,7 +415,7 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         bl = blocks_of(path)
         p = sum(prtt[c][j] + pre[j] * k for j, k in bl)
         t = sum(rtt[c][j] + dec[j] * k for j, k in bl)
-        start[r] = now + wait
+        start[r] = begin
         ftok[r] = start[r] + p * noise[r]
         end[r] = start[r] + (p + (lo - 1) * t) * noise[r]
         routes[r] = path
@@ -536,3 +549,124 @@ def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", 
                     ) / dbw["mu"][:dbw["k_max"]]
             k = int(kk[np.argmax(rate)]) if rate.max() > 0 else dbw["k_max"]
     return w, t, it, ks, errors
+
+
+# ------------------------------------------------------------------------------------------
+# Online join and rebalance rules (the engine's, SPEC 5.1), pure Python
+# ------------------------------------------------------------------------------------------
+def _best_start(values, m):
+    """PETALS's _choose_best_start: the window whose sorted values are smallest."""
+    return min(range(len(values) - m + 1), key=lambda a: (sorted(values[a:a + m]), a))
+
+
+def cg_join_window(sc, first, num, j, m, R):
+    """CG-BP's window for server j of m blocks, the holders credited in CG-BP's amortised
+    order with the dummy time of every server that could hold blocks (SPEC 1.5 step 2)."""
+    L = sc.num_blocks
+    M, tau, tmax_c = list(map(float, sc.usable_memory_gb)), list(map(float, sc.decode_ms)), \
+        list(map(float, sc.max_rtt_ms))
+    counts = [int(x) for x in __import__("distalloc.llm.placement", fromlist=["x"])
+              .conservative_block_counts(sc, R)]
+    amort = lambda h, mm: tau[h] + tmax_c[h] / mm
+    holders = sorted((amort(h, num[h]), h) for h in range(len(num)) if num[h] > 0)
+    tmax = max([amort(h, counts[h]) for h in range(len(num)) if counts[h] > 0]
+               + [amort(j, m)] + [k for k, _ in holders])
+    dummy = tmax + 1.0
+    C, T, under = [0.0] * L, [R * dummy] * L, L
+    for key, h in holders:
+        s = min(math.floor((M[h] - sc.block_gb * num[h]) / (sc.cache_gb * num[h])), R)
+        s = max(s, 0)
+        for b in range(first[h], first[h] + num[h]):
+            deficit = min(max(R - int(C[b]), 0), s)
+            T[b] -= (dummy - key) * deficit
+            if C[b] < R and C[b] + s >= R:
+                under -= 1
+            C[b] += s
+    if under > 0:
+        best_a, best_sum = -1, -math.inf
+        for a in range(L - m + 1):
+            if not any(C[b] < R for b in range(a, a + m)):
+                continue
+            wsum = 0.0
+            for b in range(a, a + m):
+                wsum = wsum + T[b]
+            if wsum > best_sum:
+                best_a, best_sum = a, wsum
+        return best_a
+    return _best_start(C, m)
+
+
+def _block_throughput(first, num, thr, L, order):
+    t = [0.0] * L
+    for h in order:
+        if num[h] > 0:
+            for b in range(first[h], first[h] + num[h]):
+                t[b] += thr[h]
+    return t
+
+
+def join_window(sc, first, num, j, method, R, rank):
+    """(first_block, num_blocks) the engine's join rule gives server j."""
+    from distalloc.llm.placement import conservative_block_counts, petals_block_counts
+    if method == "cg-bprr":
+        m = int(conservative_block_counts(sc, R)[j])
+        return (cg_join_window(sc, first, num, j, m, R), m) if m > 0 else (0, 0)
+    m = int(petals_block_counts(sc)[j])
+    if m <= 0:
+        return 0, 0
+    order = sorted(range(len(num)), key=lambda h: (rank[h], h))
+    thr = list(map(float, sc.server_throughput(petals_block_counts(sc))))
+    return _best_start(_block_throughput(first, num, thr, sc.num_blocks, order), m), m
+
+
+def petals_should_move(first, num, thr, L, order, j, quality, max_passes=64):
+    """PETALS's should_choose_other_blocks for server j (petals/server/block_selection.py,
+    eps 1e-3), the simulated re-choices in index order; returns the new start or None."""
+    eps = 1e-3
+    t = _block_throughput(first, num, thr, L, order)
+    initial = min(t)
+    tf = list(first)
+    for b in range(first[j], first[j] + num[j]):
+        t[b] -= thr[j] * (1 + eps)
+    if initial > eps and min(t) <= 0:
+        return None
+    ns = _best_start(t, num[j])
+    if ns == first[j]:
+        return None
+    for b in range(first[j], first[j] + num[j]):
+        t[b] += thr[j] * eps
+    tf[j] = ns
+    for b in range(ns, ns + num[j]):
+        t[b] += thr[j]
+    moved, passes = True, 0
+    while moved and passes < max_passes:
+        moved, passes = False, passes + 1
+        for h in range(len(num)):
+            if num[h] <= 0:
+                continue
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] -= thr[h] * (1 + eps)
+            ns = _best_start(t, num[h])
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] += thr[h] * eps
+            if ns != tf[h]:
+                tf[h], moved = ns, True
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] += thr[h]
+    new = min(t)
+    if new < initial or new < eps or not (initial / new < quality - eps):
+        return None
+    ns = _best_start(_block_throughput(first, num, thr, L, [h for h in order if h != j]), num[j])
+    return ns if ns != first[j] else None
+
+
+def petals_rebalance(first, num, thr, L, order, quality):
+    """Every server holding blocks, in index order, runs the check and moves: [(j, start)]."""
+    first, moves = list(first), []
+    for j in range(len(num)):
+        if num[j] > 0:
+            ns = petals_should_move(first, num, thr, L, order, j, quality)
+            if ns is not None:
+                first[j] = ns
+                moves.append((j, ns))
+    return moves

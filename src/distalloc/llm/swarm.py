@@ -243,8 +243,10 @@ class Swarm:
         self.method = method
         self.policy = policy
         self.planned_requests = R
+        self._join_rank = np.arange(S, dtype=np.float64) if rank is None else rank
         self._engine = make_engine(scenario, placement, policy=policy, join_rule=rule,
-                                   join_blocks=counts, join_rank=rank, planned_requests=R,
+                                   join_blocks=counts, join_rank=self._join_rank,
+                                   planned_requests=R,
                                    balance_quality=quality)
         self._now_s = 0.0
         self._num_clients = scenario.num_clients
@@ -311,12 +313,22 @@ class Swarm:
         else:
             lo = check_number(output_tokens, "output_tokens", low=1, high=self._max_tokens,
                               integer=True)
-        status, sid, chain, start_ms, end_ms = self._engine.route(c, lo, now * 1000.0)
+        now_ms = now * 1000.0
+        status, sid, chain, start_ms, end_ms = self._engine.route(c, lo, now_ms)
         self._now_s = now
         if status != 0:
             return None
-        start = start_ms / 1000.0
-        return Assignment(sid, chain, start, end_ms / 1000.0, start - now)
+        wait = (start_ms - now_ms) / 1000.0
+        return Assignment(sid, chain, now + wait, end_ms / 1000.0, wait)
+
+    def advance(self, now_s: float) -> None:
+        """Move the clock to ``now_s`` without a decision: sessions whose predicted finish
+        passed without :meth:`finish` become late, and the sessions booked behind them move
+        (call it when a timer fires, e.g. before starting a session at its ``start_s``;
+        a session counts as started once a call comes after its ``start_s``)."""
+        now = self._time(now_s)
+        self._engine.advance(now * 1000.0)
+        self._now_s = now
 
     def finish(self, session: int, now_s: float) -> None:
         """Session ``session`` ended at ``now_s``: release its cache.  A late finish
