@@ -108,6 +108,7 @@ cdef class Engine:
     cdef readonly double clock_ms
     cdef readonly int64_t interrupted
     cdef readonly double lost_ms
+    cdef readonly int64_t dp_runs           # routes that needed the DP (static chain full)
     cdef double prev_clock
     cdef double block_gb, cache_gb, penalty_ms, balance_quality, cg_tmax
     cdef object _keep
@@ -708,6 +709,7 @@ cdef class Engine:
                 self.path[q] = cp[q]
         else:
             rc.mode = 2 if wsrr else 1
+            self.dp_runs += 1
             _route_dp(&self.g, rc, self.D, self.arg_server, self.arg_prev, self.W, self.path,
                       &plen)
             if plen == 0:
@@ -1018,6 +1020,13 @@ cdef class Engine:
         if self.need_rebook and self._rebook(-1) < 0:
             raise MemoryError()
         return moves, self._ids(buf, n)
+
+    def session_lists(self):
+        """Per server, its sessions as (end_ms, blocks) sorted by end (for baselines)."""
+        cdef Py_ssize_t j, i
+        return [[(self.lists[j].end[i], self.lists[j].blocks[i])
+                 for i in range(self.lists[j].head, self.lists[j].head + self.lists[j].size)]
+                for j in range(self.S)]
 
     def sessions(self):
         """Sessions in progress by id: (ids, clients, start_ms, end_ms, chains)."""

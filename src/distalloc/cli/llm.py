@@ -92,6 +92,8 @@ def _online_kwargs(args, scenario) -> dict:
     100 requests when neither the command line nor the scenario file gives them."""
     kw: dict[str, Any] = dict(planned_requests=args.planned_requests, noise=args.noise,
                               allocation_delay_s=args.allocation_delay)
+    if args.churn is not None:
+        kw["churn"] = args.churn
     if args.client_weights is not None:
         kw["client_weights"] = floats(args.client_weights, "client-weights")
     if args.trace is not None or "trace" in scenario.online:
@@ -117,8 +119,11 @@ def _cmd_llm_simulate(args) -> int:
               f"requests ({res.workload.source}, {res.workload.rate_per_s:.3g} req/s), "
               f"method {res.method}" + (f", planned |R| = {res.planned_requests}"
                                         if res.planned_requests else ""))
-        for key in ("mean_token_s", "p50_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s",
-                    "mean_retries", "dropped", "allocation_delay_s", "events", "wall_s"):
+        keys = ["mean_token_s", "p50_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s",
+                "mean_retries", "dropped", "allocation_delay_s", "events", "wall_s"]
+        if res.churn is not None:
+            keys += ["interrupted", "lost_token_s", "lost_tokens", "availability", "failures"]
+        for key in keys:
             v = d[key]
             print(f"{key:>20}  {v:.4g}" if isinstance(v, float) else f"{key:>20}  {v}")
     return 0
@@ -137,6 +142,8 @@ def _cmd_llm_compare(args) -> int:
     kw = _online_kwargs(args, sc)
     runs = {m: [simulate(sc, m, seed=s, **kw) for s in range(args.seeds)] for m in methods}
     keys = ("mean_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries")
+    if args.churn is not None:
+        keys += ("interrupted", "lost_token_s", "availability")
     table = {m: {k: [r.to_dict()[k] for r in rs] for k in keys} for m, rs in runs.items()}
     if args.json:
         print_json({"scenario": sc.name, "seeds": args.seeds,
@@ -193,6 +200,10 @@ def _add_online_options(p) -> None:
                    "e.g. petals=250,cg-bprr=60 (default 0)")
     p.add_argument("--noise", type=float, default=0.0, metavar="σ",
                    help="log-normal noise on service times (default 0)")
+    p.add_argument("--churn", default=None, metavar="MTBF_S[:MTTR_S]",
+                   help="servers fail after Exp(MTBF) s and come back after Exp(MTTR) s "
+                   "(default MTBF/10), re-joining by the method's rule; interrupted sessions "
+                   "are re-routed (default: no churn)")
     p.add_argument("--input-tokens", type=int, default=None, metavar="N",
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",

@@ -219,6 +219,7 @@ class Churn:
 
     mtbf_s: float
     mttr_s: float
+    key: int                 # the failure/repair streams' key (drawn from the seed)
     time_s: np.ndarray
     server: np.ndarray
     kind: np.ndarray
@@ -345,8 +346,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     noise : float
         sigma of a mean-one log-normal factor on every service time (0: the model exactly).
     seed : int
-        draws, in this order, the arrivals, the noise and PETALS's join order, so methods
-        run with one seed see the same arrivals.
+        draws, in this order, the arrivals, the noise, the churn streams' key (with churn)
+        and PETALS's join order, so methods run with one seed see the same arrivals and
+        the same failures and repairs.
     workload : Workload, optional
         use these arrivals instead of drawing them.
     churn : str, float or (float, float), optional
@@ -377,6 +379,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     delay_s = parse_allocation_delay(allocation_delay_s, method)
     sigma = check_number(noise, "noise", low=0)
     max_attempts = check_number(max_attempts, "max_attempts", low=1, integer=True)
+    churn_s = parse_churn(churn)
     rng = as_generator(seed)
     if workload is None:
         workload = workload_from_args(scenario, rng, rate_per_s, num_requests, client_weights,
@@ -384,6 +387,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
+    # with churn, the failure streams' key comes next, so every method run with this seed
+    # sees the same failures and repairs
+    churn_key = int(rng.integers(0, 2**63)) if churn_s is not None else 0
     rule, routing = ONLINE_METHODS[method]
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
@@ -396,9 +402,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     placement, info = _placement_for(scenario, rule, rng, planned, workload, time_limit_s)
     engine = make_engine(scenario, placement, policy=routing,
                          **_join_rule_for(scenario, rule, planned, info))
-    churn_s = parse_churn(churn)
     mtbf_s, mttr_s = churn_s if churn_s is not None else (0.0, 0.0)
-    churn_key = int(rng.integers(0, 2**63)) if churn_s is not None else 0
     start = np.empty(N)
     end = np.empty(N)
     first_tok = np.empty(N)
@@ -416,7 +420,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     wall = time.perf_counter() - t0
     churn_info = None
     if churn_s is not None:
-        churn_info = Churn(mtbf_s, mttr_s, log[0] / 1000.0, log[1], log[2],
+        churn_info = Churn(mtbf_s, mttr_s, churn_key, log[0] / 1000.0, log[1], log[2],
                            int(interruptions.sum()), lost_ms / 1000.0, int(lost_tokens),
                            up_ms / (horizon_ms * scenario.num_servers) if horizon_ms > 0 else 1.0)
     return SimulationResult(method, workload, placement, planned, delay_s, start / 1000.0,

@@ -182,7 +182,7 @@ class Swarm:
     >>> swarm = Swarm(clustered(), planned_requests=20)
     >>> a = swarm.route(client=0, now_s=0.0)
     >>> a.servers, round(a.finish_s, 1)
-    ([0, 1], 83.9)
+    ([0, 1], 82.2)
     >>> swarm.finish(a.session, now_s=a.finish_s)
     """
 
