@@ -32,7 +32,7 @@ from distalloc.llm.workload import (Workload, client_probs, poisson_workload, tr
 
 __all__ = ["Workload", "poisson_workload", "trace_workload", "SimulationResult", "simulate",
            "choose_planned_requests", "max_planned_requests", "ONLINE_METHODS",
-           "parse_allocation_delay", "parse_churn"]
+           "parse_allocation_delay", "parse_churn", "SERVICE_MODELS"]
 
 #: method -> (placement rule, routing rule)
 ONLINE_METHODS = {
@@ -42,7 +42,12 @@ ONLINE_METHODS = {
     "petals-cg-counts": ("petals-cg-counts", "petals"),
     "petals-opt-routing": ("petals", "ws-rr"),
     "milp": ("milp", "ws-rr"),
+    # chain composition (SPEC 1.10): served by distalloc.llm.jffc, see simulate()
+    "chains": ("gbp-cr", "jffc"),
+    "jffc-whole": ("whole", "jffc"),
 }
+#: service-time models of every method: the performance model, or Exp(1) work x model time
+SERVICE_MODELS = ("model", "exponential")
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
@@ -144,6 +149,11 @@ class SimulationResult:
     def ttft_s(self) -> np.ndarray:
         return self.first_token_s - self.workload.arrival_s
 
+    @property
+    def response_s(self) -> np.ndarray:
+        """Completion - arrival (waiting + service), seconds."""
+        return self.end_s - self.workload.arrival_s
+
     def route(self, r: int) -> list[int]:
         o = self.path_offset[r]
         return [] if o < 0 else self.chains[o: o + self.path_len[r]].tolist()
@@ -163,6 +173,9 @@ class SimulationResult:
             "mean_wait_s": mean(self.wait_s[ok]),
             "p50_token_s": float(np.percentile(tok, 50)) if tok.size else None,
             "p95_token_s": float(np.percentile(tok, 95)) if tok.size else None,
+            "mean_response_s": mean(self.response_s[ok]),
+            "p95_response_s": (float(np.percentile(self.response_s[ok], 95)) if tok.size
+                               else None),
             "dropped": self.dropped,
             "mean_retries": float(np.mean(self.retries)),
             "planned_requests": self.planned_requests,
@@ -324,7 +337,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              time_scale: float | None = None, planned_requests: int | None = None,
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
-             workload: Workload | None = None, churn: Any = None) -> SimulationResult:
+             workload: Workload | None = None, churn: Any = None,
+             service: str = "model", **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
     Parameters
@@ -354,11 +368,21 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     churn : str, float or (float, float), optional
         ``"MTBF_S[:MTTR_S]"``: every server fails after an exponential time of mean MTBF
         and comes back after one of mean MTTR (default MTBF / 10), independently, from
-        streams drawn from ``seed`` after the rest; a failure releases its sessions, which
+        streams keyed from ``seed``; a failure releases its sessions, which
         are re-routed at once (their progress lost and counted), and a repaired server
         re-joins by the method's rule (CG-BP's window rule, or PETALS's weakest window).
         With churn a request that finds no live chain is retried with the back-off below
-        instead of being dropped.
+        instead of being dropped.  Not for the chain methods (yet).
+    service : {'model', 'exponential'}
+        'model': service times from the performance model (times the noise factor);
+        'exponential': each job's time is additionally multiplied by an Exp(1) work draw
+        (the chain-composition paper's analysis model), drawn after the noise so every
+        method of a seed sees the same work draws.
+    **chain_options
+        'chains' and 'jffc-whole' only (:func:`distalloc.llm.jffc.simulate_chains`):
+        ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
+        ``design_rate_per_s`` (the rate the chains are composed for; default the
+        workload's).
 
     Returns
     -------
@@ -380,6 +404,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     sigma = check_number(noise, "noise", low=0)
     max_attempts = check_number(max_attempts, "max_attempts", low=1, integer=True)
     churn_s = parse_churn(churn)
+    if churn_s is not None and ONLINE_METHODS[method][1] == "jffc":
+        raise ValidationError(f"The 'churn' parameter applies to the methods served by the "
+                              f"online engine, not {method!r} (its JFFC slot is not wired yet).")
     rng = as_generator(seed)
     if workload is None:
         workload = workload_from_args(scenario, rng, rate_per_s, num_requests, client_weights,
@@ -387,10 +414,22 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
+    if service not in SERVICE_MODELS:
+        raise ValidationError(f"The 'service' parameter must be one of "
+                              f"{', '.join(SERVICE_MODELS)}. Got {service!r} instead.")
+    if service == "exponential":
+        factor = factor * rng.exponential(1.0, N)
     # with churn, the failure streams' key comes next, so every method run with this seed
     # sees the same failures and repairs
     churn_key = int(rng.integers(0, 2**63)) if churn_s is not None else 0
     rule, routing = ONLINE_METHODS[method]
+    if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
+        from distalloc.llm.jffc import simulate_chains
+        return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
+                               **chain_options)
+    if chain_options:
+        raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
+                              f"chain methods (chains, jffc-whole), not {method!r}.")
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
         if planned_requests is not None:
