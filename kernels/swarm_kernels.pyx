@@ -93,12 +93,6 @@ cdef inline double _exp_draw(uint64_t* state, double mean) noexcept nogil:
     return -log(u) * mean
 
 
-def churn_stream_start(uint64_t key, int64_t server):
-    """The splitmix64 state a server's failure/repair stream starts from (for the tests'
-    pure-Python twin)."""
-    return _mix64(key ^ (<uint64_t> (server + 1) * <uint64_t> 0xD1B54A32D192ED03))
-
-
 @cython.final
 cdef class Engine:
     """One swarm's state and its online decisions (see the module docstring)."""
@@ -109,6 +103,7 @@ cdef class Engine:
     cdef readonly int64_t interrupted
     cdef readonly double lost_ms
     cdef readonly int64_t dp_runs           # routes that needed the DP (static chain full)
+    cdef readonly int64_t static_runs       # static-chain DPs (placement changed, new client)
     cdef double prev_clock
     cdef double block_gb, cache_gb, penalty_ms, balance_quality, cg_tmax
     cdef object _keep
@@ -152,6 +147,8 @@ cdef class Engine:
     cdef int64_t* ckey
     cdef int64_t* clen
     cdef int64_t* cpath
+    cdef double* cD                 # its DP's prefix costs D[0..L] (a join's lower bound)
+    cdef double* cmin               # per client: the cheapest per-visit and per-block cost
     # sessions, by slot
     cdef Py_ssize_t ncap
     cdef Session* ss
@@ -234,11 +231,13 @@ cdef class Engine:
         self.ckey = <int64_t*> malloc((C + 1) * sizeof(int64_t))
         self.clen = <int64_t*> malloc((C + 1) * sizeof(int64_t))
         self.cpath = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
+        self.cD = <double*> malloc((C + 1) * (L + 1) * sizeof(double))
+        self.cmin = <double*> malloc(2 * (C + 1) * sizeof(double))
         cdef int ok = _graph_init(&self.g, self.first, self.num, S, L)
         if not (self.lists and self.D and self.arg_server and self.arg_prev and self.W
                 and self.path and self.wbuf and self.wbest and self.blockval and self.T
                 and self.under_prefix and self.tmp_first and self.holders and self.ckey
-                and self.clen and self.cpath) or ok < 0:
+                and self.clen and self.cpath and self.cD and self.cmin) or ok < 0:
             raise MemoryError()
         # CG-BP's dummy amortised time: the slowest server that could ever hold blocks
         self.cg_tmax = -INFINITY
@@ -265,7 +264,7 @@ cdef class Engine:
         free(self.lists); free(self.D); free(self.arg_server); free(self.arg_prev)
         free(self.W); free(self.path); free(self.wbuf); free(self.wbest); free(self.blockval)
         free(self.T); free(self.under_prefix); free(self.tmp_first); free(self.holders)
-        free(self.ckey); free(self.clen); free(self.cpath)
+        free(self.ckey); free(self.clen); free(self.cpath); free(self.cD); free(self.cmin)
         free(self.g.bucket); free(self.g.by_end)
         free(self.ss)
         free(self.arena); free(self.ht); free(self.hc); free(self.slot_of)
@@ -412,16 +411,66 @@ cdef class Engine:
         self.nholders += 1
 
     cdef void _move_server(self, Py_ssize_t j, int64_t a, int64_t m) noexcept nogil:
-        """Place server j (which holds no session) at [a, a + m): O(S + L)."""
+        """Place server j (which holds no session) at [a, a + m): O(S + L + C m).  A
+        client's cached static chain stays when it cannot have changed: a server that
+        loses its blocks matters only to the chains that used it, and a server that gains
+        blocks only where a chain through it could cost no more than the cached one
+        (``_static_beaten``)."""
+        cdef Py_ssize_t c, q
+        cdef bint lost = self.num[j] > 0
         if self.num[j] > 0:
             self._holder_remove(j)
         self._set_blocks(j, a, m)
         if self.num[j] > 0:
             self._holder_insert(j)
-        cdef Py_ssize_t c
         _graph_build(&self.g, self.S)
         for c in range(self.C):
-            self.ckey[c] = -1
+            if self.ckey[c] < 0:
+                continue
+            if lost:
+                for q in range(self.clen[c]):
+                    if self.cpath[c * (self.L + 1) + q] == j:
+                        self.ckey[c] = -1
+                        break
+            if self.ckey[c] >= 0 and self.num[j] > 0 and self._static_beaten(c, j):
+                self.ckey[c] = -1
+
+    cdef void _link_cost(self, Py_ssize_t c, Py_ssize_t j, double w, double* base,
+                         double* per_block) noexcept nogil:
+        """Client c's static link cost of server j (per visit, per block), as the DP sums
+        it (llm_core._route_dp): WS-RR's request time, or PETALS's Dijkstra costs."""
+        cdef Py_ssize_t S = self.S
+        if self.policy == POLICY_WSRR:
+            base[0] = self.prtt[c * S + j]
+            per_block[0] = self.pre[j]
+            if w != 0.0:
+                base[0] = base[0] + w * self.rtt[c * S + j]
+                per_block[0] = per_block[0] + w * self.dec[j]
+        else:
+            base[0] = self.palpha[c * S + j]
+            per_block[0] = self.pbeta[j]
+
+    cdef bint _static_beaten(self, Py_ssize_t c, Py_ssize_t j) noexcept nogil:
+        """Could a chain through server j cost client c no more than its cached static
+        chain?  A lower bound on any such chain: the cheapest prefix into j's window (the
+        cached DP's prefix costs, which departures since can only have lowered), j's link,
+        and, for the blocks after j, one visit and a per-block cost no server undercuts.
+        Only if the bound clears the cached cost (with a 1e-9 margin for the rounding of
+        sums) does a fresh DP surely return the same chain."""
+        cdef Py_ssize_t L = self.L, p
+        cdef int64_t e = self.first[j] + self.num[j]
+        cdef double base, per_block, cand, rest = 0.0
+        cdef const double* D = &self.cD[c * (L + 1)]
+        self._link_cost(c, j, <double> (self.ckey[c] - 1), &base, &per_block)
+        if e < L:
+            rest = self.cmin[2 * c] + self.cmin[2 * c + 1] * (L - e)
+        for p in range(self.first[j], e):
+            if D[p] == INFINITY:
+                continue
+            cand = D[p] + base + per_block * (e - p) + rest
+            if cand <= D[L] * (1.0 + 1e-9):
+                return True
+        return False
 
     cdef int64_t _cg_sessions(self, Py_ssize_t j, int64_t m) noexcept nogil:
         """s_j = min(floor((M_j - s_m m) / (s_c m)), |R|), at least 0."""
@@ -688,8 +737,18 @@ cdef class Engine:
         rc.now = now
         if self.ckey[c] != lo:
             rc.mode = 0
+            self.static_runs += 1
             _route_dp(&self.g, rc, self.D, self.arg_server, self.arg_prev, self.W, cp,
                       &self.clen[c])
+            memcpy(&self.cD[c * (L + 1)], self.D, (L + 1) * sizeof(double))
+            self.cmin[2 * c] = INFINITY
+            self.cmin[2 * c + 1] = INFINITY
+            for q in range(S):
+                self._link_cost(c, q, <double> (lo - 1), &pre, &tok)
+                if pre < self.cmin[2 * c]:
+                    self.cmin[2 * c] = pre
+                if tok < self.cmin[2 * c + 1]:
+                    self.cmin[2 * c + 1] = tok
             self.ckey[c] = lo
         # does the static chain have free cache now?
         use_cached = self.clen[c] > 0
@@ -1091,245 +1150,23 @@ cdef class Engine:
         return None
 
     def nbytes(self):
-        """Bytes the engine has allocated (its C buffers; the numpy arrays it holds)."""
-        cdef Py_ssize_t j, tot = 0
-        S, L, C = self.S, self.L, self.C
+        """Bytes of the engine's C buffers (session lists, sessions, chains, heap, id map,
+        scratch) and of the per-server numpy arrays it holds."""
+        cdef Py_ssize_t j, tot = 0, S = self.S, L = self.L, C = self.C
         for j in range(S):
             tot += self.lists[j].cap * (sizeof(double) + 2 * sizeof(int64_t))
-        tot += (S + 1) * sizeof(SessionList) + (S + 1) * (sizeof(KeyIndex) + 8)
-        tot += (L + 2) * 8 * 3 + (S + 1) * 8 + (L + 1) * 8 * 10
-        tot += (C + 1) * 8 * 2 + (C + 1) * (L + 1) * 8
-        tot += self.ncap * (6 * 8 + 5 * 8 + 1)
-        tot += self.arena_cap * 8 + self.heap_cap * 16 + self.slot_cap * 8 + self.ncap * 8
-        tot += 5 * S * 8
+        tot += (S + 1) * (sizeof(SessionList) + sizeof(KeyIndex) + sizeof(int64_t))
+        tot += (L + 2) * sizeof(int64_t) + (S + 1) * sizeof(int64_t)      # DAG buckets
+        tot += (L + 1) * (4 * sizeof(double) + 4 * sizeof(int64_t)) + (L + 2) * sizeof(double)
+        tot += 2 * (C + 1) * sizeof(int64_t) + (C + 1) * (L + 1) * sizeof(int64_t)
+        tot += self.ncap * (sizeof(Session) + sizeof(int64_t))           # slots, free list
+        tot += self.arena_cap * sizeof(int64_t) + self.heap_cap * (sizeof(double) + sizeof(int64_t))
+        tot += self.slot_cap * sizeof(int64_t)
+        tot += 4 * S * sizeof(int64_t) + S                                # numpy state arrays
         return int(tot)
 
 
 # --------------------------------------------------------------------------------------
-# The simulator: an event loop around the engine
+# The simulator: an event loop around the engine (its own file, compiled into this module)
 # --------------------------------------------------------------------------------------
-def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client,
-             const int64_t[::1] output_tokens, const double[::1] noise, double delay_ms,
-             double backoff_base_ms, double backoff_cap_ms, int64_t max_attempts,
-             double mtbf_ms, double mttr_ms, uint64_t churn_key,
-             double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
-             double[::1] wait_ms, int64_t[::1] retries, int64_t[::1] interruptions,
-             int64_t[::1] path_offset, int64_t[::1] path_len):
-    """Event-driven simulation of online sessions on ``eng`` (fresh: no session yet).
-
-    Requests arrive at ``arrival_ms`` (sorted) and are routed ``delay_ms`` later by the
-    engine's policy (``Engine._route``); a session holds its cache from booking to its
-    end (service time = performance model x ``noise``).  PETALS's chain without free cache
-    is retried after backoff_base x 2^(attempt-1) ms (capped), re-routed each time; a
-    request with no chain at all is dropped, or, with churn, retried the same way.
-    Churn (``mtbf_ms`` > 0): each server fails after Exp(mtbf) and is repaired after
-    Exp(mttr), from its own splitmix64 stream keyed by ``churn_key``; a failure releases
-    the sessions on the server (their progress is lost) and re-routes them at once; a
-    repaired server re-joins by the engine's join rule.  Churn stops when no work is left.
-
-    Events at equal times: completions (by request), arrivals, retries (by request), churn.
-    Outputs per request (NaN / -1 if never served): start, end, first-token times, the wait
-    between the routing decision and the (last) start, retries, interruptions, and its last
-    chain as ``path_offset``/``path_len`` into the returned chains.
-    Returns (chains, events, churn log (time_ms, server, 0 fail / 1 repair), lost_ms,
-    lost_tokens, up_ms (server-ms alive), horizon_ms).
-    """
-    cdef Py_ssize_t S = eng.S, N = arrival_ms.shape[0], i_arr = 0, nr = 0, nch = 0, q, n
-    cdef Py_ssize_t nlog = 0, logcap = 0
-    cdef int64_t r, j, code, cs, events = 0, attempt, lo, ntok, lost_tokens = 0
-    cdef double now = 0.0, t_c, t_a, t_r, t_ch, wait, tokt, last = 0.0, up = 0.0
-    cdef double lost = 0.0
-    cdef int st, failed = 0, kind
-    cdef bint churn = mtbf_ms > 0.0
-    cdef double* rht = <double*> malloc((N + 1) * sizeof(double))
-    cdef int64_t* rhc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef double* cht = <double*> malloc((S + 1) * sizeof(double))
-    cdef int64_t* chc = <int64_t*> malloc((S + 1) * sizeof(int64_t))
-    cdef uint64_t* rng = <uint64_t*> malloc((S + 1) * sizeof(uint64_t))
-    cdef double* up_since = <double*> malloc((S + 1) * sizeof(double))
-    cdef int64_t* buf = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef double* log_t = NULL
-    cdef int64_t* log_c = NULL
-    cdef void* grow
-    cdef int64_t a_, m_
-    cdef int64_t[::1] cv
-    if not (rht and rhc and cht and chc and rng and up_since and buf):
-        free(rht); free(rhc); free(cht); free(chc); free(rng); free(up_since); free(buf)
-        raise MemoryError()
-    if eng.nactive or eng._grow_slots(N + 1) < 0:
-        free(rht); free(rhc); free(cht); free(chc); free(rng); free(up_since); free(buf)
-        raise MemoryError() if not eng.nactive else ValueError("engine has sessions")
-    eng.keep_chains = True
-    try:
-        with nogil:
-            for r in range(N):
-                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                retries[r] = 0
-                interruptions[r] = 0
-                path_offset[r] = -1
-                path_len[r] = 0
-            if churn:
-                for j in range(S):
-                    rng[j] = _mix64(churn_key ^ (<uint64_t> (j + 1) * <uint64_t> 0xD1B54A32D192ED03))
-                    up_since[j] = 0.0
-                    _heap_push(cht, chc, &nch, _exp_draw(&rng[j], mtbf_ms), 2 * j)
-            while True:
-                if i_arr >= N and eng.nactive == 0 and nr == 0:
-                    break
-                t_c = eng._next_end(&cs)
-                t_a = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
-                t_r = rht[0] if nr > 0 else INFINITY
-                t_ch = cht[0] if nch > 0 else INFINITY
-                if t_c <= t_a and t_c <= t_r and t_c <= t_ch:
-                    if t_c == INFINITY:
-                        break
-                    # ---- completion: release the cache on every server of the chain ----
-                    now = t_c
-                    events += 1
-                    if eng._advance(now, cs) < 0:
-                        failed = 1
-                        break
-                    eng._release(cs)
-                    last = now
-                    continue
-                if t_a <= t_r and t_a <= t_ch:
-                    now = t_a
-                    r = i_arr
-                    i_arr += 1
-                elif t_r <= t_ch:
-                    now = t_r
-                    r = rhc[0] >> 1
-                    _heap_pop(rht, rhc, &nr)
-                else:
-                    # ---- churn: a server fails (its sessions re-routed) or comes back ----
-                    now = t_ch
-                    code = chc[0]
-                    _heap_pop(cht, chc, &nch)
-                    j = code >> 1
-                    kind = code & 1
-                    events += 1
-                    last = now
-                    if nlog == logcap:
-                        logcap = 2 * logcap + 256
-                        grow = realloc(log_t, logcap * sizeof(double))
-                        if not grow:
-                            failed = 1
-                            break
-                        log_t = <double*> grow
-                        grow = realloc(log_c, logcap * sizeof(int64_t))
-                        if not grow:
-                            failed = 1
-                            break
-                        log_c = <int64_t*> grow
-                    log_t[nlog] = now
-                    log_c[nlog] = code
-                    nlog += 1
-                    if eng._advance(now, -1) < 0:
-                        failed = 1
-                        break
-                    if kind == 0:
-                        up += now - up_since[j]
-                        n = eng._leave(j, now, buf)
-                        _heap_push(cht, chc, &nch, now + _exp_draw(&rng[j], mttr_ms), 2 * j + 1)
-                        for q in range(n):
-                            r = buf[q]
-                            interruptions[r] += 1
-                            lo = output_tokens[r]
-                            if now > start_ms[r]:
-                                lost += now - start_ms[r]
-                            if now >= ttft_ms[r]:
-                                ntok = lo
-                                if lo > 1:
-                                    tokt = (end_ms[r] - ttft_ms[r]) / (lo - 1)
-                                    ntok = 1 + <int64_t> floor((now - ttft_ms[r]) / tokt)
-                                    if ntok > lo:
-                                        ntok = lo
-                                lost_tokens += ntok
-                            start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                            path_offset[r] = -1
-                            path_len[r] = 0
-                        # re-route the interrupted sessions at once, in request order
-                        for q in range(n):
-                            r = buf[q]
-                            st = eng._route(r, client[r], output_tokens[r], now, noise[r])
-                            if st < 0:
-                                failed = 1
-                                break
-                            if st == ROUTE_BOOKED:
-                                start_ms[r] = eng.ss[r].start
-                                end_ms[r] = eng.ss[r].end
-                                ttft_ms[r] = eng.ss[r].start + eng.ss[r].pre
-                                wait_ms[r] = eng.ss[r].start - (arrival_ms[r] + delay_ms)
-                                path_offset[r] = eng.ss[r].off
-                                path_len[r] = eng.ss[r].len
-                            else:
-                                retries[r] += 1
-                                if retries[r] <= max_attempts:
-                                    attempt = retries[r] - 1
-                                    wait = backoff_base_ms
-                                    while attempt > 0 and wait < backoff_cap_ms:
-                                        wait = wait * 2.0
-                                        attempt -= 1
-                                    if wait > backoff_cap_ms:
-                                        wait = backoff_cap_ms
-                                    _heap_push(rht, rhc, &nr, now + wait, 2 * r + 1)
-                        if failed:
-                            break
-                    else:
-                        eng._join(j, &a_, &m_)
-                        up_since[j] = now
-                        _heap_push(cht, chc, &nch, now + _exp_draw(&rng[j], mtbf_ms), 2 * j)
-                    continue
-                # ---- route request r at time `now` ----
-                events += 1
-                last = now
-                if eng._advance(now, -1) < 0:
-                    failed = 1
-                    break
-                st = eng._route(r, client[r], output_tokens[r], now, noise[r])
-                if st < 0:
-                    failed = 1
-                    break
-                if st == ROUTE_BOOKED:
-                    start_ms[r] = eng.ss[r].start
-                    end_ms[r] = eng.ss[r].end
-                    ttft_ms[r] = eng.ss[r].start + eng.ss[r].pre
-                    wait_ms[r] = (now - (arrival_ms[r] + delay_ms)) + (eng.ss[r].start - now)
-                    path_offset[r] = eng.ss[r].off
-                    path_len[r] = eng.ss[r].len
-                    continue
-                if st == ROUTE_NO_CHAIN and not churn:
-                    continue              # no chain can ever serve it: dropped (NaN times)
-                retries[r] += 1
-                if retries[r] > max_attempts:
-                    continue              # gave up: dropped
-                attempt = retries[r] - 1
-                wait = backoff_base_ms
-                while attempt > 0 and wait < backoff_cap_ms:
-                    wait = wait * 2.0
-                    attempt -= 1
-                if wait > backoff_cap_ms:
-                    wait = backoff_cap_ms
-                _heap_push(rht, rhc, &nr, now + wait, 2 * r + 1)
-            if churn:
-                for j in range(S):
-                    if eng.alv[j]:
-                        up += last - up_since[j]
-        if failed:
-            raise MemoryError()
-        chains = np.empty(eng.arena_size, dtype=np.int64)
-        if eng.arena_size:
-            cv = chains
-            memcpy(&cv[0], eng.arena, eng.arena_size * sizeof(int64_t))
-        log_time = np.empty(nlog)
-        log_server = np.empty(nlog, dtype=np.int64)
-        log_kind = np.empty(nlog, dtype=np.int8)
-        for q in range(nlog):
-            log_time[q] = log_t[q]
-            log_server[q] = log_c[q] >> 1
-            log_kind[q] = log_c[q] & 1
-        return (chains, events, (log_time, log_server, log_kind), lost, lost_tokens,
-                up if churn else last * S, last)
-    finally:
-        free(rht); free(rhc); free(cht); free(chc); free(rng); free(up_since); free(buf)
-        free(log_t); free(log_c)
+include "swarm_simulate.pxi"

@@ -313,8 +313,9 @@ def _release_at(sessions, used, budget, k):
     return math.inf
 
 
-def _dp_extra(first, num, L, alpha, beta, extra):
-    """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k)."""
+def _dp_extra(first, num, L, alpha, beta, extra, prefix_costs=False):
+    """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k); with
+    ``prefix_costs`` also returns D (cheapest cost to have processed [0, e))."""
     D = [math.inf] * (L + 1)
     D[0] = 0.0
     arg = [None] * (L + 1)
@@ -325,13 +326,11 @@ def _dp_extra(first, num, L, alpha, beta, extra):
             c = D[p] + alpha[j] + beta[j] * (e - p) + extra(j, e - p)
             if c < D[e]:
                 D[e], arg[e] = c, (j, p)
-    if D[L] == math.inf:
-        return []
     path, e = [], L
-    while e > 0:
+    while D[L] < math.inf and e > 0:
         j, e = arg[e]
         path.append(j)
-    return path[::-1]
+    return (path[::-1], D) if prefix_costs else path[::-1]
 
 
 _MASK = (1 << 64) - 1
@@ -398,7 +397,8 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         else:
             alpha, beta = p_alpha[c], dec
         if cache.get(c, (None,))[0] != lo:
-            cache[c] = (lo, _dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0))
+            cache[c] = (lo, *_dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0,
+                                       prefix_costs=True))
         static = cache[c][1]
         if static and all(k <= budget[j] - used[j] for j, k in blocks_of(static)):
             return static, now, True
@@ -452,11 +452,33 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
             return
         book(r, path, begin)
 
+    def link(c, lo, j):
+        if mode == 0:
+            return prtt[c][j] + (lo - 1) * rtt[c][j], pre[j] + (lo - 1) * dec[j]
+        return p_alpha[c][j], dec[j]
+
+    def beaten(c, lo, j, D):
+        """Could a chain through j cost client c no more than its cached chain?  Lower
+        bound: prefix into j's window + j's link + one visit and the cheapest per-block
+        cost of any server for the blocks after it."""
+        alpha, beta = link(c, lo, j)
+        e = first[j] + num[j]
+        rest = 0.0
+        if e < L:
+            costs = [link(c, lo, h) for h in range(S)]
+            rest = min(a for a, _ in costs) + min(b for _, b in costs) * (L - e)
+        return any(D[p] + alpha + beta * (e - p) + rest <= D[L] * (1.0 + 1e-9)
+                   for p in range(first[j], e) if D[p] < math.inf)
+
     def place(j, a, m):
+        lost = num[j] > 0
         first[j], num[j] = (a, m) if m > 0 else (0, 0)
         spare = float(sc.usable_memory_gb[j]) - sc.block_gb * num[j]
         budget[j] = max(math.floor(spare / sc.cache_gb), 0) if alive[j] else 0
-        cache.clear()
+        # a client's cached static chain stays unless j left it or could now beat it
+        for c, (lo, path, D) in list(cache.items()):
+            if (lost and j in path) or (num[j] > 0 and beaten(c, lo, j, D)):
+                del cache[c]
 
     out = dict(interruptions=interruptions, lost_ms=0.0, lost_tokens=0, log=[])
     if churn is not None:
