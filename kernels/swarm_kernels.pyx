@@ -24,10 +24,11 @@ engine's ``cdef`` methods on raw pointers, then the ``def`` doors.  Times are in
 0-based; a server j hosts [first[j], first[j] + num[j]), num[j] == 0 means no blocks.
 
 Late finishes.  A session's ``end`` is its predicted finish.  At every call at time ``now``
-(clock ``p`` before the call) a session not finished although its end < now is overdue: its
+(clock ``p`` before the call) a session not finished although its end < now is late: its
 end becomes +inf (it holds its cache until ``finish``), and every session not yet confirmed
-started (start >= p) is re-booked in booking order on its chain, starting no earlier than
-planned and no earlier than the cache it needs is released.  A late ``finish`` holds the
+started (start >= p) is re-booked in booking order on its chain, starting as soon as the
+cache it needs is released but never before it was planned nor before ``p``; late sessions
+are handled one predicted end at a time, in time order.  A late ``finish`` holds the
 session's cache until ``now`` the same way.  A session whose start < the clock of some call
 is confirmed started and never moves.  Re-booking in booking order keeps the invariant of
 WS-RR booking: at every instant, the sessions holding cache on a server fit its budget.
@@ -66,7 +67,7 @@ ROUTE_STATUS = {ROUTE_BOOKED: "booked", ROUTE_NO_CHAIN: "no chain",
 
 cdef struct Session:
     # one session slot; times in ms
-    double start          # current start (moves later while not confirmed started)
+    double start          # current start (may move while not confirmed started)
     double planned        # start given at booking (a start never moves before it)
     double end            # predicted end (+inf: late, holds its cache until finished)
     double service        # end - start

@@ -14,7 +14,7 @@ from test_llm_simulation import online_scenario
 from distalloc import ValidationError
 from distalloc.llm import (Placement, Swarm, cg_bp_placement, clustered, petals_placement,
                            scenario_from_dict)
-from distalloc.llm.placement import conservative_block_counts, petals_block_counts
+from distalloc.llm.placement import petals_block_counts
 
 
 # ------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_churn_kernel_equals_pure_python_twin(seed, method, churn):
     rng = np.random.default_rng(seed)
     sc = online_scenario(rng)
     res = run(sc, method, seed, churn)
-    start, end, ftok, retries, routes, events, out = twin_of(
+    start, end, _, retries, routes, events, out = twin_of(
         sc, res, churn=churn_twin_args(sc, res, method))
     assert [res.route(r) for r in range(res.workload.num_requests)] == routes
     assert np.array_equal(np.isnan(res.start_s), np.isnan(start))

@@ -167,9 +167,11 @@ class Swarm:
     ``finish_s`` is its predicted finish (SPEC 1.1).  A session still not finished at a
     call after its predicted finish is late: it holds its cache until :meth:`finish`, and
     every session not yet started is re-booked behind it in booking order (its ``start_s``
-    moves later, shown by :meth:`to_dict`; None while it waits for a late session), so the
-    cache of sessions that have started is never over-booked.  A session counts as started
-    once a call comes after its ``start_s``.
+    moves, shown by :meth:`to_dict`: to when the cache it needs is released, never before
+    it was first planned nor before the previous call; None while it waits for a late
+    session), so the cache of sessions that have started is never over-booked.  A session
+    counts as started once a call comes after its ``start_s``.  Finishing a session that
+    was still waiting for a late one cancels it.
 
     Cost: :meth:`route` is O(chain) when the client's cheapest chain has free cache, else
     one block-ordered DP over the placement, O(S + sum_j m_j) plus the sessions of servers
