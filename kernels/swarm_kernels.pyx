@@ -46,7 +46,7 @@ import numpy as np
 cdef enum:
     POLICY_WSRR = 0
     POLICY_PETALS = 1
-    POLICY_JFFC = 2          # reserved: join-the-fastest-free-chain (SPEC 1.10, issue 10)
+    POLICY_JFFC = 2          # reserved: join-the-fastest-free-chain (SPEC 1.10), not wired
     JOIN_CG = 0
     JOIN_PETALS = 1
     ROUTE_BOOKED = 0

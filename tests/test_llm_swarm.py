@@ -569,3 +569,19 @@ def test_simulation_replayed_through_swarm_gives_the_same_chains_and_times(seed,
             assert a.finish_s == pytest.approx(res.end_s[r], rel=1e-12)
             session[r] = a.session
     assert sw.num_sessions == 0
+
+
+def test_contract_keys_and_json():
+    """SPEC 5.1 contract: to_dict keys and Assignment fields; the state is JSON."""
+    import json
+    sc = clustered()
+    sw = Swarm(sc, planned_requests=20)
+    a = sw.route(0, 0.0, 64)
+    assert set(a.to_dict()) == {"session", "servers", "start_s", "finish_s", "wait_s"}
+    d = sw.to_dict()
+    assert {"placement", "sessions", "free_cache_gb", "alive"} <= set(d)
+    assert d["placement"] == sw.placement.to_list()
+    assert d["sessions"] == [{"session": a.session, "client": 0, "servers": a.servers,
+                              "start_s": a.start_s, "finish_s": a.finish_s}]
+    assert len(d["free_cache_gb"]) == len(d["alive"]) == sc.num_servers
+    json.dumps(d)

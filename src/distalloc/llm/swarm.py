@@ -30,7 +30,7 @@ __all__ = ["Swarm", "Assignment", "Rebalance", "SWARM_METHODS", "SWARM_POLICIES"
 #: placement method -> the join/rebalance rule it brings
 SWARM_METHODS = {"cg-bprr": "cg-bp", "petals": "petals"}
 #: routing policies; 'jffc' (join the fastest free chain, SPEC 1.10) has its slot in the
-#: engine's per-policy dispatch and arrives with the chain method
+#: engine's per-policy dispatch and is not wired in yet
 SWARM_POLICIES = ("ws-rr", "petals", "jffc")
 PETALS_BALANCE_QUALITY = 0.75
 
@@ -153,7 +153,8 @@ class Swarm:
         booked at once and starts when its chain has the cache) or PETALS's Dijkstra
         (rtt/2 + 18 ms per hop, +10 s where a server lacks free cache; a chain without
         free cache is not booked: :meth:`route` returns None and the caller backs off,
-        1, 2, 4 ... 60 s, as PETALS clients do).  'jffc' arrives with the chain method.
+        1, 2, 4 ... 60 s, as PETALS clients do).  'jffc' has its slot in the engine's
+        per-policy dispatch and is not wired in yet.
     planned_requests : int, optional
         CG-BP's |R| (default: the scenario's request set size).
     block_counts : array of int, optional
@@ -202,8 +203,9 @@ class Swarm:
             raise ValidationError(f"The 'policy' parameter must be one of "
                                   f"{', '.join(SWARM_POLICIES)}. Got {policy!r} instead.")
         if policy == "jffc":
-            raise ValidationError("The 'policy' parameter 'jffc' needs the chain method "
-                                  "(SPEC 1.10), which is not built yet; use 'ws-rr' or 'petals'.")
+            raise ValidationError("The 'policy' parameter 'jffc' is not wired into the online "
+                                  "engine yet; use 'ws-rr' or 'petals' (the chain methods "
+                                  "run in simulate(method='chains')).")
         S = scenario.num_servers
         R = (scenario.num_requests if planned_requests is None else
              check_number(planned_requests, "planned_requests", low=1, integer=True))
