@@ -16,6 +16,9 @@ What this module computes, and for whom (callers: ``distalloc.llm.placement``,
   order and the greedy window choice.
 * ``petals_place``     — PETALS's weakest-window join rule (SPEC 1.6).
 
+The online engine (``Swarm``) and the discrete-event simulator driving it live in
+``swarm_kernels``; both share the decision core in ``llm_core.pxd`` with this module.
+
 Layering: ``cdef inline`` helpers on raw pointers in ``llm_core.pxd`` (routing DP, session
 lists, event heap, window comparison; shared with the other LLM kernel modules), then array
 loops that release the GIL, then the ``def`` entry points, which take contiguous typed arrays and
@@ -26,19 +29,11 @@ unused; the dummy start ends at block 0.
 """
 from libc.math cimport INFINITY, floor
 from libc.stdint cimport int64_t, int8_t
-from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memmove
+from libc.stdlib cimport malloc, calloc, free, qsort
 
 from llm_core cimport *
 
 import numpy as np
-
-
-def _require(bint ok, str what):
-    """Kernel precondition (see llm_core.pxd): the API layer validates user input, so a
-    failure here is a bug in the caller; raise instead of reading or writing out of range."""
-    if not ok:
-        raise ValueError(f"llm_kernels: precondition violated: {what}")
 
 
 # --------------------------------------------------------------------------------------
@@ -178,9 +173,10 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
                         Py_ssize_t L, int64_t R, int64_t* first_block, double* capacity,
                         double* T, int64_t* under_prefix, double* buf,
                         double* best) noexcept nogil:
-    """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R."""
-    cdef Py_ssize_t i, j, a, b, m, best_a
-    cdef double tmax = -INFINITY, dummy, wsum, best_sum, gain, deficit
+    """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R.
+    The window rule and the credit are llm_core's, shared with the online engine."""
+    cdef Py_ssize_t i, j, b, best_a
+    cdef double tmax = -INFINITY, dummy
     cdef int64_t under = L
     for i in range(n):
         if amortised_ms[order[i]] > tmax:
@@ -191,42 +187,10 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
         T[b] = R * dummy
     for i in range(n):
         j = order[i]
-        m = num_blocks[j]
-        if under > 0:
-            # windows that contain an under-served block: the largest amortised-time sum
-            under_prefix[0] = 0
-            for b in range(L):
-                under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
-            best_a = -1
-            best_sum = -INFINITY
-            for a in range(L - m + 1):
-                if under_prefix[a + m] - under_prefix[a] == 0:
-                    continue
-                wsum = 0.0
-                for b in range(a, a + m):
-                    wsum = wsum + T[b]
-                # the first candidate is always taken, so best_a is a valid start even if
-                # a sum is NaN (validation bounds times so that sums stay finite; this keeps
-                # the writes below in [0, L) regardless).  Some window holds an under-served
-                # block because under > 0 and 1 <= m <= L.
-                if best_a < 0 or wsum > best_sum:
-                    best_sum = wsum
-                    best_a = a
-        else:
-            best_a = _lexmin_sorted_window(capacity, L, m, buf, best)
+        best_a = _cg_window(capacity, T, L, num_blocks[j], R, under, under_prefix, buf, best)
         first_block[j] = best_a
-        gain = dummy - amortised_ms[j]
-        for b in range(best_a, best_a + m):
-            # in floating point: capacity is a sum of session counts and may exceed int64
-            deficit = <double> R - capacity[b]
-            if deficit < 0.0:
-                deficit = 0.0
-            if deficit > <double> sessions[j]:
-                deficit = <double> sessions[j]
-            T[b] -= gain * deficit
-            if capacity[b] < R and capacity[b] + sessions[j] >= R:
-                under -= 1
-            capacity[b] += sessions[j]
+        under -= _cg_credit(capacity, T, best_a, num_blocks[j], R, sessions[j],
+                            dummy - amortised_ms[j])
     return under
 
 
@@ -338,258 +302,3 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
                     block_throughput[b] += throughput[j]
     finally:
         free(buf); free(best)
-
-
-# --------------------------------------------------------------------------------------
-# Discrete-event simulation of online serving (SPEC 1.7)
-# --------------------------------------------------------------------------------------
-
-cdef int _simulate_guards(const int64_t[::1] first_block, const int64_t[::1] num_blocks,
-                          int64_t L, const int64_t[::1] client,
-                          const int64_t[::1] output_tokens, const double[::1] noise,
-                          const double[:, ::1] rtt_ms, const double[:, ::1] prefill_rtt_ms,
-                          const double[::1] decode_ms, const double[::1] prefill_ms,
-                          const int64_t[::1] cache_budget, const double[:, ::1] petals_alpha,
-                          const double[::1] petals_beta, double[::1] start_ms,
-                          double[::1] end_ms, double[::1] ttft_ms, double[::1] wait_ms,
-                          int64_t[::1] retries, int64_t[::1] path_offset,
-                          int64_t[::1] path_len) except -1:
-    """Preconditions of ``simulate`` (llm_core.pxd): shapes, and every index the event loop
-    takes from data (clients, the placement's block ranges), checked before any work."""
-    cdef Py_ssize_t S = first_block.shape[0], N = client.shape[0], C = rtt_ms.shape[0]
-    _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
-    _require(num_blocks.shape[0] == S and decode_ms.shape[0] == S and prefill_ms.shape[0] == S
-             and cache_budget.shape[0] == S and petals_beta.shape[0] == S
-             and rtt_ms.shape[1] == S and prefill_rtt_ms.shape[0] == C
-             and prefill_rtt_ms.shape[1] == S and petals_alpha.shape[0] == C
-             and petals_alpha.shape[1] == S, "server array shapes")
-    _require(output_tokens.shape[0] == N and noise.shape[0] == N
-             and start_ms.shape[0] == N and end_ms.shape[0] == N and ttft_ms.shape[0] == N
-             and wait_ms.shape[0] == N and retries.shape[0] == N
-             and path_offset.shape[0] == N and path_len.shape[0] == N, "request array shapes")
-    _require(_all_in_range(&client[0], N, 0, C), "client index out of range")
-    _require(_placement_ok(&first_block[0], &num_blocks[0], S, L), "placement out of [0, L]")
-    return 0
-
-
-def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
-             const double[::1] arrival_ms, const int64_t[::1] client,
-             const int64_t[::1] output_tokens, const double[::1] noise, double delay_ms,
-             const double[:, ::1] rtt_ms, const double[:, ::1] prefill_rtt_ms,
-             const double[::1] decode_ms, const double[::1] prefill_ms,
-             const int64_t[::1] cache_budget, int mode,
-             const double[:, ::1] petals_alpha, const double[::1] petals_beta,
-             double penalty_ms, double backoff_base_ms, double backoff_cap_ms,
-             int64_t max_attempts,
-             double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
-             double[::1] wait_ms, int64_t[::1] retries, int64_t[::1] path_offset, int64_t[::1] path_len):
-    """Event-driven simulation of online sessions on a fixed placement.
-
-    Requests arrive at ``arrival_ms`` (sorted) and are routed ``delay_ms`` later.
-    mode 0 (WS-RR): cheapest chain where server j costs its share of the request time
-    (prefill + (l_out - 1) x decode, with RTTs) plus the wait until it has cache for the
-    request's k_j blocks, releasing the sessions it holds in order of completion; the
-    session is booked at once and starts when every server of its chain has the cache.
-    mode 1 (PETALS): Dijkstra costs ``petals_alpha[c, j] + petals_beta[j] k`` plus
-    ``penalty_ms`` where j lacks free cache now; a chain without cache is retried after
-    backoff_base x 2^(attempt-1) ms (capped), re-routed each time.
-    Either way a session holds cache_gb x k_j on every server of its chain from booking
-    to completion; ``cache_budget[j]`` is how many (session, block) caches j can hold.
-    A chain that is cheapest without waits and has free cache now is optimal with them,
-    so each client's static cheapest chain is cached and the DP runs only on contention.
-
-    Outputs per request: start, end and first-token times and the wait between the
-    routing decision (arrival + delay) and the start (ms; NaN if never served), retries, and its chain as ``path_offset``/``path_len`` into the returned int64 array.
-    Returns (chains, events processed).
-    """
-    cdef Py_ssize_t S = first_block.shape[0], N = arrival_ms.shape[0], C = rtt_ms.shape[0]
-    cdef Py_ssize_t i_arr = 0, nheap = 0, t, q, flat_size = 0, flat_cap = 0
-    cdef int64_t r, c, j, k, prev, code, lo, events = 0, plen, attempt
-    cdef double now, t_arr, pre, tok, service, wait, wmax, cost
-    cdef bint fits, use_cached
-    cdef RouteGraph g
-    cdef RouteCost rc
-    cdef int64_t* flat = NULL
-    cdef void* grow
-    cdef SessionList* lists = <SessionList*> calloc(S + 1, sizeof(SessionList))
-    cdef int64_t* used = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
-    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef double* D = <double*> malloc((L + 1) * sizeof(double))
-    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef double* W = <double*> malloc((L + 2) * sizeof(double))
-    cdef int64_t* path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* cached_key = <int64_t*> malloc((C + 1) * sizeof(int64_t))
-    cdef int64_t* cached_len = <int64_t*> malloc((C + 1) * sizeof(int64_t))
-    cdef int64_t* cached_path = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
-    cdef int failed = 0
-    cdef int graph_ok
-    g.bucket = NULL
-    g.by_end = NULL
-    try:
-        _simulate_guards(first_block, num_blocks, L, client, output_tokens, noise, rtt_ms,
-                         prefill_rtt_ms, decode_ms, prefill_ms, cache_budget, petals_alpha,
-                         petals_beta, start_ms, end_ms, ttft_ms, wait_ms, retries,
-                         path_offset, path_len)
-        _require(client.shape[0] == N, "request array shapes")
-        # cached_path holds (C + 1) x (L + 1) entries: the byte count must not wrap
-        _require((L + 1) <= ((<int64_t> 1) << 59) // (C + 1), "clients x blocks too large")
-        graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
-        if not (lists and used and ht and hc and D and arg_server and arg_prev and W and path
-                and cached_key and cached_len and cached_path) or graph_ok < 0:
-            raise MemoryError()
-        with nogil:
-            rc.capb = &cache_budget[0]
-            rc.used = used
-            rc.lists = lists
-            rc.penalty = penalty_ms
-            for c in range(C):
-                cached_key[c] = -1
-            for r in range(N):
-                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                retries[r] = 0
-                path_offset[r] = -1
-                path_len[r] = 0
-            while i_arr < N or nheap > 0:
-                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
-                if nheap > 0 and (ht[0] < t_arr or (ht[0] == t_arr and (hc[0] & 1) == 0)):
-                    now = ht[0]
-                    code = hc[0]
-                    _heap_pop(ht, hc, &nheap)
-                    r = code >> 1
-                    events += 1
-                    if (code & 1) == 0:
-                        # completion: release the cache on every server of the chain
-                        prev = 0
-                        for q in range(path_offset[r], path_offset[r] + path_len[r]):
-                            j = flat[q]
-                            _sl_remove(&lists[j], r)
-                            used[j] -= first_block[j] + num_blocks[j] - prev
-                            prev = first_block[j] + num_blocks[j]
-                        continue
-                else:
-                    now = t_arr
-                    r = i_arr
-                    i_arr += 1
-                    events += 1
-                # ---- route request r at time `now` ----
-                c = client[r]
-                lo = output_tokens[r]
-                if mode == 0:
-                    rc.a1 = &prefill_rtt_ms[c, 0]
-                    rc.a2 = &rtt_ms[c, 0]
-                    rc.b1 = &prefill_ms[0]
-                    rc.b2 = &decode_ms[0]
-                    rc.w = <double> (lo - 1)
-                else:
-                    rc.a1 = &petals_alpha[c, 0]
-                    rc.a2 = NULL
-                    rc.b1 = &petals_beta[0]
-                    rc.b2 = NULL
-                    rc.w = 0.0
-                rc.now = now
-                if cached_key[c] != lo:
-                    rc.mode = 0
-                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W,
-                                     &cached_path[c * (L + 1)], &cached_len[c])
-                    cached_key[c] = lo
-                # does the static chain have free cache now?
-                use_cached = cached_len[c] > 0
-                prev = 0
-                for q in range(cached_len[c]):
-                    j = cached_path[c * (L + 1) + q]
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    if k > cache_budget[j] - used[j]:
-                        use_cached = False
-                        break
-                if use_cached:
-                    plen = cached_len[c]
-                    for q in range(plen):
-                        path[q] = cached_path[c * (L + 1) + q]
-                    wmax = 0.0
-                    fits = True
-                else:
-                    rc.mode = 2 if mode == 0 else 1
-                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W, path, &plen)
-                    if plen == 0:
-                        continue  # no chain can ever serve it: dropped (NaN times)
-                    wmax = 0.0
-                    fits = True
-                    prev = 0
-                    for q in range(plen):
-                        j = path[q]
-                        k = first_block[j] + num_blocks[j] - prev
-                        prev = first_block[j] + num_blocks[j]
-                        if k > cache_budget[j] - used[j]:
-                            fits = False
-                            if mode == 0:
-                                _wait_table(&lists[j], used[j], cache_budget[j], k, now, W)
-                                if W[k] > wmax:
-                                    wmax = W[k]
-                    if mode == 0 and wmax == INFINITY:
-                        continue  # larger than some server's whole budget: dropped
-                if mode == 1 and not fits:
-                    retries[r] += 1
-                    if retries[r] > max_attempts:
-                        continue  # gave up: dropped
-                    attempt = retries[r] - 1
-                    wait = backoff_base_ms
-                    while attempt > 0 and wait < backoff_cap_ms:
-                        wait = wait * 2.0
-                        attempt -= 1
-                    if wait > backoff_cap_ms:
-                        wait = backoff_cap_ms
-                    _heap_push(ht, hc, &nheap, now + wait, 2 * r + 1)
-                    continue
-                # ---- book the session ----
-                pre = 0.0
-                tok = 0.0
-                prev = 0
-                for q in range(plen):
-                    j = path[q]
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    pre += prefill_rtt_ms[c, j] + prefill_ms[j] * k
-                    tok += rtt_ms[c, j] + decode_ms[j] * k
-                service = (pre + (lo - 1) * tok) * noise[r]
-                start_ms[r] = now + wmax
-                wait_ms[r] = (now - (arrival_ms[r] + delay_ms)) + wmax
-                ttft_ms[r] = start_ms[r] + pre * noise[r]
-                end_ms[r] = start_ms[r] + service
-                if flat_size + plen > flat_cap:
-                    flat_cap = 2 * flat_cap + plen + 1024
-                    grow = realloc(flat, flat_cap * sizeof(int64_t))
-                    if not grow:
-                        failed = 1
-                        break
-                    flat = <int64_t*> grow
-                path_offset[r] = flat_size
-                path_len[r] = plen
-                prev = 0
-                for q in range(plen):
-                    j = path[q]
-                    flat[flat_size + q] = j
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    if _sl_insert(&lists[j], end_ms[r], k, r) < 0:
-                        failed = 1
-                    used[j] += k
-                if failed:
-                    break
-                flat_size += plen
-                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
-        if failed:
-            raise MemoryError()
-        chains = np.empty(flat_size, dtype=np.int64)
-        for q in range(flat_size):
-            chains[q] = flat[q]
-        return chains, events
-    finally:
-        if lists:
-            for j in range(S):
-                free(lists[j].end); free(lists[j].blocks); free(lists[j].req)
-        free(lists); free(used); free(ht); free(hc); free(D); free(arg_server); free(arg_prev)
-        free(W); free(path); free(cached_key); free(cached_len); free(cached_path); free(flat)
-        free(g.bucket); free(g.by_end)

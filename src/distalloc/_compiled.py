@@ -3,7 +3,8 @@ silent fallback to slow code."""
 from __future__ import annotations
 
 try:
-    from distalloc._kernels import chain_kernels, llm_kernels, queue_kernels, sgd_kernels
+    from distalloc._kernels import (chain_kernels, llm_kernels, queue_kernels, sgd_kernels,
+                                    swarm_kernels)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "distalloc's compiled kernels are missing (distalloc._kernels). "
@@ -11,7 +12,8 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels", "sgd_order_stats"]
+__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels", "sgd_order_stats",
+           "swarm_kernels"]
 
 
 def __getattr__(name):

@@ -211,6 +211,8 @@ def _online_kwargs(args, scenario) -> dict:
     kw: dict[str, Any] = dict(planned_requests=args.planned_requests, noise=args.noise,
                               allocation_delay_s=args.allocation_delay, service=args.service,
                               max_memory_gb=args.max_memory_gb)
+    if args.churn is not None:
+        kw["churn"] = args.churn
     if args.client_weights is not None:
         kw["client_weights"] = floats(args.client_weights, "client-weights")
     if args.trace is not None or "trace" in scenario.online:
@@ -263,9 +265,12 @@ def _cmd_llm_simulate(args) -> int:
                   f"{d['job_slots']} job slots, service rate {d['service_rate_per_s']:.4g} "
                   f"jobs/s, Theorem 4 at {d['design_rate_per_s']:.4g} req/s: "
                   f"{_fmt_s(d['bound_lower_s'])} <= T <= {_fmt_s(d['bound_upper_s'])} s")
-        for key in ("mean_response_s", "p95_response_s", "mean_token_s", "p50_token_s",
-                    "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries", "dropped",
-                    "allocation_delay_s", "events", "wall_s"):
+        keys = ["mean_response_s", "p95_response_s", "mean_token_s", "p50_token_s",
+                "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries", "dropped",
+                "allocation_delay_s", "events", "wall_s"]
+        if getattr(res, "churn", None) is not None:
+            keys += ["interrupted", "lost_token_s", "lost_tokens", "availability", "failures"]
+        for key in keys:
             v = d[key]
             print(f"{key:>20}  {v:.4g}" if isinstance(v, float) else f"{key:>20}  {v}")
         if res.dropped:
@@ -298,7 +303,10 @@ def _response_plot(args, scenario, res) -> None:
 def _cmd_llm_compare(args) -> int:
     from distalloc.llm.simulation import ONLINE_METHODS, simulate
     sc = _scenario(args)
-    methods = [m.strip() for m in args.methods.split(",")]
+    spec = args.methods
+    if spec is None:   # the chain methods do not take churn (yet)
+        spec = "cg-bprr,petals" if args.churn is not None else "cg-bprr,petals,chains"
+    methods = [m.strip() for m in spec.split(",")]
     for m in methods:
         if m not in ONLINE_METHODS:
             raise ValidationError(f"The 'methods' option must name methods among "
@@ -319,6 +327,8 @@ def _cmd_llm_compare(args) -> int:
                 for s in range(args.seeds)] for m in methods}
     keys = ("mean_token_s", "p95_token_s", "mean_response_s", "p95_response_s", "mean_ttft_s",
             "mean_wait_s", "mean_retries")
+    if args.churn is not None:
+        keys += ("interrupted", "lost_token_s", "availability")
     table = {m: {k: [r.to_dict()[k] for r in rs] for k in keys} for m, rs in runs.items()}
     if args.json:
         print_json({"scenario": sc.name, "seeds": args.seeds,
@@ -442,6 +452,10 @@ def _add_online_options(p) -> None:
                    help="service times from the performance model, or that times an Exp(1) "
                    "work draw (the chain paper's analysis model); default model")
     _add_chain_options(p, rate=False)
+    p.add_argument("--churn", default=None, metavar="MTBF_S[:MTTR_S]",
+                   help="servers fail after Exp(MTBF) s and come back after Exp(MTTR) s "
+                   "(default MTBF/10), re-joining by the method's rule; interrupted sessions "
+                   "are re-routed (default: no churn)")
     p.add_argument("--input-tokens", type=int, default=None, metavar="N",
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",
@@ -503,9 +517,9 @@ def add_parser(sub) -> None:
 
     cmp_ = llm_sub.add_parser("compare", help="methods side by side on the same arrivals")
     _add_online_options(cmp_)
-    cmp_.add_argument("--methods", default="cg-bprr,petals,chains", metavar="M1,M2,...",
+    cmp_.add_argument("--methods", default=None, metavar="M1,M2,...",
                       help=f"methods among {', '.join(ONLINE_METHODS)} "
-                      "(default cg-bprr,petals,chains)")
+                      "(default cg-bprr,petals,chains; cg-bprr,petals with --churn)")
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
