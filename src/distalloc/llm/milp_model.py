@@ -126,6 +126,50 @@ def identical_server_classes(sc: Scenario) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
+def visit_capacity(sc: Scenario, j: int, max_visits: int) -> list[int]:
+    """g(V) for V = 0..max_visits: the most (request, block) pairs that V visits of
+    server j can process.  Each visit processes at most m_j blocks and the caches must fit
+    beside the m_j blocks: g(V) = max over m of min(V m, floor((M_j - s_m m) / s_c))."""
+    cap = int(min(np.floor(sc.usable_memory_gb[j] / sc.block_gb), sc.num_blocks))
+    room = [max(int(math.floor((sc.usable_memory_gb[j] - sc.block_gb * m + 1e-9) / sc.cache_gb)), 0)
+            for m in range(1, cap + 1)]
+    return [max(min(v * m, room[m - 1]) for m in range(1, cap + 1)) for v in range(max_visits + 1)]
+
+
+def _upper_hull(g: list[int]) -> list[tuple[int, int, int]]:
+    """The segments of the upper concave hull of the points (v, g[v]) as integer rows
+    (dv, dg, rhs): dv y - dg v <= rhs above every segment's span."""
+    hull: list[int] = []
+    for v in range(len(g)):
+        while len(hull) >= 2:
+            v1, v2 = hull[-2], hull[-1]
+            if (g[v2] - g[v1]) * (v - v1) <= (g[v] - g[v1]) * (v2 - v1):
+                hull.pop()
+            else:
+                break
+        hull.append(v)
+    out = []
+    for v1, v2 in zip(hull, hull[1:]):
+        dv, dg = v2 - v1, g[v2] - g[v1]
+        out.append((dv, dg, dv * g[v1] - dg * v1))
+    return out
+
+
+def _add_visit_cuts(rows: "_Rows", sc: Scenario, visits: list[tuple[list[int], list[float]]],
+                    blocks: list[tuple[list[int], list[float]]]):
+    """Valid inequalities of the block-coverage structure, per server j: the blocks K_j
+    processed there by all requests are at most the concave envelope of g(V_j) in the
+    number of visits V_j (:func:`visit_capacity`), and V_j <= |R|.  With sum_j K_j = |R| L
+    they say which visits the chains must pay for to cover every block."""
+    R = sc.num_requests
+    for j in range(sc.num_servers):
+        vc, vv = visits[j]
+        bc, bv = blocks[j]
+        rows.add(vc, vv, -np.inf, R)
+        for dv, dg, rhs in _upper_hull(visit_capacity(sc, j, R)):
+            rows.add(bc + vc, [dv * x for x in bv] + [-dg * x for x in vv], -np.inf, rhs)
+
+
 def _canonical(sc: Scenario, first: np.ndarray, end: np.ndarray,
                routes: list[list[int]]) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """Permute identical servers so that (L+1) a_j + e_j is non-decreasing inside every
@@ -150,12 +194,13 @@ def _placement_arrays(sc: Scenario, first_block, num_blocks):
     return a, e
 
 
-def build_model(sc: Scenario, formulation: str = "aggregated") -> LinearModel:
-    """The linear model of BPRR for ``sc`` in one of ``FORMULATIONS``."""
+def build_model(sc: Scenario, formulation: str = "aggregated", cuts: bool = True) -> LinearModel:
+    """The linear model of BPRR for ``sc`` in one of ``FORMULATIONS``; ``cuts`` adds the
+    valid inequalities of :func:`_add_visit_cuts` (and, aggregated, the per-bit ones)."""
     if formulation == "per-request":
-        return _build_per_request(sc)
+        return _build_per_request(sc, cuts)
     if formulation == "aggregated":
-        return _build_aggregated(sc)
+        return _build_aggregated(sc, cuts)
     raise ValueError(formulation)
 
 
@@ -214,7 +259,7 @@ def _walk(S: int, nxt: Callable[[int], int]) -> list[int]:
 # ------------------------------------------------------------------------------------------
 # per-request: one binary per request and link (the formulation of the first release)
 # ------------------------------------------------------------------------------------------
-def _build_per_request(sc: Scenario) -> LinearModel:
+def _build_per_request(sc: Scenario, cuts: bool) -> LinearModel:
     S, L, R = sc.num_servers, sc.num_blocks, sc.num_requests
     rows = _Rows()
     cap, a_cols, e_cols = _common(sc, rows)
@@ -238,6 +283,7 @@ def _build_per_request(sc: Scenario) -> LinearModel:
         return 2 * S + r * per_req + nL + ki
 
     cache_cols: list[list[int]] = [[] for _ in range(S)]
+    visit_cols: list[list[int]] = [[] for _ in range(S)]
     for r in range(R):
         cl = int(sc.requests[r])
         base = 2 * S + r * per_req
@@ -256,6 +302,7 @@ def _build_per_request(sc: Scenario) -> LinearModel:
             f, k = f_var(r, pos[(i, j)]), k_var(r, ki)
             cost[f], cost[k] = sc.rtt_ms[cl, j], sc.decode_ms[j]
             per_server[j].append(k)
+            visit_cols[j].append(f)
             _add_link_feasibility(rows, sc, a_cols, e_cols, i, j, f)
             if i == start:
                 rows.add([k, e_cols[j], f], [1, -1, -L], -L, np.inf)            # k >= e_j - L(1-f)
@@ -266,6 +313,9 @@ def _build_per_request(sc: Scenario) -> LinearModel:
             rows.add(per_server[j] + [e_cols[j], a_cols[j]],
                      [1] * len(per_server[j]) + [-1, 1], -np.inf, 0)
             cache_cols[j].extend(per_server[j])
+    if cuts:
+        _add_visit_cuts(rows, sc, [(v, [1.0] * len(v)) for v in visit_cols],
+                        [(k, [1.0] * len(k)) for k in cache_cols])
     memory = [MemoryRow(j, int(e_cols[j]), int(a_cols[j]), np.array(cache_cols[j], dtype=np.int64),
                         np.ones(len(cache_cols[j])), float(sc.usable_memory_gb[j]))
               for j in range(S)]
@@ -303,7 +353,7 @@ def _build_per_request(sc: Scenario) -> LinearModel:
 # ------------------------------------------------------------------------------------------
 # aggregated: integer flows per client and link in binary expansion
 # ------------------------------------------------------------------------------------------
-def _build_aggregated(sc: Scenario) -> LinearModel:
+def _build_aggregated(sc: Scenario, cuts: bool) -> LinearModel:
     S, L = sc.num_servers, sc.num_blocks
     rows = _Rows()
     cap, a_cols, e_cols = _common(sc, rows)
@@ -340,6 +390,8 @@ def _build_aggregated(sc: Scenario) -> LinearModel:
         _add_link_feasibility(rows, sc, a_cols, e_cols, *lk, v)
     cache_cols: list[list[int]] = [[] for _ in range(S)]
     cache_coef: list[list[float]] = [[] for _ in range(S)]
+    visit_cols: list[list[int]] = [[] for _ in range(S)]
+    visit_coef: list[list[float]] = [[] for _ in range(S)]
     for c in clients:
         nc, B = int(counts[c]), bits[c]
         flow = {lk: ([z_col[(c, lk, b)] for b in range(B)], [2 ** b for b in range(B)])
@@ -373,14 +425,19 @@ def _build_aggregated(sc: Scenario) -> LinearModel:
                     rows.add([w, e_cols[j], z], [1, -1, -L], -L, np.inf)
                 else:
                     rows.add([w, e_cols[j], e_cols[i], z], [1, -1, 1, -L], -L, np.inf)
-                # valid: w <= kmax_j z, w <= m_j = e_j - a_j
-                rows.add([w, z], [1, -int(kmax[j])], -np.inf, 0)
-                rows.add([w, e_cols[j], a_cols[j]], [1, -1, 1], -np.inf, 0)
+                if cuts:   # valid: w <= kmax_j z, w <= m_j = e_j - a_j
+                    rows.add([w, z], [1, -int(kmax[j])], -np.inf, 0)
+                    rows.add([w, e_cols[j], a_cols[j]], [1, -1, 1], -np.inf, 0)
                 total_cols.append(w)
                 total_vals.append(2 ** b)
+                visit_cols[j].append(z)
+                visit_coef[j].append(2 ** b)
                 cache_cols[j].append(w)
                 cache_coef[j].append(2 ** b)
         rows.add(total_cols, total_vals, nc * L, nc * L)                        # telescoping
+    if cuts:
+        _add_visit_cuts(rows, sc, list(zip(visit_cols, visit_coef)),
+                        list(zip(cache_cols, cache_coef)))
     memory = [MemoryRow(j, int(e_cols[j]), int(a_cols[j]), np.array(cache_cols[j], dtype=np.int64),
                         np.array(cache_coef[j], dtype=float), float(sc.usable_memory_gb[j]))
               for j in range(S)]
