@@ -201,13 +201,13 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
                              incumbent.routes)
         if model.check(start) is not None:   # a plan the model rejects (tolerances): no start
             start = None
-    remaining = max(time_limit_s - (time.perf_counter() - t0), 1e-3)
+    deadline = t0 + time_limit_s
     if solver == "highs":
-        out = solve_highs(model, time_limit_s=remaining, rel_gap=rel_gap, threads=threads,
+        out = solve_highs(model, deadline=deadline, rel_gap=rel_gap, threads=threads,
                           seed=solver_seed, start=start, presolve=presolve,
                           cutoff=None if incumbent is None else incumbent.mean_token_ms * R)
     else:
-        out = solve_cpsat(model, time_limit_s=remaining, rel_gap=rel_gap, threads=threads,
+        out = solve_cpsat(model, deadline=deadline, rel_gap=rel_gap, threads=threads,
                           seed=solver_seed, start=start, num_requests=R,
                           max_visits=sc.num_servers, num_blocks=sc.num_blocks)
 
@@ -225,7 +225,8 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
             extra["solver_plan_rejected"] = found.reason
             found = None
     best = found
-    if incumbent is not None and (best is None or incumbent.mean_token_ms < best.mean_token_ms):
+    if incumbent is not None and (best is None or incumbent.mean_token_ms
+                                  <= best.mean_token_ms * (1 + 1e-12)):
         best = incumbent
         extra["source"] = incumbent.method
     if best is None:

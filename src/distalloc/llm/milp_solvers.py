@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,11 @@ def _new_highs():
 _HIGHS_THREADS: int | None = None
 
 
-def solve_highs(model: LinearModel, *, time_limit_s: float, rel_gap: float, threads: int,
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.perf_counter(), 1e-3)
+
+
+def solve_highs(model: LinearModel, *, deadline: float, rel_gap: float, threads: int,
                 seed: int, start: np.ndarray | None, cutoff: float | None, presolve: bool,
                 use_highspy: bool | None = None) -> SolverOutcome:
     """HiGHS branch and cut.  With ``highspy`` the known plan ``start`` is passed as a
@@ -94,7 +99,7 @@ def solve_highs(model: LinearModel, *, time_limit_s: float, rel_gap: float, thre
             row_ub = np.append(row_ub, cutoff * (1 + 1e-9) + 1e-9)
         res = milp(model.cost / R, constraints=LinearConstraint(A, row_lb, row_ub),
                    integrality=model.integer.astype(int), bounds=Bounds(model.lb, model.ub),
-                   options={"time_limit": time_limit_s, "mip_rel_gap": rel_gap, "disp": False,
+                   options={"time_limit": _remaining(deadline), "mip_rel_gap": rel_gap, "disp": False,
                             "presolve": presolve})
         bound = getattr(res, "mip_dual_bound", None)
         bound = float(bound) if bound is not None and np.isfinite(bound) else None
@@ -112,7 +117,7 @@ def solve_highs(model: LinearModel, *, time_limit_s: float, rel_gap: float, thre
     if threads != _HIGHS_THREADS and _HIGHS_THREADS is not None:
         highspy.Highs.resetGlobalScheduler(True)
     _HIGHS_THREADS = threads
-    for k, v in {"time_limit": float(time_limit_s), "mip_rel_gap": float(rel_gap),
+    for k, v in {"mip_rel_gap": float(rel_gap),
                  "threads": int(threads), "random_seed": int(seed),
                  "presolve": "on" if presolve else "off"}.items():
         h.setOptionValue(k, v)
@@ -136,6 +141,7 @@ def solve_highs(model: LinearModel, *, time_limit_s: float, rel_gap: float, thre
         sol.col_value = list(map(float, start))
         sol.value_valid = True
         h.setSolution(sol)
+    h.setOptionValue("time_limit", _remaining(deadline))
     h.run()
     st = h.getModelStatus()
     info = h.getInfo()
@@ -157,7 +163,7 @@ def cpsat_scale(model: LinearModel) -> float:
     return min(1e6, 2.0 ** 53 / max(activity, 1.0))
 
 
-def solve_cpsat(model: LinearModel, *, time_limit_s: float, rel_gap: float, threads: int,
+def solve_cpsat(model: LinearModel, *, deadline: float, rel_gap: float, threads: int,
                 seed: int, start: np.ndarray | None, num_requests: int,
                 max_visits: int, num_blocks: int) -> SolverOutcome:
     """OR-Tools CP-SAT on the same model over the integers.
@@ -214,7 +220,7 @@ def solve_cpsat(model: LinearModel, *, time_limit_s: float, rel_gap: float, thre
             md.add_hint(v[i], int(round(start[i])))
     solver = cp_model.CpSolver()
     p = solver.parameters
-    p.max_time_in_seconds = float(time_limit_s)
+    p.max_time_in_seconds = _remaining(deadline)
     p.num_workers = int(threads)
     p.random_seed = int(seed) % (2 ** 31)
     p.relative_gap_limit = float(rel_gap)
