@@ -1,0 +1,176 @@
+"""Time to proven optimum of the exact MILP on AboveNet (issue 15), per formulation and
+solver, and CG-BPRR's gap to every proven optimum.
+
+    python bench/milp_table.py --out bench-results/milp_table.jsonl          # run (resumable)
+    python bench/milp_table.py --out bench-results/milp_table.jsonl --table  # markdown
+
+Cells: ``topology:Abvt --servers S --num-requests R`` for S in --servers, R in --requests,
+scenario seeds 0..--seeds-1, each (formulation, solver) in --configs, --time-limit seconds
+per solve, --threads solver threads.  One JSON row per solve is appended to --out as soon as
+it ends (wall and process CPU seconds, status, objective, bound, gap, CG-BPRR's value), so
+an interrupted run resumes where it stopped.  Cells beyond a failure are skipped per
+configuration: once (S, R) has a seed that is not proven, every (S', R') with S' >= S and
+R' >= R is skipped (larger instances of the same family are not easier).
+A full run (4 configurations, 35 cells x 3 seeds, 60 s) takes at most 7 h of one core and in
+practice about an hour (README), so run it on a quiet machine; ``--threads 1`` keeps the
+configurations comparable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+CONFIGS = ["aggregated:highs", "aggregated:cp-sat", "per-request:highs", "per-request:cp-sat"]
+
+
+def _ints(text: str) -> list[int]:
+    if "-" in text and "," not in text:
+        lo, hi = map(int, text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(x) for x in text.split(",")]
+
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:   # a row cut by an interruption: redo that solve
+                pass
+    return rows
+
+
+def solve_one(S: int, R: int, seed: int, formulation: str, solver: str, time_limit: float,
+              threads: int) -> dict:
+    from distalloc.llm import cg_bprr, solve_milp
+    from distalloc.llm.scenario import topology_scenario
+    sc = topology_scenario("Abvt", num_servers=S, seed=seed, num_requests=R)
+    cg = cg_bprr(sc)
+    c0, t0 = time.process_time(), time.perf_counter()
+    p = solve_milp(sc, formulation=formulation, solver=solver, time_limit_s=time_limit,
+                   threads=threads, seed=seed)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"servers": S, "requests": R, "seed": seed, "formulation": formulation,
+            "solver": solver, "threads": threads, "time_limit_s": time_limit,
+            "status": p.status, "mean_token_ms": p.mean_token_ms, "bound_ms": p.bound_ms,
+            "gap": p.gap, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "num_variables": p.extra.get("num_variables"), "source": p.extra.get("source"),
+            "cg_bprr_ms": cg.mean_token_ms if cg.feasible else None,
+            "load_avg_1min": os.getloadavg()[0]}
+
+
+def run(args) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = load_rows(out)
+    done = {(r["formulation"], r["solver"], r["servers"], r["requests"], r["seed"]): r
+            for r in rows}
+    failed: dict[str, list[tuple[int, int]]] = {c: [] for c in args.configs}
+    for S in args.servers:            # cell-major: a partial run has every configuration
+        for R in args.requests:
+            for config in args.configs:
+                formulation, solver = config.split(":")
+                if any(S >= s0 and R >= r0 for s0, r0 in failed[config]):
+                    continue
+                proven = True
+                for seed in range(args.seeds):
+                    key = (formulation, solver, S, R, seed)
+                    row = done.get(key)
+                    if row is None:
+                        row = solve_one(S, R, seed, formulation, solver, args.time_limit,
+                                        args.threads)
+                        with out.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        print(f"{config} S={S} R={R} seed={seed}: {row['status']} "
+                              f"gap {row['gap']:.3g} wall {row['wall_s']:.1f} s "
+                              f"cpu {row['cpu_s']:.1f} s", flush=True)
+                    proven &= row["status"] == "optimal"
+                if not proven:
+                    failed[config].append((S, R))
+
+
+def table(args) -> str:
+    rows = load_rows(Path(args.out))
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["formulation"], r["solver"], r["servers"], r["requests"]), []).append(r)
+    lines = []
+    for config in args.configs:
+        formulation, solver = config.split(":")
+        lines.append(f"\n{formulation} / {solver}: worst of {args.seeds} seeds, CPU s if "
+                     "all proven, else the largest final gap (— skipped: beyond a failure)\n")
+        lines.append("| S \\ R | " + " | ".join(str(R) for R in args.requests) + " |")
+        lines.append("|---" * (len(args.requests) + 1) + "|")
+        for S in args.servers:
+            cells_txt = []
+            for R in args.requests:
+                rs = cells.get((formulation, solver, S, R), [])
+                if len(rs) < args.seeds:
+                    cells_txt.append("—")
+                elif all(r["status"] == "optimal" for r in rs):
+                    cells_txt.append(f"{max(r['cpu_s'] for r in rs):.1f}")
+                else:
+                    cells_txt.append(f"gap {max(r['gap'] or 0 for r in rs):.1%}")
+            lines.append(f"| {S} | " + " | ".join(cells_txt) + " |")
+        proven = [(S, R) for S in args.servers for R in args.requests
+                  if len(cells.get((formulation, solver, S, R), [])) >= args.seeds
+                  and all(r["status"] == "optimal" for r in cells[(formulation, solver, S, R)])]
+        if proven:
+            S, R = max(proven, key=lambda sr: (sr[0] * sr[1], sr))
+            lines.append(f"\nlargest proven S x R: {S} x {R}")
+    # CG-BPRR against every proven optimum (any configuration)
+    opt: dict[tuple, tuple[float, float | None]] = {}
+    for r in rows:
+        if r["status"] == "optimal":
+            key = (r["servers"], r["requests"], r["seed"])
+            best = min(opt.get(key, (math.inf, None))[0], r["mean_token_ms"])
+            opt[key] = (best, r["cg_bprr_ms"])
+    gaps = [cg / v - 1 for v, cg in opt.values() if cg is not None]
+    infeasible = sum(cg is None for _, cg in opt.values())
+    if gaps:
+        lines.append(f"\nCG-BPRR against the proven optimum on {len(gaps)} instances: mean gap "
+                     f"{sum(gaps) / len(gaps):.2%}, worst {max(gaps):.2%}, optimal on "
+                     f"{sum(g < 1e-9 for g in gaps)}"
+                     + (f"; infeasible on {infeasible}" if infeasible else ""))
+    # agreement of configurations wherever both prove
+    worst = 0.0
+    by_instance: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["status"] == "optimal":
+            by_instance.setdefault((r["servers"], r["requests"], r["seed"]), []).append(r["mean_token_ms"])
+    for v in by_instance.values():
+        worst = max(worst, (max(v) - min(v)) / min(v))
+    lines.append(f"\nlargest relative difference between configurations that prove the same "
+                 f"instance: {worst:.1e} ({sum(len(v) > 1 for v in by_instance.values())} "
+                 "instances proven by two or more)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench-results/milp_table.jsonl")
+    ap.add_argument("--servers", type=_ints, default=_ints("4-8"))
+    ap.add_argument("--requests", type=_ints, default=_ints("2-8"))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--configs", type=lambda s: s.split(","), default=CONFIGS)
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table(args))
+    else:
+        run(args)
+        print(table(args))
+
+
+if __name__ == "__main__":
+    main()
