@@ -11,7 +11,7 @@ it ends (wall and process CPU seconds, status, objective, bound, gap, CG-BPRR's 
 an interrupted run resumes where it stopped.  Cells beyond a failure are skipped per
 configuration: once (S, R) has a seed that is not proven, every (S', R') with S' >= S and
 R' >= R is skipped (larger instances of the same family are not easier).
-A full run (4 configurations, 35 cells x 3 seeds, 60 s) takes at most 7 h of one core and in
+A full run (5 configurations, 35 cells x 3 seeds, 60 s) takes at most 7 h of one core and in
 practice about an hour (README), so run it on a quiet machine; ``--threads 1`` keeps the
 configurations comparable.
 """
@@ -24,7 +24,10 @@ import os
 import time
 from pathlib import Path
 
-CONFIGS = ["aggregated:highs", "aggregated:cp-sat", "per-request:highs", "per-request:cp-sat"]
+CONFIGS = ["aggregated:highs", "aggregated:cp-sat", "per-request:highs", "per-request:cp-sat",
+           "first-release:highs"]
+# first-release: the model and solver path before issue 15 (per-request, no valid
+# inequalities, scipy.optimize.milp with the heuristic as a cutoff row), the "before" column
 
 
 def _ints(text: str) -> list[int]:
@@ -54,9 +57,17 @@ def solve_one(S: int, R: int, seed: int, formulation: str, solver: str, time_lim
     from distalloc.llm.scenario import topology_scenario
     sc = topology_scenario("Abvt", num_servers=S, seed=seed, num_requests=R)
     cg = cg_bprr(sc)
-    c0, t0 = time.process_time(), time.perf_counter()
-    p = solve_milp(sc, formulation=formulation, solver=solver, time_limit_s=time_limit,
-                   threads=threads, seed=seed)
+    import distalloc.llm.milp_solvers as ms
+    legacy = formulation == "first-release"
+    have = ms.have_highspy
+    if legacy:
+        ms.have_highspy = lambda: False
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        p = solve_milp(sc, formulation="per-request" if legacy else formulation, solver=solver,
+                       time_limit_s=time_limit, threads=threads, seed=seed, cuts=not legacy)
+    finally:
+        ms.have_highspy = have
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"servers": S, "requests": R, "seed": seed, "formulation": formulation,
             "solver": solver, "threads": threads, "time_limit_s": time_limit,

@@ -130,7 +130,7 @@ def _check_choice(value: str, name: str, choices) -> str:
 def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float = 1e-7,
                seed: Any = 0, cutoff: bool = True, presolve: bool = False,
                formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
-               warm_start: bool = True) -> Plan:
+               warm_start: bool = True, cuts: bool = True) -> Plan:
     """Solve BPRR exactly (within ``rel_gap``) or until ``time_limit_s``.
 
     Parameters
@@ -156,6 +156,9 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         solver threads (CP-SAT workers; HiGHS's thread pool).
     warm_start : bool
         pass the heuristic plan to the solver (``cutoff`` must be on).
+    cuts : bool
+        add the valid inequalities (visit-capacity envelope, per-bit bounds); off with
+        ``formulation='per-request'`` gives the first release's model.
 
     Returns
     -------
@@ -194,7 +197,7 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         for p in (cg_bprr(sc), petals(sc, seed)):
             if p.feasible and (incumbent is None or p.mean_token_ms < incumbent.mean_token_ms):
                 incumbent = p
-    model = build_model(sc, formulation)
+    model = build_model(sc, formulation, cuts=cuts)
     start = None
     if incumbent is not None and warm_start:
         start = model.encode(incumbent.placement.first_block, incumbent.placement.num_blocks,
