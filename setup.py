@@ -6,7 +6,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CYTHON_MODULES = ["llm_kernels", "queue_kernels", "sgd_kernels"]
+CYTHON_MODULES = ["llm_kernels", "chain_kernels", "queue_kernels", "sgd_kernels"]
 
 extensions = [
     Extension(

@@ -381,3 +381,166 @@ cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogi
         tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
         cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
         i = small
+
+
+# ------------------------------------------------------------------------------------------
+# JFFC: Join-the-Fastest-Free-Chain (SPEC 1.10; chain-composition notes §4).  The ONE copy
+# of the rule: chain_kernels' simulator and the online engine's 'jffc' policy both call it.
+#
+# Contract
+# * K chains (GCA's output, in GCA order) with cap[k] >= 0 job slots (c_k) and C clients;
+#   chain k's service time for a job of client c is service_ms[c * K + k] (SPEC 1.1 request
+#   time at the scenario's static lengths).  Client c ranks the chains by
+#   (service_ms[c, k], k): fastest first, ties to the lower GCA index.
+# * busy[k] is the number of jobs running on chain k, 0 <= busy[k] <= cap[k]; each job holds
+#   one slot from its start to its completion, on one chain (no migration, no preemption).
+# * One central FCFS queue of job ids; it is non-empty only while every chain is full.
+# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k, the arriving
+#   client's fastest chain with a free slot; -1: no slot is free and the job joined the
+#   queue's tail; -2: out of memory (queue growth failed).
+# * _jffc_complete(s, k) -> job >= 0: a job on chain k finished and the queue's head job
+#   starts now on chain k (busy[k] unchanged); -1: the queue was empty and the slot is free.
+# * _jffc_pick / _jffc_occupy / _jffc_vacate are the pieces (decision without side
+#   effects; booking; release) for callers that book and release themselves.
+# Cost: _jffc_pick O(K / 64) (first set bit of the client's free-chain bitset);
+# _jffc_occupy/_jffc_vacate O(C) when a chain turns full/free, O(1) otherwise; queue O(1)
+# amortised.  _jffc_init O(C K log K); _jffc_release frees every buffer (safe after a
+# failed init).
+# ------------------------------------------------------------------------------------------
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free as _c_free, qsort as _c_qsort, calloc as _c_calloc
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef struct JFFCState:
+    Py_ssize_t K
+    Py_ssize_t C
+    Py_ssize_t words        # 64-bit words per client bitset
+    int64_t* cap            # K
+    int64_t* busy           # K
+    int64_t* order          # C * K: chain at rank p of client c
+    int64_t* rank           # C * K: rank of chain k for client c
+    uint64_t* free_bits     # C * words: bit p set iff chain order[c, p] has a free slot
+    int64_t* queue          # ring buffer of job ids
+    Py_ssize_t qhead
+    Py_ssize_t qsize
+    Py_ssize_t qcap
+
+
+cdef inline void _jffc_release(JFFCState* s) noexcept nogil:
+    _c_free(s.cap); _c_free(s.busy); _c_free(s.order); _c_free(s.rank)
+    _c_free(s.free_bits); _c_free(s.queue)
+    s.cap = NULL; s.busy = NULL; s.order = NULL; s.rank = NULL
+    s.free_bits = NULL; s.queue = NULL
+
+
+cdef inline void _jffc_set_bit(JFFCState* s, int64_t k, bint on) noexcept nogil:
+    cdef Py_ssize_t c, p
+    for c in range(s.C):
+        p = s.rank[c * s.K + k]
+        if on:
+            s.free_bits[c * s.words + (p >> 6)] |= (<uint64_t> 1) << (p & 63)
+        else:
+            s.free_bits[c * s.words + (p >> 6)] &= ~((<uint64_t> 1) << (p & 63))
+
+
+cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
+                           const double* service_ms) noexcept nogil:
+    """Set up an empty system (no job running, empty queue); 0, or -1 if out of memory."""
+    cdef Py_ssize_t c, k, p
+    cdef KeyIndex* keys
+    s.K = K
+    s.C = C
+    s.words = (K + 63) >> 6
+    s.qhead = 0
+    s.qsize = 0
+    s.qcap = 1024
+    s.cap = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    s.busy = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    s.order = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    s.rank = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    s.free_bits = <uint64_t*> _c_calloc(C * s.words + 1, sizeof(uint64_t))
+    s.queue = <int64_t*> _c_calloc(s.qcap, sizeof(int64_t))
+    keys = <KeyIndex*> _c_calloc(K + 1, sizeof(KeyIndex))
+    if not (s.cap and s.busy and s.order and s.rank and s.free_bits and s.queue and keys):
+        _c_free(keys)
+        return -1
+    for k in range(K):
+        s.cap[k] = cap[k]
+    for c in range(C):
+        for k in range(K):
+            keys[k].key = service_ms[c * K + k]
+            keys[k].index = k
+        _c_qsort(keys, K, sizeof(KeyIndex), _cmp_key_index)
+        for p in range(K):
+            s.order[c * K + p] = keys[p].index
+            s.rank[c * K + keys[p].index] = p
+    _c_free(keys)
+    for k in range(K):
+        if cap[k] > 0:
+            _jffc_set_bit(s, k, True)
+    return 0
+
+
+cdef inline int64_t _jffc_pick(const JFFCState* s, int64_t client) noexcept nogil:
+    """The client's fastest chain with a free slot, or -1 if every chain is full."""
+    cdef Py_ssize_t w
+    cdef const uint64_t* bits = s.free_bits + client * s.words
+    for w in range(s.words):
+        if bits[w]:
+            return s.order[client * s.K + (w << 6) + __builtin_ctzll(bits[w])]
+    return -1
+
+
+cdef inline void _jffc_occupy(JFFCState* s, int64_t k) noexcept nogil:
+    s.busy[k] += 1
+    if s.busy[k] == s.cap[k]:
+        _jffc_set_bit(s, k, False)
+
+
+cdef inline void _jffc_vacate(JFFCState* s, int64_t k) noexcept nogil:
+    if s.busy[k] == s.cap[k]:
+        _jffc_set_bit(s, k, True)
+    s.busy[k] -= 1
+
+
+cdef inline int _jffc_push(JFFCState* s, int64_t job) noexcept nogil:
+    cdef Py_ssize_t i, newcap
+    cdef int64_t* grown
+    if s.qsize == s.qcap:
+        newcap = 2 * s.qcap
+        grown = <int64_t*> _c_calloc(newcap, sizeof(int64_t))
+        if not grown:
+            return -1
+        for i in range(s.qsize):
+            grown[i] = s.queue[(s.qhead + i) % s.qcap]
+        _c_free(s.queue)
+        s.queue = grown
+        s.qhead = 0
+        s.qcap = newcap
+    s.queue[(s.qhead + s.qsize) % s.qcap] = job
+    s.qsize += 1
+    return 0
+
+
+cdef inline int64_t _jffc_arrive(JFFCState* s, int64_t job, int64_t client) noexcept nogil:
+    cdef int64_t k = _jffc_pick(s, client)
+    if k >= 0:
+        _jffc_occupy(s, k)
+        return k
+    if _jffc_push(s, job) < 0:
+        return -2
+    return -1
+
+
+cdef inline int64_t _jffc_complete(JFFCState* s, int64_t k) noexcept nogil:
+    cdef int64_t job
+    if s.qsize > 0:
+        job = s.queue[s.qhead]
+        s.qhead = (s.qhead + 1) % s.qcap
+        s.qsize -= 1
+        return job
+    _jffc_vacate(s, k)
+    return -1

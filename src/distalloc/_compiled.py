@@ -3,7 +3,7 @@ silent fallback to slow code."""
 from __future__ import annotations
 
 try:
-    from distalloc._kernels import llm_kernels, queue_kernels, sgd_kernels
+    from distalloc._kernels import chain_kernels, llm_kernels, queue_kernels, sgd_kernels
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "distalloc's compiled kernels are missing (distalloc._kernels). "
@@ -11,4 +11,4 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["llm_kernels", "queue_kernels", "sgd_kernels"]
+__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels"]

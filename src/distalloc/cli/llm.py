@@ -58,22 +58,87 @@ def _plan_table(plans: Sequence[Any], scenario: Any) -> str:
     return "\n".join(lines)
 
 
+def _read_placement(path: str | None) -> Any:
+    """The JSON list of {server, first_block, num_blocks} of --placement FILE."""
+    if path is None:
+        return None
+    import json
+    from pathlib import Path
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(f"Placement file '{path}' does not exist.")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Placement file '{path}' is not valid JSON: {exc}") from None
+
+
+def _chain_options(args) -> dict:
+    """--reservation/--rate/--target-load/--placement of the chain methods (SPEC 1.10)."""
+    opts = {"reservation": getattr(args, "reservation", None),
+            "target_load": getattr(args, "target_load", None),
+            "placement": _read_placement(getattr(args, "placement", None))}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _chains_table(plan: Any, scenario: Any) -> str:
+    d = plan.to_dict()
+    lines = [f"{plan.method}: reservation c = {d.get('reservation')}, design rate "
+             f"{d.get('design_rate_per_s', 0):.4g} req/s, target load {d.get('target_load', 0):g}, "
+             f"{len(d['chains'])} chains, {d.get('job_slots')} job slots, service rate "
+             f"{d['service_rate_per_s']:.4g} jobs/s",
+             f"Theorem 4 mean response: {_fmt_s(d['bound_lower_s'])} <= T <= "
+             f"{_fmt_s(d['bound_upper_s'])} s"]
+    if d.get("search"):
+        s = d["search"]
+        lines.append(f"search over c: {s['evaluated']} values in {s['search_s'] * 1e3:.1f} ms "
+                     f"(stopped: {s['stop']})")
+    lines.append(f"{'chain':>6} {'capacity':>9} {'service_s':>10}  servers (blocks)")
+    for q, ch in enumerate(d["chains"][:20]):
+        hops = " -> ".join(scenario.server_names[j] for j in ch["servers"])
+        lines.append(f"{q:>6} {ch['capacity']:>9} {ch['service_s']:>10.3f}  {hops}")
+    if len(d["chains"]) > 20:
+        lines.append(f"   ... {len(d['chains']) - 20} more chains")
+    return "\n".join(lines)
+
+
+def _fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
 def _cmd_llm_plan(args) -> int:
+    from distalloc.llm.chains import CHAIN_METHODS
     from distalloc.llm.methods import plan
     sc = _scenario(args)
     methods = [args.method] if args.method else (["cg-bprr"] if args.json else ["cg-bprr", "petals"])
+    opts = _chain_options(args)
+    if args.rate is not None:
+        opts["rate_per_s"] = args.rate
+    if opts and not set(methods) <= set(CHAIN_METHODS):
+        raise ValidationError(f"Option '--{sorted(opts)[0].replace('_per_s', '').replace('_', '-')}' "
+                              f"applies only to --method {' or '.join(CHAIN_METHODS)}.")
     plans = [plan(sc, m, seed=args.seed, num_requests=args.num_requests,
                   time_limit_s=args.time_limit, formulation=args.formulation,
-                  solver=args.solver, threads=args.threads) for m in methods]
+                  solver=args.solver, threads=args.threads,
+                  **(opts if m in CHAIN_METHODS else {}))
+             for m in methods]
     if args.num_requests is not None:
         sc = sc.with_requests(args.num_requests)
     if args.json:
         print_json(plans[0].to_dict())
     else:
         print(_plan_table(plans, sc))
+        for p in plans:
+            if p.method in CHAIN_METHODS and p.feasible:
+                print()
+                print(_chains_table(p, sc))
     if args.plot:
-        from distalloc.plots import placement_map
-        placement_map(sc, plans, args.plot)
+        if any(p.method in CHAIN_METHODS for p in plans):
+            from distalloc.plots import chain_map
+            chain_map(sc, plans, args.plot)
+        else:
+            from distalloc.plots import placement_map
+            placement_map(sc, plans, args.plot)
     return 0
 
 
@@ -92,7 +157,7 @@ def _online_kwargs(args, scenario) -> dict:
     """Workload options shared by simulate and compare; Poisson defaults 0.5 req/s and
     100 requests when neither the command line nor the scenario file gives them."""
     kw: dict[str, Any] = dict(planned_requests=args.planned_requests, noise=args.noise,
-                              allocation_delay_s=args.allocation_delay)
+                              allocation_delay_s=args.allocation_delay, service=args.service)
     if args.client_weights is not None:
         kw["client_weights"] = floats(args.client_weights, "client-weights")
     if args.trace is not None or "trace" in scenario.online:
@@ -106,10 +171,25 @@ def _online_kwargs(args, scenario) -> dict:
 
 
 def _cmd_llm_simulate(args) -> int:
+    from distalloc.llm.chains import CHAIN_METHODS
     from distalloc.llm.simulation import simulate
     sc = _scenario(args)
-    res = simulate(sc, args.method, seed=args.seed, **_online_kwargs(args, sc))
+    kw = _online_kwargs(args, sc)
+    opts = _chain_options(args)
+    if args.method in CHAIN_METHODS:
+        kw.update(opts)
+        if "trace" in kw and args.rate is not None:
+            kw["design_rate_per_s"] = args.rate
+    elif opts:
+        raise ValidationError(f"Option '--{sorted(opts)[0].replace('_', '-')}' applies only "
+                              f"to --method {' or '.join(CHAIN_METHODS)}.")
+    if args.plot and args.method != "chains":
+        raise ValidationError("The 'plot' option of llm simulate draws the response time "
+                              "against the reservation c: it needs --method chains.")
+    res = simulate(sc, args.method, seed=args.seed, **kw)
     d = res.to_dict()
+    if args.plot:
+        _response_plot(args, sc, res)
     if args.json:
         d.pop("join_order", None)
         print_json(d)
@@ -118,11 +198,35 @@ def _cmd_llm_simulate(args) -> int:
               f"requests ({res.workload.source}, {res.workload.rate_per_s:.3g} req/s), "
               f"method {res.method}" + (f", planned |R| = {res.planned_requests}"
                                         if res.planned_requests else ""))
-        for key in ("mean_token_s", "p50_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s",
-                    "mean_retries", "dropped", "allocation_delay_s", "events", "wall_s"):
+        if "reservation" in d:
+            print(f"chains: reservation c = {d['reservation']}, {d['num_chains']} chains, "
+                  f"{d['job_slots']} job slots, service rate {d['service_rate_per_s']:.4g} "
+                  f"jobs/s, Theorem 4 at {d['design_rate_per_s']:.4g} req/s: "
+                  f"{_fmt_s(d['bound_lower_s'])} <= T <= {_fmt_s(d['bound_upper_s'])} s")
+        for key in ("mean_response_s", "p95_response_s", "mean_token_s", "p50_token_s",
+                    "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries", "dropped",
+                    "allocation_delay_s", "events", "wall_s"):
             v = d[key]
             print(f"{key:>20}  {v:.4g}" if isinstance(v, float) else f"{key:>20}  {v}")
     return 0
+
+
+def _response_plot(args, scenario, res) -> None:
+    """--plot of llm simulate --method chains: Theorem 4's bounds and the simulated mean
+    response time against the reservation c, on this run's arrivals and work draws."""
+    from distalloc.llm.jffc import response_curve
+    from distalloc.plots import response_vs_reservation
+    wl = res.workload
+    factor = np.ones(wl.num_requests)
+    if args.service == "exponential":
+        factor = np.random.default_rng(args.seed).exponential(1.0, wl.num_requests)
+    counts = np.bincount(wl.client, minlength=scenario.num_clients)
+    rate = res.extra["design_rate_per_s"]
+    curve = response_curve(scenario, wl, factor, rate,
+                           args.target_load if args.target_load is not None else 0.7,
+                           client_weights=counts / counts.sum())
+    response_vs_reservation(curve, args.plot, title=f"{scenario.name}: λ = {rate:.3g} req/s, "
+                            f"{args.service} service")
 
 
 def _cmd_llm_compare(args) -> int:
@@ -135,9 +239,13 @@ def _cmd_llm_compare(args) -> int:
                                   f"{', '.join(ONLINE_METHODS)}. Got {m!r} instead.")
     if args.seeds < 1:
         raise ValidationError(f"The 'seeds' option must be >= 1. Got {args.seeds} instead.")
+    from distalloc.llm.chains import CHAIN_METHODS
     kw = _online_kwargs(args, sc)
-    runs = {m: [simulate(sc, m, seed=s, **kw) for s in range(args.seeds)] for m in methods}
-    keys = ("mean_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries")
+    opts = _chain_options(args)
+    runs = {m: [simulate(sc, m, seed=s, **kw, **(opts if m in CHAIN_METHODS else {}))
+                for s in range(args.seeds)] for m in methods}
+    keys = ("mean_token_s", "p95_token_s", "mean_response_s", "p95_response_s", "mean_ttft_s",
+            "mean_wait_s", "mean_retries")
     table = {m: {k: [r.to_dict()[k] for r in rs] for k in keys} for m, rs in runs.items()}
     if args.json:
         print_json({"scenario": sc.name, "seeds": args.seeds,
@@ -158,11 +266,14 @@ def _cmd_llm_compare(args) -> int:
                 f"{np.mean(table[m][k]):>14.4g} +- {np.std(table[m][k]):<6.2g}" for m in methods))
         if "petals" in methods:
             base = np.mean(table["petals"]["mean_token_s"])
+            base_r = np.mean(table["petals"]["mean_response_s"])
             for m in methods:
                 if m != "petals":
                     cut = 1 - np.mean(table[m]["mean_token_s"]) / base
+                    cut_r = 1 - np.mean(table[m]["mean_response_s"]) / base_r
                     print(f"{m}: mean per-token time {cut:+.0%} against petals "
-                          f"({'cut' if cut > 0 else 'increase'})")
+                          f"({'cut' if cut > 0 else 'increase'}), mean response time "
+                          f"{cut_r:+.0%}")
     if args.plot:
         from distalloc.plots import token_time_cdf
         token_time_cdf({m: np.concatenate([r.token_s[r.served] for r in rs])
@@ -173,6 +284,23 @@ def _cmd_llm_compare(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+
+
+def _add_chain_options(p, rate: bool) -> None:
+    """Options of the chain methods (SPEC 1.10)."""
+    p.add_argument("--reservation", default=None, metavar="C|auto",
+                   help="chains: jobs each GBP-CR chain reserves cache for, or 'auto' "
+                   "(default): the Theorem-4 lower-bound search over c")
+    if rate:
+        p.add_argument("--rate", type=float, default=None, metavar="λ",
+                       help="chains: arrival rate the chains are built for (default: the "
+                       "scenario's rate_per_s, else 0.5 req/s)")
+    p.add_argument("--target-load", type=float, default=None, metavar="ρ̄",
+                   help="chains: GBP-CR adds chains until their rate reaches λ/(ρ̄c) "
+                   "(default 0.7)")
+    p.add_argument("--placement", default=None, metavar="FILE",
+                   help="chains: run GCA on this placement (JSON list of {server, "
+                   "first_block, num_blocks}) instead of GBP-CR")
 
 
 def _add_online_options(p) -> None:
@@ -194,6 +322,10 @@ def _add_online_options(p) -> None:
                    "e.g. petals=250,cg-bprr=60 (default 0)")
     p.add_argument("--noise", type=float, default=0.0, metavar="σ",
                    help="log-normal noise on service times (default 0)")
+    p.add_argument("--service", choices=["model", "exponential"], default="model",
+                   help="service times from the performance model, or that times an Exp(1) "
+                   "work draw (the chain paper's analysis model); default model")
+    _add_chain_options(p, rate=False)
     p.add_argument("--input-tokens", type=int, default=None, metavar="N",
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",
@@ -232,8 +364,10 @@ def add_parser(sub) -> None:
                     help="number of servers of a topology/synthetic scenario")
     pl.add_argument("--scenario-seed", type=int, default=0, metavar="N",
                     help="seed of the built-in scenario's random choices (default 0)")
-    pl.add_argument("--plot", default=None, metavar="FILE", help="write a placement map PNG")
+    pl.add_argument("--plot", default=None, metavar="FILE",
+                    help="write a placement map PNG (with the chains for chain methods)")
     pl.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_chain_options(pl, rate=True)
     pl.set_defaults(func=_cmd_llm_plan)
 
     from distalloc.llm.simulation import ONLINE_METHODS
@@ -242,19 +376,30 @@ def add_parser(sub) -> None:
     sim.add_argument("--method", choices=list(ONLINE_METHODS), default="cg-bprr")
     sim.add_argument("--seed", type=int, default=0,
                      help="arrivals, noise and PETALS's join order (default 0)")
+    sim.add_argument("--plot", default=None, metavar="FILE",
+                     help="--method chains: PNG of the mean response time against the "
+                     "reservation c (Theorem 4's bounds and simulated)")
     sim.set_defaults(func=_cmd_llm_simulate)
 
     cmp_ = llm_sub.add_parser("compare", help="methods side by side on the same arrivals")
     _add_online_options(cmp_)
-    cmp_.add_argument("--methods", default="cg-bprr,petals", metavar="M1,M2,...",
-                      help=f"methods among {', '.join(ONLINE_METHODS)} (default cg-bprr,petals)")
+    cmp_.add_argument("--methods", default="cg-bprr,petals,chains", metavar="M1,M2,...",
+                      help=f"methods among {', '.join(ONLINE_METHODS)} "
+                      "(default cg-bprr,petals,chains)")
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
     cmp_.set_defaults(func=_cmd_llm_compare)
 
-    scn = llm_sub.add_parser("scenario", help="print a scenario as canonical JSON")
-    scn.add_argument("scenario")
+    scn = llm_sub.add_parser(
+        "scenario", help="print a scenario as canonical JSON",
+        description="Print a scenario as canonical JSON. Built-ins: clustered, "
+        "topology:<Abvt|Bellcanada|GtsCe|AttMpls|path>, synthetic:<servers>[:<blocks>], and "
+        "the chain-composition paper's settings chains-sim[:J[:eta[:communication]]] "
+        "(BLOOM-176B, J = 20 RIPE Atlas servers, eta = 0.2 high-perf, 0.2 req/s) and "
+        "chains-testbed[:communication] (LLaMA-2-7B on 9 MIG slices, Azure code trace); "
+        "communication is relay (default), once, matlab or petals.")
+    scn.add_argument("scenario", help="built-in name or path (see above)")
     scn.add_argument("--servers", type=int, default=None, metavar="C")
     scn.add_argument("--seed", dest="scenario_seed", type=int, default=0, metavar="N",
                      help="seed of the built-in scenario's random choices (default 0)")

@@ -3,11 +3,14 @@
 Offline: scenarios (:func:`resolve_scenario`, :func:`load_scenario`), the performance
 model (:func:`evaluate_routes`), routing (:func:`shortest_routes`), placement by
 CG-BPRR (:func:`cg_bprr`), the PETALS baseline (:func:`petals`) and the exact MILP
-(:func:`solve_milp`), all behind :func:`plan`.
+(:func:`solve_milp`), all behind :func:`plan`.  Chain composition with cache reservation
+(SPEC 1.10): :func:`gbp_cr`, :func:`gca`, :func:`jffc_bounds`, :func:`compose_chains`.
 
 Reference: T. Sun, T. He, B. Ji, P. Parag, "Optimizing Resource Allocation for
 Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884 (2025).
 """
+from distalloc.llm.chains import Chain, ChainComposition, compose_chains, gbp_cr, gca
+from distalloc.llm.jffc import jffc_bounds
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.model import Placement, RouteMetrics, evaluate_routes
 from distalloc.llm.methods import METHODS, plan
@@ -23,4 +26,6 @@ __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlaceme
            "builtin_scenario", "clustered", "load_scenario", "resolve_scenario",
            "scenario_from_dict", "synthetic_scenario", "topology_scenario", "evaluate_routes",
            "shortest_routes", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
-           "plan", "solve_milp", "theorem2_bound_ms"]
+           "plan", "solve_milp", "theorem2_bound_ms",
+           # chain composition (SPEC 1.10)
+           "Chain", "ChainComposition", "compose_chains", "gbp_cr", "gca", "jffc_bounds"]

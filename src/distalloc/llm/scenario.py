@@ -477,7 +477,9 @@ def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
                      input_tokens: int | None = None,
                      output_tokens: int | None = None) -> Scenario:
     """A built-in scenario by name: ``clustered``, ``topology:<name or path>``,
-    ``synthetic:<servers>[:<blocks>]``; ``input_tokens``/``output_tokens`` set the static
+    ``synthetic:<servers>[:<blocks>]``, and the chain-composition paper's
+    ``chains-sim[:J[:eta[:communication]]]`` and ``chains-testbed[:communication]``
+    (:mod:`distalloc.llm.paper_scenarios`); ``input_tokens``/``output_tokens`` set the static
     lengths (and so the prefill profile and the cache size)."""
     kind, _, arg = spec.partition(":")
     lengths = {}
@@ -501,8 +503,12 @@ def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
             raise ValidationError(f"Scenario '{spec}': expected synthetic:<servers>[:<blocks>].")
         return synthetic_scenario(num_servers if num_servers is not None else nums[0],
                                   *(nums[1:]), seed=seed, **lengths)
+    if kind in ("chains-sim", "chains-testbed"):   # the chain-composition paper (SPEC 1.10)
+        from distalloc.llm.paper_scenarios import paper_scenario
+        return paper_scenario(spec, num_servers=num_servers, seed=seed, **lengths)
     raise ValidationError(f"Unknown scenario '{spec}' (built-ins: clustered, topology:<name>, "
-                          "synthetic:<servers>[:<blocks>]; or a path to a .json/.toml file).")
+                          "synthetic:<servers>[:<blocks>], chains-sim[:J[:eta]], "
+                          "chains-testbed; or a path to a .json/.toml file).")
 
 
 def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0,

@@ -30,7 +30,7 @@ from distalloc.llm.workload import (Workload, client_probs, poisson_workload, tr
 
 __all__ = ["Workload", "poisson_workload", "trace_workload", "SimulationResult", "simulate",
            "choose_planned_requests", "max_planned_requests", "ONLINE_METHODS",
-           "parse_allocation_delay"]
+           "parse_allocation_delay", "SERVICE_MODELS"]
 
 #: method -> (placement rule, routing rule)
 ONLINE_METHODS = {
@@ -40,7 +40,12 @@ ONLINE_METHODS = {
     "petals-cg-counts": ("petals-cg-counts", "petals"),
     "petals-opt-routing": ("petals", "ws-rr"),
     "milp": ("milp", "ws-rr"),
+    # chain composition (SPEC 1.10): served by distalloc.llm.jffc, see simulate()
+    "chains": ("gbp-cr", "jffc"),
+    "jffc-whole": ("whole", "jffc"),
 }
+#: service-time models of every method: the performance model, or Exp(1) work x model time
+SERVICE_MODELS = ("model", "exponential")
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
@@ -140,6 +145,11 @@ class SimulationResult:
     def ttft_s(self) -> np.ndarray:
         return self.first_token_s - self.workload.arrival_s
 
+    @property
+    def response_s(self) -> np.ndarray:
+        """Completion - arrival (waiting + service), seconds."""
+        return self.end_s - self.workload.arrival_s
+
     def route(self, r: int) -> list[int]:
         o = self.path_offset[r]
         return [] if o < 0 else self.chains[o: o + self.path_len[r]].tolist()
@@ -159,6 +169,9 @@ class SimulationResult:
             "mean_wait_s": mean(self.wait_s[ok]),
             "p50_token_s": float(np.percentile(tok, 50)) if tok.size else None,
             "p95_token_s": float(np.percentile(tok, 95)) if tok.size else None,
+            "mean_response_s": mean(self.response_s[ok]),
+            "p95_response_s": (float(np.percentile(self.response_s[ok], 95)) if tok.size
+                               else None),
             "dropped": self.dropped,
             "mean_retries": float(np.mean(self.retries)),
             "planned_requests": self.planned_requests,
@@ -239,7 +252,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              time_scale: float | None = None, planned_requests: int | None = None,
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
-             workload: Workload | None = None) -> SimulationResult:
+             workload: Workload | None = None, service: str = "model",
+             **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
     Parameters
@@ -265,6 +279,16 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         run with one seed see the same arrivals.
     workload : Workload, optional
         use these arrivals instead of drawing them.
+    service : {'model', 'exponential'}
+        'model': service times from the performance model (times the noise factor);
+        'exponential': each job's time is additionally multiplied by an Exp(1) work draw
+        (the chain-composition paper's analysis model), drawn after the noise so every
+        method of a seed sees the same work draws.
+    **chain_options
+        'chains' and 'jffc-whole' only (:func:`distalloc.llm.jffc.simulate_chains`):
+        ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
+        ``design_rate_per_s`` (the rate the chains are composed for; default the
+        workload's).
 
     Returns
     -------
@@ -290,7 +314,19 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
+    if service not in SERVICE_MODELS:
+        raise ValidationError(f"The 'service' parameter must be one of "
+                              f"{', '.join(SERVICE_MODELS)}. Got {service!r} instead.")
+    if service == "exponential":
+        factor = factor * rng.exponential(1.0, N)
     rule, routing = ONLINE_METHODS[method]
+    if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
+        from distalloc.llm.jffc import simulate_chains
+        return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
+                               **chain_options)
+    if chain_options:
+        raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
+                              f"chain methods (chains, jffc-whole), not {method!r}.")
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
         if planned_requests is not None:
