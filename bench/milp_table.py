@@ -111,7 +111,7 @@ def run(args) -> None:
 
 
 def table(args) -> str:
-    rows = load_rows(Path(args.out))
+    rows = [r for path in args.out.split(",") for r in load_rows(Path(path))]
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
         cells.setdefault((r["formulation"], r["solver"], r["servers"], r["requests"]), []).append(r)
@@ -174,7 +174,8 @@ def table(args) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="bench-results/milp_table.jsonl")
+    ap.add_argument("--out", default="bench-results/milp_table.jsonl",
+                    help="JSON-lines file of the rows (--table: several, comma-separated)")
     ap.add_argument("--servers", type=_ints, default=_ints("4-8"))
     ap.add_argument("--requests", type=_ints, default=_ints("2-8"))
     ap.add_argument("--seeds", type=int, default=3)
