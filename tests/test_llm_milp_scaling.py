@@ -202,3 +202,11 @@ def test_sizes():
     sc = swarm24(6)
     assert build_model(sc, "aggregated").num_variables == milp_size(24, 6, "aggregated")
     assert build_model(sc, "per-request").num_variables == milp_size(24, 6)
+
+
+@pytest.mark.parametrize("solver", ["highs", "cp-sat"])
+def test_threads_change_nothing_but_speed(solver):
+    """Two threads, then one again (HiGHS's global thread pool is reset in between)."""
+    sc = scenario_from_dict(random_scenario_dict(np.random.default_rng(5)))
+    values = [solve_milp(sc, threads=t, solver=solver).mean_token_ms for t in (2, 1)]
+    assert values[0] == pytest.approx(values[1]) == pytest.approx(naive.brute_force_bprr(sc))
