@@ -11,4 +11,13 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels"]
+__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels", "sgd_order_stats"]
+
+
+def __getattr__(name):
+    # Numba modules load on first use: importing numba costs ~0.5 s that commands which do
+    # not need it should not pay.
+    if name == "sgd_order_stats":
+        from distalloc._kernels import sgd_order_stats
+        return sgd_order_stats
+    raise AttributeError(name)
