@@ -110,13 +110,31 @@ def run(args) -> None:
                     failed[config].append((S, R))
 
 
+def _cell(rs: list[dict], seeds: int, budget: float) -> str:
+    if any(r["status"] != "optimal" for r in rs):
+        return f"gap {max(r['gap'] or 0 for r in rs):.1%}"
+    if len(rs) < seeds:
+        return "—"
+    cpu = max(r["cpu_s"] for r in rs)
+    return f"{cpu:.1f}" + ("*" if cpu > budget else "")
+
+
 def table(args) -> str:
     rows = [r for path in args.out.split(",") for r in load_rows(Path(path))]
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
         cells.setdefault((r["formulation"], r["solver"], r["servers"], r["requests"]), []).append(r)
     lines = []
-    for config in args.configs:
+    if args.compact:   # one table, one cell per (S, R) with every configuration
+        lines.append("configurations per cell: " + " / ".join(args.configs) + "\n")
+        lines.append("| S \\ R | " + " | ".join(str(R) for R in args.requests) + " |")
+        lines.append("|---" * (len(args.requests) + 1) + "|")
+        for S in args.servers:
+            lines.append(f"| {S} | " + " | ".join(
+                " / ".join(_cell(cells.get((*c.split(":"), S, R), []), args.seeds,
+                                 args.cpu_budget) for c in args.configs)
+                for R in args.requests) + " |")
+    for config in ([] if args.compact else args.configs):
         formulation, solver = config.split(":")
         lines.append(f"\n{formulation} / {solver}: CPU seconds of the slowest of {args.seeds} "
                      f"seeds if all are proven (* more than {args.cpu_budget:g} s), else the "
@@ -126,14 +144,8 @@ def table(args) -> str:
         for S in args.servers:
             cells_txt = []
             for R in args.requests:
-                rs = cells.get((formulation, solver, S, R), [])
-                if any(r["status"] != "optimal" for r in rs):
-                    cells_txt.append(f"gap {max(r['gap'] or 0 for r in rs):.1%}")
-                elif len(rs) < args.seeds:
-                    cells_txt.append("—")
-                else:
-                    cpu = max(r["cpu_s"] for r in rs)
-                    cells_txt.append(f"{cpu:.1f}" + ("*" if cpu > args.cpu_budget else ""))
+                cells_txt.append(_cell(cells.get((formulation, solver, S, R), []), args.seeds,
+                                       args.cpu_budget))
             lines.append(f"| {S} | " + " | ".join(cells_txt) + " |")
         proven = [(S, R) for S in args.servers for R in args.requests
                   if len(cells.get((formulation, solver, S, R), [])) >= args.seeds
@@ -185,6 +197,8 @@ def main(argv=None) -> None:
     ap.add_argument("--cpu-budget", type=float, default=60.0,
                     help="table: mark proven cells that took more CPU seconds than this")
     ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
+    ap.add_argument("--compact", action="store_true",
+                    help="table: one table, every configuration in each cell")
     args = ap.parse_args(argv)
     if args.table:
         print(table(args))
