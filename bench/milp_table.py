@@ -11,7 +11,7 @@ it ends (wall and process CPU seconds, status, objective, bound, gap, CG-BPRR's 
 an interrupted run resumes where it stopped.  Cells beyond a failure are skipped per
 configuration: once (S, R) has a seed that is not proven, every (S', R') with S' >= S and
 R' >= R is skipped (larger instances of the same family are not easier).
-A full run (5 configurations, 35 cells x 3 seeds, 60 s) takes at most 7 h of one core and in
+A full run (5 configurations, 35 cells x 3 seeds, 60 s) takes at most 9 h of one core and in
 practice about an hour (README), so run it on a quiet machine; ``--threads 1`` keeps the
 configurations comparable.
 """
