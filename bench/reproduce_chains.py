@@ -1,6 +1,6 @@
 """Reproduce the chain-composition paper (2604.14993 §4; SPEC 1.10) under distalloc's model.
 
-    python bench/reproduce_chains.py [--part sim|grid|testbed|swarm|all] [--seeds 10]
+    python bench/reproduce_chains.py [--part sim|grid|testbed|swarm|swarm-checks|all] [--seeds 10]
 
 * ``sim``: the model-driven setting (BLOOM-176B, J = 20 servers on RIPE Atlas RTTs, η = 0.2,
   λ = 0.2 req/s, ρ̄ = 0.7, 2 000 Poisson jobs, exponential service as in the paper and the
@@ -11,7 +11,11 @@
 * ``testbed``: LLaMA-2-7B on 9 MIG slices, the first 1 000 requests of the Azure code trace,
   Table 1's columns, at the trace's own speed and 5x compressed.
 * ``swarm``: ``synthetic:10000`` at 50 req/s and ``synthetic:1000`` at 5 req/s (20 000
-  requests), chains against PETALS and CG-BP + WS-RR, and the time of the search over c.
+  requests), chains (client groups chosen by the search, and the one-group reading)
+  against PETALS and CG-BP + WS-RR, the two-nearest-A100 limit, and the CPU time of the
+  search over c.
+* ``swarm-checks``: the same swarms with the clients' RTT rows made equal (the one-group
+  reading is then exact), other seeds, a higher rate and 16 clients.
 Prints markdown tables.
 """
 import argparse
@@ -121,29 +125,81 @@ def part_testbed():
                 print(f"| {c} | " + " | ".join(rows[c]) + " |")
 
 
+def two_a100_limit(sc):
+    """Mean over the clients of the fastest possible per-token time: L = 96 blocks need two
+    servers (an A100 holds at most 62) and A100s are the fastest per block, so no chain is
+    faster for client c than its two nearest A100s (capacity ignored)."""
+    from distalloc.llm.chain_groups import client_costs
+    alpha, beta = client_costs(sc)
+    a100 = np.flatnonzero(sc.decode_ms == sc.decode_ms.min())
+    best = [np.sort(alpha[c, a100])[:2].sum() + sc.num_blocks * beta[a100[0]]
+            for c in range(sc.num_clients)]
+    return float(np.mean(best)) / sc.output_tokens / 1000.0
+
+
 def part_swarm():
-    print("\n### Large swarms (20 000 Poisson requests, seed 0) — mean per-token time (s) / "
-          "mean response time (s)\n")
-    print("| swarm | λ | PETALS | CG-BP + WS-RR | chains | chains vs PETALS | c search |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n### Large swarms (4 clients, 20 000 Poisson requests, seed 0) — mean per-token "
+          "time (s) / mean response time (s)\n")
+    print("| swarm | λ | PETALS | CG-BP + WS-RR | chains, one group | chains | chains vs PETALS "
+          "| limit | c search (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for S, lam in ((1000, 5.0), (10_000, 50.0)):
         sc = synthetic_scenario(S, 96, num_clients=4, seed=0)
         wl = poisson_workload(sc, lam, 20_000, seed=0)
-        t0 = time.perf_counter()
-        s = search_reservation(sc, wl.rate_per_s)
-        search_s = time.perf_counter() - t0
+        cpu = {}
+        for groups in ("auto", "one"):
+            t0 = time.process_time()
+            s = search_reservation(sc, wl.rate_per_s, client_groups=groups)
+            cpu[groups] = time.process_time() - t0
+            if groups == "auto":
+                best = s
         d = {m: simulate(sc, m, workload=wl, seed=0).to_dict()
              for m in ("petals", "cg-bprr", "chains")}
-        cut = 1 - d["chains"]["mean_response_s"] / d["petals"]["mean_response_s"]
-        cells = [f"{d[m]['mean_token_s']:.3f} / {d[m]['mean_response_s']:.1f}" for m in d]
+        d["one"] = simulate(sc, "chains", workload=wl, seed=0, client_groups="one").to_dict()
+        tok = 1 - d["chains"]["mean_token_s"] / d["petals"]["mean_token_s"]
+        resp = 1 - d["chains"]["mean_response_s"] / d["petals"]["mean_response_s"]
+        cells = [f"{d[m]['mean_token_s']:.4f} / {d[m]['mean_response_s']:.2f}"
+                 for m in ("petals", "cg-bprr", "one", "chains")]
         print(f"| synthetic:{S} | {lam:g} | " + " | ".join(cells)
-              + f" | {cut:+.1%} | c* = {s.best}, {s.reservation.size} values, "
-              f"{search_s:.2f} s |")
+              + f" | {tok:+.2%} / {resp:+.2%} | {two_a100_limit(sc):.4f} | c* = {best.best}, "
+              f"{best.best_groups.num_groups} groups, {best.reservation.size} values, "
+              f"{cpu['auto']:.2f} s (one group {cpu['one']:.2f} s) |")
+
+
+def part_swarm_checks():
+    print("\n### Large swarms, checks (5 000 Poisson requests) — mean per-token time (s): "
+          "PETALS / chains (cut)\n")
+    print("| case | PETALS | chains, one group | chains |")
+    print("|---|---|---|---|")
+
+    def row(name, sc, wl, seed):
+        p = simulate(sc, "petals", workload=wl, seed=seed).to_dict()["mean_token_s"]
+        one = simulate(sc, "chains", workload=wl, seed=seed,
+                       client_groups="one").to_dict()["mean_token_s"]
+        c = simulate(sc, "chains", workload=wl, seed=seed).to_dict()["mean_token_s"]
+        print(f"| {name} | {p:.4f} | {one:.4f} ({1 - one / p:+.2%}) | {c:.4f} "
+              f"({1 - c / p:+.2%}) |")
+    for S, lam in ((1000, 5.0), (10_000, 50.0)):       # the diagnosis: equal RTT rows
+        sc = synthetic_scenario(S, 96, num_clients=4, seed=0)
+        eq = dataclasses.replace(
+            sc, rtt_ms=np.ascontiguousarray(np.repeat(sc.rtt_ms[:1], 4, 0)),
+            prefill_rtt_ms=np.ascontiguousarray(np.repeat(sc.prefill_rtt_ms[:1], 4, 0)))
+        row(f"synthetic:{S}, λ {lam:g}, clients' RTT rows equal", eq,
+            poisson_workload(sc, lam, 5000 if S == 1000 else 20_000, seed=0), 0)
+    for seed in range(1, 6):
+        sc = synthetic_scenario(1000, 96, num_clients=4, seed=seed)
+        row(f"synthetic:1000, λ 5, seed {seed}", sc, poisson_workload(sc, 5.0, 5000, seed=seed),
+            seed)
+    sc = synthetic_scenario(1000, 96, num_clients=4, seed=0)
+    row("synthetic:1000, λ 15, seed 0", sc, poisson_workload(sc, 15.0, 8000, seed=0), 0)
+    sc = synthetic_scenario(1000, 96, num_clients=16, seed=0)
+    row("synthetic:1000, 16 clients, λ 5, seed 0", sc, poisson_workload(sc, 5.0, 5000, seed=0), 0)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", default="all", choices=["sim", "grid", "testbed", "swarm", "all"])
+    ap.add_argument("--part", default="all",
+                    choices=["sim", "grid", "testbed", "swarm", "swarm-checks", "all"])
     ap.add_argument("--seeds", type=int, default=10)
     args = ap.parse_args()
     if args.part in ("sim", "all"):
@@ -154,6 +210,8 @@ def main():
         part_testbed()
     if args.part in ("swarm", "all"):
         part_swarm()
+    if args.part in ("swarm-checks", "all"):
+        part_swarm_checks()
 
 
 if __name__ == "__main__":

@@ -385,19 +385,25 @@ cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogi
 
 # ------------------------------------------------------------------------------------------
 # JFFC: Join-the-Fastest-Free-Chain (SPEC 1.10; chain-composition notes §4).  The ONE copy
-# of the rule: chain_kernels' simulator and the online engine's 'jffc' policy both call it.
+# of the rule: chain_kernels' simulator and offline fill, and the online engine's 'jffc'
+# policy all call it.
 #
 # Contract
 # * K chains (GCA's output, in GCA order) with cap[k] >= 0 job slots (c_k) and C clients;
 #   chain k's service time for a job of client c is service_ms[c * K + k] (SPEC 1.1 request
-#   time at the scenario's static lengths).  Client c ranks the chains by
-#   (service_ms[c, k], k): fastest first, ties to the lower GCA index.
+#   time at the scenario's static lengths).
+# * Client groups (per-group composition, distalloc.llm.chains): home[k] is the client group
+#   chain k was composed for (-1: a shared chain), client_group[c] the group of client c
+#   (-1: none).  Client c ranks the chains by (home[k] != client_group[c], service_ms[c, k],
+#   k): its group's chains first, then every other chain, each part fastest first, ties to
+#   the lower GCA index.  home == NULL or client_group == NULL: no groups, the paper's rule
+#   (fastest first), which is also what one group holding every chain gives.
 # * busy[k] is the number of jobs running on chain k, 0 <= busy[k] <= cap[k]; each job holds
 #   one slot from its start to its completion, on one chain (no migration, no preemption).
 # * One central FCFS queue of job ids; it is non-empty only while every chain is full.
-# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k, the arriving
-#   client's fastest chain with a free slot; -1: no slot is free and the job joined the
-#   queue's tail; -2: out of memory (queue growth failed).
+# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k, the first chain
+#   with a free slot in the arriving client's ranking; -1: no slot is free and the job joined
+#   the queue's tail; -2: out of memory (queue growth failed).
 # * _jffc_complete(s, k) -> job >= 0: a job on chain k finished and the queue's head job
 #   starts now on chain k (busy[k] unchanged); -1: the queue was empty and the slot is free.
 # * _jffc_pick / _jffc_occupy / _jffc_vacate are the pieces (decision without side
@@ -447,9 +453,12 @@ cdef inline void _jffc_set_bit(JFFCState* s, int64_t k, bint on) noexcept nogil:
 
 
 cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
-                           const double* service_ms) noexcept nogil:
-    """Set up an empty system (no job running, empty queue); 0, or -1 if out of memory."""
-    cdef Py_ssize_t c, k, p
+                           const double* service_ms, const int64_t* home,
+                           const int64_t* client_group) noexcept nogil:
+    """Set up an empty system (no job running, empty queue); 0, or -1 if out of memory.
+    ``home`` (K) and ``client_group`` (C) may be NULL (no groups)."""
+    cdef Py_ssize_t c, k, p, nh
+    cdef int64_t g
     cdef KeyIndex* keys
     s.K = K
     s.C = C
@@ -470,10 +479,23 @@ cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64
     for k in range(K):
         s.cap[k] = cap[k]
     for c in range(C):
+        g = client_group[c] if (home != NULL and client_group != NULL) else -1
+        # the client's group's chains in keys[0:nh], every other chain in keys[nh:K]
+        nh = 0
+        if g >= 0:
+            for k in range(K):
+                if home[k] == g:
+                    keys[nh].key = service_ms[c * K + k]
+                    keys[nh].index = k
+                    nh += 1
+        p = nh
         for k in range(K):
-            keys[k].key = service_ms[c * K + k]
-            keys[k].index = k
-        _c_qsort(keys, K, sizeof(KeyIndex), _cmp_key_index)
+            if g < 0 or home[k] != g:
+                keys[p].key = service_ms[c * K + k]
+                keys[p].index = k
+                p += 1
+        _c_qsort(keys, nh, sizeof(KeyIndex), _cmp_key_index)
+        _c_qsort(keys + nh, K - nh, sizeof(KeyIndex), _cmp_key_index)
         for p in range(K):
             s.order[c * K + p] = keys[p].index
             s.rank[c * K + keys[p].index] = p

@@ -1,6 +1,7 @@
 """Chain composition (SPEC 1.10): GBP-CR, GCA and Theorem 4 against their oracles — the
 worked Fig.-2 example of the notes, brute-force greedy over all paths, brute force over
 disjoint groupings (Theorem 2), Erlang C."""
+import dataclasses
 import itertools
 import math
 
@@ -120,8 +121,16 @@ def test_gca_matches_brute_force_greedy_and_invariants(inst):
     first, num, L, alpha, beta, slots = inst
     a = np.array(first, dtype=np.int64)
     m = np.array(num, dtype=np.int64)
-    servers, blocks, offs, caps, cost = chain_kernels.gca(
-        a, m, L, np.array(alpha), np.array(beta), np.array(slots, dtype=np.int64))
+    servers, blocks, offs, caps, cost, home = chain_kernels.gca(
+        a, m, L, np.zeros((0, len(num))), np.array(beta), np.array(slots, dtype=np.int64),
+        np.full(len(num), -1, dtype=np.int64), np.array(alpha))
+    assert np.all(home == -1)
+    # one group owning every server gives the same chains (the shared pass finds nothing)
+    again = chain_kernels.gca(a, m, L, np.array([alpha]), np.array(beta),
+                              np.array(slots, dtype=np.int64), np.zeros(len(num), dtype=np.int64),
+                              np.array(alpha))
+    assert all(np.array_equal(x, y) for x, y in zip(again[:5], (servers, blocks, offs, caps, cost)))
+    assert np.all(again[5] == 0)
     got = [(servers[offs[q]:offs[q + 1]].tolist(), int(caps[q]), float(cost[q]))
            for q in range(caps.size)]
     want, free_left = naive_gca(first, num, L, alpha, beta, slots)
@@ -329,6 +338,12 @@ def test_jffc_fill_waves_and_whole_model():
     assert [(ch.servers, ch.capacity) for ch in chains] == [((0,), 3), ((1,), 3)]
     pick = jffc_fill(sc, chains, np.zeros(8, dtype=np.int64))
     assert pick == [0, 0, 0, 1, 1, 1, 0, 0]          # fastest first, then a new wave
+    # with client groups: the group's chains first (chain 1 is group 0's home)
+    from distalloc.llm.chain_groups import make_groups
+    grouped = [dataclasses.replace(chains[0], group=1), dataclasses.replace(chains[1], group=0)]
+    groups = make_groups(np.array([0]), np.array([1.0]), np.zeros((1, 3)), np.zeros(3))
+    pick = jffc_fill(sc, grouped, np.zeros(8, dtype=np.int64), groups)
+    assert pick == [1, 1, 1, 0, 0, 0, 1, 1]
 
 
 def test_placement_file_validation():

@@ -24,9 +24,10 @@ from distalloc.llm.simulation import ONLINE_METHODS, poisson_workload, simulate
 # ------------------------------------------------------------------------------------------
 # References
 # ------------------------------------------------------------------------------------------
-def naive_jffc(cap, rank, service, arrival, client):
+def naive_jffc(cap, rank, service, arrival, client, home=None, group=None):
     """JFFC with one central FCFS queue, heapq event loop: (start, chain) per request.
-    Completions before arrivals at equal times, completions in request order."""
+    Completions before arrivals at equal times, completions in request order.  With client
+    groups, a client takes its group's chains first (home[k] == group[client])."""
     K, N = len(cap), len(arrival)
     busy = [0] * K
     queue, heap = [], []
@@ -49,7 +50,8 @@ def naive_jffc(cap, rank, service, arrival, client):
         if not free:
             queue.append(r)
             continue
-        k = min(free, key=lambda k: (rank[client[r]][k], k))
+        g = -1 if home is None else group[client[r]]
+        k = min(free, key=lambda k: (g < 0 or home[k] != g, rank[client[r]][k], k))
         busy[k] += 1
         start[r], chain[r] = now, k
         heapq.heappush(heap, (now + service[r][k], r))
@@ -106,8 +108,9 @@ def run_kernel(cap, mu, lam, n, seed):
     K = len(cap)
     out = [np.empty(n) for _ in range(4)]
     chain = np.empty(n, dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)
     chain_kernels.simulate_jffc(np.asarray(cap, dtype=np.int64), np.ascontiguousarray(T),
-                                np.ascontiguousarray(T), np.zeros((1, K)), arrival,
+                                none, none, np.ascontiguousarray(T), np.zeros((1, K)), arrival,
                                 np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
                                 factor, 0.0, *out, chain)
     return (out[1] - arrival) / 1000.0
@@ -133,11 +136,20 @@ def test_kernel_matches_naive_jffc_decision_by_decision(seed):
     out_tok = rng.integers(1, 4, N)
     service = [[pre[client[r], k] + (out_tok[r] - 1) * tok[client[r], k] for k in range(K)]
                for r in range(N)]
-    want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service, arrival.tolist(),
-                                        client.tolist())
+    if rng.random() < 0.5:                           # client groups: home chains first
+        G = int(rng.integers(1, 3))
+        home, group = rng.integers(-1, G, K), rng.integers(-1, G, C)
+        want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
+                                            arrival.tolist(), client.tolist(), home.tolist(),
+                                            group.tolist())
+    else:
+        home = group = np.zeros(0, dtype=np.int64)
+        want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
+                                            arrival.tolist(), client.tolist())
     start, end, ttft, wait = (np.empty(N) for _ in range(4))
     chain = np.empty(N, dtype=np.int64)
-    events = chain_kernels.simulate_jffc(cap.astype(np.int64), rank, pre, tok, arrival,
+    events = chain_kernels.simulate_jffc(cap.astype(np.int64), rank, home, group, pre, tok,
+                                         arrival,
                                          client.astype(np.int64), out_tok.astype(np.int64),
                                          np.ones(N), 0.0, start, end, ttft, wait, chain)
     assert chain.tolist() == want_chain

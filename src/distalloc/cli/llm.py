@@ -1,6 +1,7 @@
-"""``distalloc llm``: plan, simulate, compare, scenario (SPEC 4.2, 1.10)."""
+"""``distalloc llm``: plan, simulate, compare, scenario, calibrate (SPEC 4.2, 1.10, 1.11)."""
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,10 +14,14 @@ __all__ = ["add_parser"]
 
 def _scenario(args) -> Any:
     from distalloc.llm.scenario import resolve_scenario
-    return resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
-                            seed=getattr(args, "scenario_seed", None) or 0,
-                            input_tokens=getattr(args, "input_tokens", None),
-                            output_tokens=getattr(args, "output_tokens", None))
+    sc = resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
+                          seed=getattr(args, "scenario_seed", None) or 0,
+                          input_tokens=getattr(args, "input_tokens", None),
+                          output_tokens=getattr(args, "output_tokens", None))
+    if getattr(args, "profile", None):
+        from distalloc.llm.calibrate import apply_profile, load_profile
+        sc = apply_profile(sc, load_profile(args.profile))
+    return sc
 
 
 def _fmt_ms(x: float | None) -> str:
@@ -91,12 +96,23 @@ def _chains_table(plan: Any, scenario: Any) -> str:
              f"{_fmt_s(d['bound_upper_s'])} s"]
     if d.get("search"):
         s = d["search"]
-        lines.append(f"search over c: {s['evaluated']} values in {s['search_s'] * 1e3:.1f} ms "
-                     f"(stopped: {s['stop']})")
+        groupings = (f" over {s['groupings']} client groupings" if s.get("groupings", 1) > 1
+                     else "")
+        lines.append(f"search over c: {s['evaluated']} values{groupings} in "
+                     f"{s['search_s'] * 1e3:.1f} ms (stopped: {s['stop']})")
+    labels = d.get("client_groups") or []
+    if len({g for g in labels if g is not None}) > 1:      # chains composed per client group
+        names = [", ".join(n for n, g in zip(scenario.client_names, labels) if g == k)
+                 for k in range(max(g for g in labels if g is not None) + 1)]
+        lines.append("client groups: " + " | ".join(f"{k}: {n}" for k, n in enumerate(names)))
+        groups = [("shared" if g is None else f"group {g}") for g in d["chain_groups"]]
+    else:
+        groups = [""] * len(d["chains"])
     lines.append(f"{'chain':>6} {'capacity':>9} {'service_s':>10}  servers (blocks)")
     for q, ch in enumerate(d["chains"][:20]):
         hops = " -> ".join(scenario.server_names[j] for j in ch["servers"])
-        lines.append(f"{q:>6} {ch['capacity']:>9} {ch['service_s']:>10.3f}  {hops}")
+        lines.append(f"{q:>6} {ch['capacity']:>9} {ch['service_s']:>10.3f}  {hops}"
+                     + (f"  [{groups[q]}]" if groups[q] else ""))
     if len(d["chains"]) > 20:
         lines.append(f"   ... {len(d['chains']) - 20} more chains")
     return "\n".join(lines)
@@ -283,7 +299,45 @@ def _cmd_llm_compare(args) -> int:
 
 
 
+def _cmd_llm_calibrate(args) -> int:
+    from distalloc.llm.calibrate import calibrate, parse_classes
+    cal = calibrate(args.file, validate=args.validate,
+                    classes=parse_classes(args.classes) if args.classes else None)
+    d = cal.to_dict()
+    if args.out:
+        from pathlib import Path
+        Path(args.out).write_text(json.dumps(d, indent=1) + "\n")
+    if args.json:
+        print_json(d)
+        return 0
+    p = cal.profile
+    print(f"calibrated on {d['num_rows']} measured requests ({args.file}); ms")
+    width = max(len(n) for n in p.servers)
+    print(f"{'server':>{width}}  {'decode_ms':>10}  {'prefill_ms':>22}")
+    for name, sp in p.servers.items():
+        print(f"{name:>{width}}  {sp.decode_ms:>10.4g}  "
+              f"{f'{sp.prefill_ms_intercept:.4g} + {sp.prefill_ms_per_token:.4g} l_in':>22}")
+    print(f"hop overhead: {p.hop_overhead_ms:.4g} per token, "
+          f"{p.prefill_hop_overhead_ms:.4g} + {p.prefill_hop_overhead_ms_per_token:.4g} l_in "
+          "per prompt")
+    for label, s in (("fit", d), ("held out", d.get("validation"))):
+        if s is not None:
+            print(f"{label:>8}: per-token relative error median {s['token_rel_error_median']:.1%}"
+                  f", p95 {s['token_rel_error_p95']:.1%}; time to first token median "
+                  f"{s['ttft_rel_error_median']:.1%}, p95 {s['ttft_rel_error_p95']:.1%} "
+                  f"({s['num_rows']} rows)")
+    if args.out:
+        print(f"profile written to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
+
+
+def _add_profile_option(p) -> None:
+    p.add_argument("--profile", default=None, metavar="PROFILE.json",
+                   help="constants from 'distalloc llm calibrate --out' (servers matched by "
+                   "name; the scenario's RTTs read as raw round trips)")
 
 
 def _add_chain_options(p, rate: bool) -> None:
@@ -332,6 +386,7 @@ def _add_online_options(p) -> None:
                    help="static output length of a built-in scenario")
     p.add_argument("--servers", type=int, default=None, metavar="C")
     p.add_argument("--scenario-seed", type=int, default=0, metavar="N")
+    _add_profile_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -366,6 +421,7 @@ def add_parser(sub) -> None:
                     help="seed of the built-in scenario's random choices (default 0)")
     pl.add_argument("--plot", default=None, metavar="FILE",
                     help="write a placement map PNG (with the chains for chain methods)")
+    _add_profile_option(pl)
     pl.add_argument("--json", action="store_true", help="print one JSON object")
     _add_chain_options(pl, rate=True)
     pl.set_defaults(func=_cmd_llm_plan)
@@ -408,3 +464,16 @@ def add_parser(sub) -> None:
     scn.add_argument("--output-tokens", type=int, default=None, metavar="N")
     scn.add_argument("--json", action="store_true")
     scn.set_defaults(func=_cmd_llm_scenario)
+
+    cal = llm_sub.add_parser("calibrate", help="fit the performance model to measurements "
+                             "of a real swarm (SPEC 1.11)")
+    cal.add_argument("file", help="measurements CSV: servers,blocks,rtt_ms,input_tokens,"
+                     "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
+    cal.add_argument("--validate", default=None, metavar="CSV",
+                     help="held-out measurements to predict with the fitted profile")
+    cal.add_argument("--classes", default=None, metavar="one|NAME=CLASS,...",
+                     help="servers of one class share their constants ('one': all servers)")
+    cal.add_argument("--out", default=None, metavar="PROFILE.json",
+                     help="write the profile (the --json object) for --profile")
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
+    cal.set_defaults(func=_cmd_llm_calibrate)

@@ -5,10 +5,14 @@ model (:func:`evaluate_routes`), routing (:func:`shortest_routes`), placement by
 CG-BPRR (:func:`cg_bprr`), the PETALS baseline (:func:`petals`) and the exact MILP
 (:func:`solve_milp`), all behind :func:`plan`.  Chain composition with cache reservation
 (SPEC 1.10): :func:`gbp_cr`, :func:`gca`, :func:`jffc_bounds`, :func:`compose_chains`.
+Calibration of the model's constants from measurements of a real swarm (SPEC 1.11):
+:func:`calibrate`, :func:`apply_profile`.
 
 Reference: T. Sun, T. He, B. Ji, P. Parag, "Optimizing Resource Allocation for
 Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884 (2025).
 """
+from distalloc.llm.calibrate import (Calibration, Measurement, Profile, apply_profile, calibrate,
+                                    load_profile, predict, read_measurements)
 from distalloc.llm.chains import Chain, ChainComposition, compose_chains, gbp_cr, gca
 from distalloc.llm.jffc import jffc_bounds
 from distalloc.llm.milp import solve_milp
@@ -28,4 +32,7 @@ __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlaceme
            "shortest_routes", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
            "plan", "solve_milp", "theorem2_bound_ms",
            # chain composition (SPEC 1.10)
-           "Chain", "ChainComposition", "compose_chains", "gbp_cr", "gca", "jffc_bounds"]
+           "Chain", "ChainComposition", "compose_chains", "gbp_cr", "gca", "jffc_bounds",
+           # calibration (SPEC 1.11)
+           "calibrate", "Calibration", "Measurement", "Profile", "apply_profile", "load_profile",
+           "predict", "read_measurements"]

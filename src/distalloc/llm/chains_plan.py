@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from distalloc._compiled import chain_kernels
+from distalloc.llm.chain_groups import ClientGroups
 from distalloc.llm.chains import (DEFAULT_TARGET_LOAD, Chain, NoChainsError, compose_chains)
 from distalloc.llm.model import evaluate_routes
 from distalloc.llm.result import Plan
@@ -20,27 +22,26 @@ __all__ = ["chains_plan", "jffc_fill"]
 # ------------------------------------------------------------------------------------------
 # llm plan --method chains / jffc-whole
 # ------------------------------------------------------------------------------------------
-def jffc_fill(scenario: Scenario, chains: list[Chain], requests: np.ndarray) -> list[int]:
-    """The chain of each request of an offline request set, by JFFC into an empty system:
-    each request takes its client's fastest chain with a free slot; when every slot is
-    taken, a new wave starts (all sessions of a wave finish together)."""
-    K = len(chains)
+def jffc_fill(scenario: Scenario, chains: list[Chain], requests: np.ndarray,
+              client_groups: ClientGroups | None = None) -> list[int]:
+    """The chain of each request of an offline request set, by JFFC into an empty system
+    (the kernel rule of ``llm_core``): each request takes its client's fastest chain with a
+    free slot (its group's chains first, with ``client_groups``); when every slot is taken,
+    a new wave starts (all sessions of a wave finish together)."""
     alpha, beta = request_time_costs(scenario)
     T = np.array([[sum(alpha[c, j] + beta[j] * k for j, k in zip(ch.servers, ch.blocks))
-                   for ch in chains] for c in range(scenario.num_clients)])
-    order = [np.lexsort((np.arange(K), T[c])) for c in range(scenario.num_clients)]
-    cap = np.array([ch.capacity for ch in chains])
-    busy = np.zeros(K, dtype=np.int64)
-    out = []
-    for c in requests:
-        free = order[c][busy[order[c]] < cap[order[c]]]
-        if free.size == 0:
-            busy[:] = 0
-            free = order[c]
-        k = int(free[0])
-        busy[k] += 1
-        out.append(k)
-    return out
+                   for ch in chains] for c in range(scenario.num_clients)]).reshape(
+                       scenario.num_clients, len(chains))
+    cap = np.array([ch.capacity for ch in chains], dtype=np.int64)
+    if client_groups is None:
+        home = labels = np.zeros(0, dtype=np.int64)
+    else:
+        home = np.array([ch.group for ch in chains], dtype=np.int64)
+        labels = np.ascontiguousarray(client_groups.labels, dtype=np.int64)
+    out = np.empty(len(requests), dtype=np.int64)
+    chain_kernels.jffc_fill(cap, np.ascontiguousarray(T, dtype=np.float64), home, labels,
+                            np.ascontiguousarray(requests, dtype=np.int64), out)
+    return out.tolist()
 
 
 def chains_plan(scenario: Scenario, method: str = "chains", *, reservation: Any = "auto",
@@ -64,7 +65,7 @@ def chains_plan(scenario: Scenario, method: str = "chains", *, reservation: Any 
                     time.perf_counter() - t0, reason=str(exc),
                     extra={"reservation": None, "chains": [], "service_rate_per_s": 0.0,
                            "bound_lower_s": None, "bound_upper_s": None})
-    pick = jffc_fill(scenario, comp.chains, scenario.requests)
+    pick = jffc_fill(scenario, comp.chains, scenario.requests, comp.client_groups)
     routes = [list(comp.chains[k].servers) for k in pick]
     metrics = evaluate_routes(scenario, comp.placement, routes, scenario.requests)
     status, reason = "feasible", None

@@ -1,9 +1,9 @@
 """JFFC (Join-the-Fastest-Free-Chain) on composed chains: Theorem 4's bounds on the mean
 response time and the discrete-event simulation (SPEC 1.10; 2604.14993 §3.2).
 
-JFFC: an arrival takes a free slot on its client's fastest chain that has one, else it waits
-in one central FCFS queue; a finishing job's slot goes to the head of the queue; no
-migration.  The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
+JFFC: an arrival takes a free slot on its client's fastest chain that has one (with client
+groups, its group's chains first: :mod:`distalloc.llm.chain_groups`), else it waits in one
+central FCFS queue; a finishing job's slot goes to the head of the queue; no migration.  The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
 (shared with the online engine); ``chain_kernels.simulate_jffc`` is the event loop.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from distalloc.llm.simulation import SimulationResult
 from distalloc.llm.workload import Workload
 
 __all__ = ["jffc_bounds", "jffc_bounds_arrays", "simulate_chains", "chain_times_ms",
-           "response_curve"]
+           "chain_groups_arrays", "response_curve"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,11 +129,21 @@ def chain_times_ms(scenario: Scenario, comp: ChainComposition) -> tuple[np.ndarr
     return np.ascontiguousarray(pre), np.ascontiguousarray(tok)
 
 
+def chain_groups_arrays(comp: ChainComposition) -> tuple[np.ndarray, np.ndarray]:
+    """(home, client_group) for the JFFC kernels: the group each chain was composed for
+    (-1 shared) and each client's group (-1 none); both empty without client groups."""
+    if comp.client_groups is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return (np.array([ch.group for ch in comp.chains], dtype=np.int64),
+            np.ascontiguousarray(comp.client_groups.labels, dtype=np.int64))
+
+
 def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor: np.ndarray,
                     delay_s: float, *, reservation: Any = "auto",
                     target_load: float = DEFAULT_TARGET_LOAD, placement=None,
                     design_rate_per_s: float | None = None,
                     composition: ChainComposition | None = None,
+                    client_groups: Any = "auto",
                     service: str = "model", **unknown: Any) -> SimulationResult:
     """Serve ``workload`` by JFFC on the chains of ``method`` ('chains' or 'jffc-whole').
 
@@ -144,10 +154,13 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
     the paper; the scenario's static length for Poisson workloads).  Job r of client c on
     chain k runs (prefill + (l_out,r - 1) x per-token time) x
     factor[r]; the factor is 1, the log-normal noise, and/or an Exp(1) job size.
+    ``client_groups`` ('auto', 'one', 'each' or a label per client) is passed to
+    :func:`~distalloc.llm.chains.compose_chains`.
     """
     if unknown:
         raise ValidationError(f"Unknown option '{sorted(unknown)[0]}' for the chain methods "
-                              f"(reservation, target_load, placement, design_rate_per_s).")
+                              f"(reservation, target_load, placement, design_rate_per_s, "
+                              f"client_groups).")
     if composition is None:
         counts = np.bincount(workload.client, minlength=scenario.num_clients)
         rate = (design_rate_per_s if design_rate_per_s is not None else workload.rate_per_s)
@@ -157,17 +170,20 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
         composition = compose_chains(scenario, method, reservation=reservation,
                                      rate_per_s=rate, target_load=target_load,
                                      placement=placement, client_weights=counts / counts.sum(),
-                                     output_tokens=float(np.mean(workload.output_tokens)))
+                                     output_tokens=float(np.mean(workload.output_tokens)),
+                                     client_groups=client_groups)
     comp = composition
     pre, tok = chain_times_ms(scenario, comp)
     rank = np.ascontiguousarray(pre + (np.mean(workload.output_tokens) - 1) * tok)
     cap = np.array([ch.capacity for ch in comp.chains], dtype=np.int64)
+    home, client_group = chain_groups_arrays(comp)
     N = workload.num_requests
     start, end, first_tok, wait = (np.empty(N) for _ in range(4))
     chain = np.empty(N, dtype=np.int64)
     t0 = time.perf_counter()
     events = chain_kernels.simulate_jffc(
-        cap, rank, pre, tok, np.ascontiguousarray(workload.arrival_s * 1000.0),
+        cap, rank, home, client_group, pre, tok,
+        np.ascontiguousarray(workload.arrival_s * 1000.0),
         workload.client, workload.output_tokens, np.ascontiguousarray(factor, dtype=np.float64),
         delay_s * 1000.0, start, end, first_tok, wait, chain)
     wall = time.perf_counter() - t0
@@ -191,26 +207,31 @@ def response_curve(scenario: Scenario, workload: Workload, factor: np.ndarray,
                    max_c: int | None = None) -> dict[str, np.ndarray]:
     """Mean response time against the reservation c: Theorem 4's bounds at every c of an
     unpruned scan, and the simulated JFFC mean (on ``workload`` with ``factor``) at up to
-    ``max_points`` of the stable c, always including the lower bound's minimiser."""
-    from distalloc.llm.chains import _gbp_cr, _gca, chain_costs, search_reservation
+    ``max_points`` of the stable c, always including the lower bound's minimiser; for the
+    client grouping the search picks."""
+    from distalloc.llm.chains import _gbp_cr, _gca, search_reservation
     s = search_reservation(scenario, rate_per_s, target_load, client_weights=client_weights,
                            prune=False, max_c=max_c,
                            output_tokens=float(np.mean(workload.output_tokens)))
-    ok = np.flatnonzero(np.array(s.status) == "ok")
+    gi = s.best_grouping if s.best_grouping is not None else 0
+    groups = s.groupings[gi]
+    mine = np.flatnonzero(s.grouping == gi)
+    status = np.array(s.status)[mine]
+    ok = np.flatnonzero(status == "ok")
     pick = ok if ok.size <= max_points else ok[np.unique(
         np.round(np.linspace(0, ok.size - 1, max_points)).astype(int))]
     if s.best is not None:
-        pick = np.union1d(pick, np.flatnonzero(s.reservation == s.best))
-    alpha, beta = chain_costs(scenario, client_weights, float(np.mean(workload.output_tokens)))
-    sim = np.full(s.reservation.size, np.nan)
+        pick = np.union1d(pick, np.flatnonzero(s.reservation[mine] == s.best))
+    sim = np.full(mine.size, np.nan)
     for i in pick:
-        c = int(s.reservation[i])
-        pl = _gbp_cr(scenario, c, rate_per_s, target_load, alpha, beta)
-        chains = _gca(scenario, pl, alpha, beta)
+        c = int(s.reservation[mine][i])
+        pl = _gbp_cr(scenario, c, rate_per_s, target_load, groups)
+        chains = _gca(scenario, pl, groups.shared_alpha_ms, groups.beta_ms)
         comp = ChainComposition("chains", c, pl, chains, rate_per_s, target_load,
                                 np.asarray(client_weights, dtype=float), math.nan, math.nan,
-                                None, 0.0)
+                                None, 0.0, client_groups=groups)
         res = simulate_chains(scenario, "chains", workload, factor, 0.0, composition=comp)
         sim[i] = float(np.nanmean(res.end_s - workload.arrival_s))
-    return {"reservation": s.reservation, "lower_s": s.lower_s, "upper_s": s.upper_s,
-            "simulated_s": sim, "best": s.best, "status": np.array(s.status)}
+    return {"reservation": s.reservation[mine], "lower_s": s.lower_s[mine],
+            "upper_s": s.upper_s[mine], "simulated_s": sim, "best": s.best,
+            "status": status}
