@@ -174,6 +174,7 @@ def _cmd_llm_plan(args) -> int:
     if args.num_requests is not None:
         sc = sc.with_requests(args.num_requests, max_memory_gb=args.max_memory_gb)
     plans = [plan(sc, m, seed=args.seed, time_limit_s=args.time_limit,
+                  formulation=args.formulation, solver=args.solver, threads=args.threads,
                   **(opts if m in CHAIN_METHODS else {}))
              for m in methods]
     if args.json:
@@ -490,7 +491,16 @@ def add_parser(sub) -> None:
     pl.add_argument("--num-requests", type=int, default=None, metavar="R",
                     help="size of the request set |R| (clients repeat cyclically)")
     pl.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                    help="MILP time limit in seconds (default 60)")
+                    help="MILP time limit in seconds (default 60); at the limit the best "
+                    "plan known is returned with the bound and the gap")
+    pl.add_argument("--solver", choices=["highs", "cp-sat"], default="highs",
+                    help="MILP solver: HiGHS, or OR-Tools CP-SAT (pip install "
+                    "'distalloc[cpsat]') (default highs)")
+    pl.add_argument("--formulation", choices=["aggregated", "per-request"],
+                    default="aggregated", help="MILP formulation: integer flows per client "
+                    "and link, or one binary per request and link (default aggregated)")
+    pl.add_argument("--threads", type=int, default=1, metavar="N",
+                    help="MILP solver threads (default 1)")
     pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")
     pl.add_argument("--servers", type=int, default=None, metavar="C",
                     help="number of servers of a topology/synthetic scenario")

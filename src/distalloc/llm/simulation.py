@@ -317,9 +317,11 @@ def _placement_for(scenario: Scenario, rule: str, rng: np.random.Generator, plan
     if rule == "milp":
         from distalloc.llm.milp import solve_milp
         plan = solve_milp(scenario.with_requests(planned), time_limit_s=time_limit_s)
-        if not plan.feasible:
-            raise ValidationError(f"The MILP found no placement for |R| = {planned}: {plan.reason}")
-        info.update(milp_status=plan.status, milp_gap=plan.gap)
+        if not plan.feasible:   # proven infeasible, or nothing found in time by anyone
+            raise ValidationError(f"The MILP found no placement for |R| = {planned} "
+                                  f"(status {plan.status}): {plan.reason}")
+        # at the time limit this is the best placement known (the heuristics' at least)
+        info.update(milp_status=plan.status, milp_gap=plan.gap, milp_bound_ms=plan.bound_ms)
         return plan.placement, info
     if rule == "petals-cg-order":
         order = cg_bp_placement(scenario, planned).order
