@@ -36,8 +36,12 @@ import numpy as np
 cdef inline int64_t _floor_count(double x) noexcept nogil:
     """floor(x) that counts (2 - 1) / 0.1 as 10: a relative tolerance of 1e-9 absorbs
     the rounding of the division (the float-floor trap of the notes §3.4)."""
-    if x <= 0.0:
+    # guard (issue 16): NaN counts 0 and x >= 2^62 counts 2^62, decided in floating point
+    # before the cast (a cast of NaN or of a float beyond int64 is undefined)
+    if not (x > 0.0):
         return 0
+    if x >= 4611686018427387904.0:
+        return 4611686018427387904
     return <int64_t> floor(x * (1.0 + 1e-12) + 1e-9)
 
 
@@ -323,8 +327,17 @@ def gca(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L
     out.caps = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
     out.costs = <double*> malloc(out.chain_cap * sizeof(double))
     out.homes = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
-    cdef int graph_ok = _graph_init(&g, win_first, masked, S, L)
+    cdef int graph_ok = -1
+    g.bucket = NULL
+    g.by_end = NULL
     try:
+        # guards (llm_core.pxd): shapes, and every index the DP derives from the placement
+        if not (0 < L <= KERNEL_MAX_BLOCKS and num_blocks.shape[0] == S
+                and alpha.shape[1] == S and beta.shape[0] == S and slots.shape[0] == S
+                and owner.shape[0] == S and shared_alpha.shape[0] == S
+                and _placement_ok(&first_block[0], &num_blocks[0], S, L)):
+            raise ValueError("chain_kernels.gca: precondition violated: placement or shapes")
+        graph_ok = _graph_init(&g, win_first, masked, S, L)
         if not (free_slots and masked and win_first and zeros and D and arg_server and arg_prev and path
                 and kbuf and out.flat_s and out.flat_k and out.offs and out.caps
                 and out.costs and out.homes) or graph_ok < 0:
@@ -398,10 +411,15 @@ def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
     cdef JFFCState st
     cdef int init = -1
     memset(&st, 0, sizeof(JFFCState))
-    if K > 0 and C > 0:
+    # guards (issue 16): every request's client indexes the clients x chains tables
+    cdef bint ok = (rank_ms.shape[1] == K and chain.shape[0] == N
+                    and (K == 0 or _all_in_range(&client[0], N, 0, C)))
+    if ok and K > 0 and C > 0:
         init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
                           _groups_or_null(client_group, C))
     try:
+        if not ok:
+            raise ValueError("chain_kernels.jffc_fill: precondition violated: shapes or clients")
         if K > 0 and C > 0 and init < 0:
             raise MemoryError()
         with nogil:
@@ -454,10 +472,19 @@ def simulate_jffc(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
     cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
     cdef int init = -1
     memset(&st, 0, sizeof(JFFCState))
-    if K > 0 and C > 0:
+    # guards (issue 16): the client of every request indexes the clients x chains tables
+    cdef bint ok = (rank_ms.shape[1] == K and prefill_ms.shape[0] == C and prefill_ms.shape[1] == K
+                    and token_ms.shape[0] == C and token_ms.shape[1] == K
+                    and client.shape[0] == N and output_tokens.shape[0] == N
+                    and factor.shape[0] == N and start_ms.shape[0] == N and end_ms.shape[0] == N
+                    and ttft_ms.shape[0] == N and wait_ms.shape[0] == N and chain.shape[0] == N
+                    and _all_in_range(&client[0], N, 0, C))
+    if ok and K > 0 and C > 0:
         init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
                           _groups_or_null(client_group, C))
     try:
+        if not ok:
+            raise ValueError("chain_kernels.simulate_jffc: precondition violated: shapes or clients")
         if not (ht and hc) or init < 0:
             raise MemoryError()
         with nogil:

@@ -30,8 +30,12 @@ cdef inline Py_ssize_t _lower_bound(const double* buf, Py_ssize_t n, double x) n
 
 cdef inline Py_ssize_t _hist_remove(double* vals, double* cnts, Py_ssize_t n,
                                     double x) noexcept nogil:
-    """Remove one x from the run-length sorted multiset; returns the new number of runs."""
+    """Remove one x from the run-length sorted multiset; returns the new number of runs.
+    Guard: an x that is not in the multiset (only possible for NaN, which compares unequal
+    to itself) leaves it unchanged instead of touching run n, one past the end."""
     cdef Py_ssize_t i = _lower_bound(vals, n, x)
+    if i >= n or vals[i] != x:
+        return n
     cnts[i] -= 1.0
     if cnts[i] == 0.0:
         n -= 1
@@ -100,6 +104,49 @@ cdef inline Py_ssize_t _lexmin_sorted_window(const double* values, Py_ssize_t L,
                 bcnts[i] = cnts[i]
             bn = n
     return best_a
+
+
+# --------------------------------------------------------------------------------------
+# Preconditions.  Every index the kernels derive from a placement (the end-block buckets
+# first + num + 1 <= L + 1, D[p] for first <= p < first + num <= L, path positions <= L)
+# is in range iff the placement passes _placement_ok, and every buffer sized from L is
+# sized right iff 0 <= L <= KERNEL_MAX_BLOCKS (so (L + 2) * 8 bytes cannot overflow).
+# Each def entry point checks these before any work and raises ValueError otherwise; the
+# API layer validates user input first, so these checks only catch internal misuse.
+# --------------------------------------------------------------------------------------
+cdef enum:
+    KERNEL_MAX_BLOCKS = 1 << 30
+
+
+cdef inline int _require(bint ok, str what) except -1:
+    """Kernel precondition: the API layer validates user input, so a failure here is a bug
+    in the caller; raise instead of reading or writing out of range."""
+    if not ok:
+        raise ValueError(f"distalloc kernel: precondition violated: {what}")
+    return 0
+
+
+cdef inline bint _placement_ok(const int64_t* first, const int64_t* num, Py_ssize_t S,
+                               int64_t L) noexcept nogil:
+    """True iff 0 <= num[j] <= L and (num[j] == 0 or 0 <= first[j] <= L - num[j]) for all j
+    (unused servers' first block is never read)."""
+    cdef Py_ssize_t j
+    for j in range(S):
+        if num[j] < 0 or num[j] > L:
+            return False
+        if num[j] > 0 and (first[j] < 0 or first[j] > L - num[j]):
+            return False
+    return True
+
+
+cdef inline bint _all_in_range(const int64_t* x, Py_ssize_t n, int64_t lo,
+                               int64_t hi) noexcept nogil:
+    """True iff lo <= x[i] < hi for every i < n."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] < lo or x[i] >= hi:
+            return False
+    return True
 
 
 cdef struct SessionList:
@@ -381,6 +428,86 @@ cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogi
         tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
         cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
         i = small
+
+
+# --------------------------------------------------------------------------------------
+# CG-BP's window rule (SPEC 1.5 step 2), shared by the offline greedy (llm_kernels.cg_bp)
+# and the online engine's join rule (swarm_kernels.Engine)
+# --------------------------------------------------------------------------------------
+cdef inline Py_ssize_t _cg_window(const double* capacity, const double* T, Py_ssize_t L,
+                                  Py_ssize_t m, int64_t R, int64_t under,
+                                  int64_t* under_prefix, double* buf,
+                                  double* best) noexcept nogil:
+    """Start of the window CG-BP gives a server of m blocks: while some block has
+    C_b < R (``under`` > 0), among the windows that contain an under-served block the one
+    with the largest sum of T_b (summed left to right, so exact ties stay exact and go to
+    the smallest start); otherwise the window whose sorted C_b are lexicographically
+    smallest.  ``under_prefix`` holds L + 1 int64, ``buf`` and ``best`` 2 L doubles."""
+    cdef Py_ssize_t a, b, best_a
+    cdef double wsum, best_sum
+    if under <= 0:
+        return _lexmin_sorted_window(capacity, L, m, buf, best)
+    under_prefix[0] = 0
+    for b in range(L):
+        under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
+    best_a = -1
+    best_sum = -INFINITY
+    for a in range(L - m + 1):
+        if under_prefix[a + m] - under_prefix[a] == 0:
+            continue
+        wsum = 0.0
+        for b in range(a, a + m):
+            wsum = wsum + T[b]
+        # the first candidate is always taken, so best_a is a valid start even if a sum is
+        # NaN (validation bounds times so that sums stay finite; this keeps the caller's
+        # writes in [0, L) regardless).  Some window holds an under-served block because
+        # under > 0 and 1 <= m <= L.
+        if best_a < 0 or wsum > best_sum:
+            best_sum = wsum
+            best_a = a
+    return best_a
+
+
+cdef inline int64_t _cg_credit(double* capacity, double* T, Py_ssize_t a, Py_ssize_t m,
+                               int64_t R, int64_t sessions, double gain) noexcept nogil:
+    """Credit a server with ``sessions`` session slots and amortised gain
+    ``dummy - t~_j`` to blocks [a, a + m) (CG-BP step 2):
+    T_b -= gain * min(max(R - C_b, 0), s_j), C_b += s_j.  Returns how many of these blocks
+    went from C_b < R to C_b >= R."""
+    cdef Py_ssize_t b
+    cdef int64_t newly = 0
+    cdef double deficit
+    for b in range(a, a + m):
+        # in floating point: capacity is a sum of session counts and may exceed int64
+        deficit = <double> R - capacity[b]
+        if deficit < 0.0:
+            deficit = 0.0
+        if deficit > <double> sessions:
+            deficit = <double> sessions
+        T[b] -= gain * deficit
+        if capacity[b] < R and capacity[b] + sessions >= R:
+            newly += 1
+        capacity[b] += sessions
+    return newly
+
+
+cdef inline double _release_at(const SessionList* s, int64_t used, int64_t capb,
+                               int64_t k) noexcept nogil:
+    """The time (absolute, ms) at which k more (session, block) caches are free on a
+    server, releasing its sessions in order of completion: -inf if they are free now, inf
+    if k exceeds its budget or its sessions never release enough.  ``_wait_table``'s rule
+    for one k, as a time rather than a wait, so a session booked behind another starts
+    exactly at that one's end."""
+    cdef int64_t need = used + k - capb, released = 0
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    if k > capb:
+        return INFINITY
+    if need <= 0:
+        return -INFINITY
+    while released < need and i < stop:
+        released += s.blocks[i]
+        i += 1
+    return s.end[i - 1] if released >= need else INFINITY
 
 
 # ------------------------------------------------------------------------------------------

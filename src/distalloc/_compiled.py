@@ -2,8 +2,8 @@
 silent fallback to slow code.
 
 Cython extensions are imported at once.  Numba modules (kernels/*.py) are imported on first
-use (``_compiled.queue_grid``, ``_compiled.sgd_order_stats``), so commands that do not need them do not pay for importing
-Numba.  Before the first one is imported, Numba's threading layer is set to ``forksafe``
+use (``_compiled.queue_grid``, ``_compiled.sgd_order_stats``), so commands that do not need
+them do not pay for importing Numba.  Before the first one is imported, Numba's threading layer is set to ``forksafe``
 (unless NUMBA_THREADING_LAYER says otherwise): sweeps fork worker processes, and GNU
 OpenMP, Numba's default on Linux, kills a child forked after a parallel kernel ran.
 """
@@ -13,7 +13,8 @@ import importlib
 import os
 
 try:
-    from distalloc._kernels import chain_kernels, llm_kernels, queue_kernels, sgd_kernels
+    from distalloc._kernels import (chain_kernels, llm_kernels, queue_kernels, sgd_kernels,
+                                    swarm_kernels)
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "distalloc's compiled kernels are missing (distalloc._kernels). "
@@ -21,7 +22,8 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
         "this needs gcc, Cython and numpy."
     ) from exc
 
-__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels", "sgd_order_stats"]
+__all__ = ["chain_kernels", "llm_kernels", "queue_kernels", "sgd_kernels", "sgd_order_stats",
+           "swarm_kernels"]
 # (+ queue_grid: Numba modules load on first use)
 
 _NUMBA_MODULES = {"queue_grid", "sgd_order_stats"}

@@ -1,7 +1,12 @@
-"""``distalloc llm``: plan, simulate, compare, scenario (SPEC 4.2, 1.10)."""
+"""``distalloc llm``: plan, simulate, compare, scenario, calibrate (SPEC 4.2, 1.10, 1.11)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+import json
+import math
+import sys
+import warnings
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -11,12 +16,49 @@ from distalloc.cli._common import Parser, floats, print_json
 __all__ = ["add_parser"]
 
 
+def _guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
+    """Run an llm command so that warnings never garble its output.
+
+    A RuntimeWarning (numpy overflow, invalid value, division by zero) means a number
+    went wrong, so it becomes the command's one-line error and no answer is printed.
+    Other warnings are held back: dropped when the command ends in an error (the error
+    stays the only stderr line), else printed after the answer as one
+    ``distalloc: warning:`` line each on stderr (never on stdout)."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", RuntimeWarning)
+            try:
+                status = command(args)
+            except RuntimeWarning as exc:
+                raise ValidationError(f"a numeric computation failed ({exc}); no result is "
+                                      "reported because it would be wrong.") from None
+        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)):
+            print(f"distalloc: warning: {message}", file=sys.stderr)
+        return status
+    return run
+
+
 def _scenario(args) -> Any:
-    from distalloc.llm.scenario import resolve_scenario
-    return resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
-                            seed=getattr(args, "scenario_seed", None) or 0,
-                            input_tokens=getattr(args, "input_tokens", None),
-                            output_tokens=getattr(args, "output_tokens", None))
+    from distalloc.llm.builtins import resolve_scenario
+    sc = resolve_scenario(args.scenario, num_servers=getattr(args, "servers", None),
+                          seed=getattr(args, "scenario_seed", None) or 0,
+                          input_tokens=getattr(args, "input_tokens", None),
+                          output_tokens=getattr(args, "output_tokens", None),
+                          max_memory_gb=getattr(args, "max_memory_gb", None))
+    if getattr(args, "profile", None):
+        from distalloc.llm.calibrate import apply_profile, load_profile
+        sc = apply_profile(sc, load_profile(args.profile))
+    return sc
+
+
+def _rate_text(workload) -> str:
+    """The realised arrival rate of a workload, as measured from its arrivals."""
+    rate = workload.rate_per_s
+    if not math.isfinite(rate):
+        return "all arriving at once"
+    return f"realised {rate:.3g} req/s"
 
 
 def _fmt_ms(x: float | None) -> str:
@@ -63,14 +105,15 @@ def _read_placement(path: str | None) -> Any:
     if path is None:
         return None
     import json
-    from pathlib import Path
-    p = Path(path)
-    if not p.is_file():
-        raise ValidationError(f"Placement file '{path}' does not exist.")
+
+    from distalloc._validation import read_text
+    text = read_text(path, "Placement file")  # missing, folder, unreadable, not UTF-8
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"Placement file '{path}' is not valid JSON: {exc}") from None
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        where = (f" at line {exc.lineno}, column {exc.colno}"
+                 if isinstance(exc, json.JSONDecodeError) else "")
+        raise ValidationError(f"Placement file '{path}' is not valid JSON{where}.") from None
 
 
 def _chain_options(args) -> dict:
@@ -128,11 +171,12 @@ def _cmd_llm_plan(args) -> int:
     if opts and not set(methods) <= set(CHAIN_METHODS):
         raise ValidationError(f"Option '--{sorted(opts)[0].replace('_per_s', '').replace('_', '-')}' "
                               f"applies only to --method {' or '.join(CHAIN_METHODS)}.")
-    plans = [plan(sc, m, seed=args.seed, num_requests=args.num_requests,
-                  time_limit_s=args.time_limit, **(opts if m in CHAIN_METHODS else {}))
-             for m in methods]
     if args.num_requests is not None:
-        sc = sc.with_requests(args.num_requests)
+        sc = sc.with_requests(args.num_requests, max_memory_gb=args.max_memory_gb)
+    plans = [plan(sc, m, seed=args.seed, time_limit_s=args.time_limit,
+                  formulation=args.formulation, solver=args.solver, threads=args.threads,
+                  **(opts if m in CHAIN_METHODS else {}))
+             for m in methods]
     if args.json:
         print_json(plans[0].to_dict())
     else:
@@ -154,7 +198,7 @@ def _cmd_llm_plan(args) -> int:
 def _cmd_llm_scenario(args) -> int:
     sc = _scenario(args)
     if args.num_requests is not None:
-        sc = sc.with_requests(args.num_requests)
+        sc = sc.with_requests(args.num_requests, max_memory_gb=args.max_memory_gb)
     if args.json:
         print_json(sc.to_dict())
     else:
@@ -166,11 +210,18 @@ def _online_kwargs(args, scenario) -> dict:
     """Workload options shared by simulate and compare; Poisson defaults 0.5 req/s and
     100 requests when neither the command line nor the scenario file gives them."""
     kw: dict[str, Any] = dict(planned_requests=args.planned_requests, noise=args.noise,
-                              allocation_delay_s=args.allocation_delay, service=args.service)
+                              allocation_delay_s=args.allocation_delay, service=args.service,
+                              max_memory_gb=args.max_memory_gb)
+    if args.churn is not None:
+        kw["churn"] = args.churn
     if args.client_weights is not None:
         kw["client_weights"] = floats(args.client_weights, "client-weights")
     if args.trace is not None or "trace" in scenario.online:
-        kw.update(trace=args.trace, time_scale=args.time_scale, num_requests=args.num_requests)
+        kw.update(trace=args.trace, time_scale=args.time_scale, num_requests=args.num_requests,
+                  trace_format=args.trace_format)
+    elif args.trace_format is not None or args.time_scale is not None:
+        raise ValidationError("The 'trace-format' and 'time-scale' options apply only to a "
+                              "trace workload (give --trace).")
     else:
         kw["rate_per_s"] = (args.rate if args.rate is not None
                             else scenario.online.get("rate_per_s", 0.5))
@@ -197,14 +248,17 @@ def _cmd_llm_simulate(args) -> int:
                               "against the reservation c: it needs --method chains.")
     res = simulate(sc, args.method, seed=args.seed, **kw)
     d = res.to_dict()
+    if res.workload.source.startswith("trace:"):
+        d["skipped_zero_output"] = res.workload.skipped_zero_output
     if args.plot:
         _response_plot(args, sc, res)
     if args.json:
         d.pop("join_order", None)
         print_json(d)
     else:
-        print(f"scenario {sc.name}: {sc.num_servers} servers, {res.workload.num_requests} "
-              f"requests ({res.workload.source}, {res.workload.rate_per_s:.3g} req/s), "
+        wl = res.workload
+        print(f"scenario {sc.name}: {sc.num_servers} servers, {wl.num_requests} "
+              f"requests ({wl.source}, {_rate_text(wl)}), "
               f"method {res.method}" + (f", planned |R| = {res.planned_requests}"
                                         if res.planned_requests else ""))
         if "reservation" in d:
@@ -212,11 +266,20 @@ def _cmd_llm_simulate(args) -> int:
                   f"{d['job_slots']} job slots, service rate {d['service_rate_per_s']:.4g} "
                   f"jobs/s, Theorem 4 at {d['design_rate_per_s']:.4g} req/s: "
                   f"{_fmt_s(d['bound_lower_s'])} <= T <= {_fmt_s(d['bound_upper_s'])} s")
-        for key in ("mean_response_s", "p95_response_s", "mean_token_s", "p50_token_s",
-                    "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries", "dropped",
-                    "allocation_delay_s", "events", "wall_s"):
+        keys = ["mean_response_s", "p95_response_s", "mean_token_s", "p50_token_s",
+                "p95_token_s", "mean_ttft_s", "mean_wait_s", "mean_retries", "dropped",
+                "allocation_delay_s", "events", "wall_s"]
+        if getattr(res, "churn", None) is not None:
+            keys += ["interrupted", "lost_token_s", "lost_tokens", "availability", "failures"]
+        for key in keys:
             v = d[key]
             print(f"{key:>20}  {v:.4g}" if isinstance(v, float) else f"{key:>20}  {v}")
+        if res.dropped:
+            print(f"note: {res.dropped} of {wl.num_requests} requests were never served; "
+                  "the metrics above are over the served ones")
+        if wl.skipped_zero_output:
+            print(f"note: {wl.skipped_zero_output} trace rows generated no token and were "
+                  "not replayed")
     return 0
 
 
@@ -241,7 +304,10 @@ def _response_plot(args, scenario, res) -> None:
 def _cmd_llm_compare(args) -> int:
     from distalloc.llm.simulation import ONLINE_METHODS, simulate
     sc = _scenario(args)
-    methods = [m.strip() for m in args.methods.split(",")]
+    spec = args.methods
+    if spec is None:   # the chain methods do not take churn (yet)
+        spec = "cg-bprr,petals" if args.churn is not None else "cg-bprr,petals,chains"
+    methods = [m.strip() for m in spec.split(",")]
     for m in methods:
         if m not in ONLINE_METHODS:
             raise ValidationError(f"The 'methods' option must name methods among "
@@ -251,10 +317,19 @@ def _cmd_llm_compare(args) -> int:
     from distalloc.llm.chains import CHAIN_METHODS
     kw = _online_kwargs(args, sc)
     opts = _chain_options(args)
+    # every run's per-request arrays are kept for the table and the plot: check the total
+    from distalloc.llm.limits import check_memory
+    from distalloc.llm.simulation import BYTES_PER_SIMULATED_REQUEST
+    n_hint = kw.get("num_requests") or 1
+    check_memory(args.seeds * len(methods) * n_hint * BYTES_PER_SIMULATED_REQUEST,
+                 f"comparing {len(methods)} methods over {args.seeds} seeds of {n_hint} "
+                 "requests", args.max_memory_gb)
     runs = {m: [simulate(sc, m, seed=s, **kw, **(opts if m in CHAIN_METHODS else {}))
                 for s in range(args.seeds)] for m in methods}
     keys = ("mean_token_s", "p95_token_s", "mean_response_s", "p95_response_s", "mean_ttft_s",
             "mean_wait_s", "mean_retries")
+    if args.churn is not None:
+        keys += ("interrupted", "lost_token_s", "availability")
     table = {m: {k: [r.to_dict()[k] for r in rs] for k in keys} for m, rs in runs.items()}
     if args.json:
         print_json({"scenario": sc.name, "seeds": args.seeds,
@@ -267,7 +342,7 @@ def _cmd_llm_compare(args) -> int:
     else:
         wl = runs[methods[0]][0].workload
         print(f"scenario {sc.name}: {wl.num_requests} requests ({wl.source}, "
-              f"{wl.rate_per_s:.3g} req/s), {args.seeds} seeds (same arrivals for every "
+              f"{_rate_text(wl)} in seed 0), {args.seeds} seeds (same arrivals for every "
               f"method within a seed); mean +- std over seeds, seconds")
         print(f"{'':>20}" + "".join(f"{m:>24}" for m in methods))
         for k in keys:
@@ -280,9 +355,9 @@ def _cmd_llm_compare(args) -> int:
                 if m != "petals":
                     cut = 1 - np.mean(table[m]["mean_token_s"]) / base
                     cut_r = 1 - np.mean(table[m]["mean_response_s"]) / base_r
-                    print(f"{m}: mean per-token time {cut:+.0%} against petals "
-                          f"({'cut' if cut > 0 else 'increase'}), mean response time "
-                          f"{cut_r:+.0%}")
+                    print(f"{m}: mean per-token time {abs(cut):.0%} "
+                          f"{'lower' if cut >= 0 else 'higher'} than petals, mean response "
+                          f"time {abs(cut_r):.0%} {'lower' if cut_r >= 0 else 'higher'}")
     if args.plot:
         from distalloc.plots import token_time_cdf
         token_time_cdf({m: np.concatenate([r.token_s[r.served] for r in rs])
@@ -292,7 +367,45 @@ def _cmd_llm_compare(args) -> int:
 
 
 
+def _cmd_llm_calibrate(args) -> int:
+    from distalloc.llm.calibrate import calibrate, parse_classes
+    cal = calibrate(args.file, validate=args.validate,
+                    classes=parse_classes(args.classes) if args.classes else None)
+    d = cal.to_dict()
+    if args.out:
+        from pathlib import Path
+        Path(args.out).write_text(json.dumps(d, indent=1) + "\n")
+    if args.json:
+        print_json(d)
+        return 0
+    p = cal.profile
+    print(f"calibrated on {d['num_rows']} measured requests ({args.file}); ms")
+    width = max(len(n) for n in p.servers)
+    print(f"{'server':>{width}}  {'decode_ms':>10}  {'prefill_ms':>22}")
+    for name, sp in p.servers.items():
+        print(f"{name:>{width}}  {sp.decode_ms:>10.4g}  "
+              f"{f'{sp.prefill_ms_intercept:.4g} + {sp.prefill_ms_per_token:.4g} l_in':>22}")
+    print(f"hop overhead: {p.hop_overhead_ms:.4g} per token, "
+          f"{p.prefill_hop_overhead_ms:.4g} + {p.prefill_hop_overhead_ms_per_token:.4g} l_in "
+          "per prompt")
+    for label, s in (("fit", d), ("held out", d.get("validation"))):
+        if s is not None:
+            print(f"{label:>8}: per-token relative error median {s['token_rel_error_median']:.1%}"
+                  f", p95 {s['token_rel_error_p95']:.1%}; time to first token median "
+                  f"{s['ttft_rel_error_median']:.1%}, p95 {s['ttft_rel_error_p95']:.1%} "
+                  f"({s['num_rows']} rows)")
+    if args.out:
+        print(f"profile written to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------
+
+
+def _add_profile_option(p) -> None:
+    p.add_argument("--profile", default=None, metavar="PROFILE.json",
+                   help="constants from 'distalloc llm calibrate --out' (servers matched by "
+                   "name; the scenario's RTTs read as raw round trips)")
 
 
 def _add_chain_options(p, rate: bool) -> None:
@@ -320,10 +433,15 @@ def _add_online_options(p) -> None:
                    help="number of requests (default: the scenario's, else 100)")
     p.add_argument("--client-weights", default=None, metavar="W0,W1,...",
                    help="relative arrival rate of each client (default uniform)")
-    p.add_argument("--trace", default=None, metavar="CSV",
-                   help="replay a TIMESTAMP,ContextTokens,GeneratedTokens trace")
+    p.add_argument("--trace", default=None, metavar="FILE",
+                   help="replay a trace: CSV (azure: TIMESTAMP,ContextTokens,GeneratedTokens; "
+                   "burstgpt: Timestamp,Request tokens,Response tokens) or mooncake JSON lines "
+                   "(timestamp,input_length,output_length); numeric timestamps are seconds "
+                   "(mooncake: milliseconds); rows with 0 output tokens are skipped and counted")
+    p.add_argument("--trace-format", choices=["azure", "burstgpt", "mooncake"], default=None,
+                   help="columns of the trace (default: detected from its header)")
     p.add_argument("--time-scale", type=float, default=None, metavar="X",
-                   help="multiply the trace's inter-arrival gaps by X")
+                   help="multiply the trace's inter-arrival gaps by X (default 1)")
     p.add_argument("--planned-requests", type=int, default=None, metavar="R",
                    help="CG-BP's planned concurrent sessions |R| (default: SPEC 1.7 fixed point)")
     p.add_argument("--allocation-delay", default="0", metavar="S",
@@ -335,13 +453,28 @@ def _add_online_options(p) -> None:
                    help="service times from the performance model, or that times an Exp(1) "
                    "work draw (the chain paper's analysis model); default model")
     _add_chain_options(p, rate=False)
+    p.add_argument("--churn", default=None, metavar="MTBF_S[:MTTR_S]",
+                   help="servers fail after Exp(MTBF) s and come back after Exp(MTTR) s "
+                   "(default MTBF/10), re-joining by the method's rule; interrupted sessions "
+                   "are re-routed (default: no churn)")
     p.add_argument("--input-tokens", type=int, default=None, metavar="N",
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",
                    help="static output length of a built-in scenario")
-    p.add_argument("--servers", type=int, default=None, metavar="C")
-    p.add_argument("--scenario-seed", type=int, default=0, metavar="N")
+    p.add_argument("--servers", type=int, default=None, metavar="C",
+                   help="number of servers of a topology/synthetic scenario")
+    p.add_argument("--scenario-seed", type=int, default=0, metavar="N",
+                   help="seed of the built-in scenario's random choices (default 0)")
+    _add_profile_option(p)
+    _add_memory_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_memory_option(p) -> None:
+    from distalloc.llm.limits import default_max_memory_gb
+    p.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
+                   help="refuse, before starting, work whose memory estimate exceeds GB "
+                   f"(default: half the machine's memory, at most 8; here {default_max_memory_gb():.3g})")
 
 
 def add_parser(sub) -> None:
@@ -358,7 +491,16 @@ def add_parser(sub) -> None:
     pl.add_argument("--num-requests", type=int, default=None, metavar="R",
                     help="size of the request set |R| (clients repeat cyclically)")
     pl.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                    help="MILP time limit in seconds (default 60)")
+                    help="MILP time limit in seconds (default 60); at the limit the best "
+                    "plan known is returned with the bound and the gap")
+    pl.add_argument("--solver", choices=["highs", "cp-sat"], default="highs",
+                    help="MILP solver: HiGHS, or OR-Tools CP-SAT (pip install "
+                    "'distalloc[cpsat]') (default highs)")
+    pl.add_argument("--formulation", choices=["aggregated", "per-request"],
+                    default="aggregated", help="MILP formulation: integer flows per client "
+                    "and link, or one binary per request and link (default aggregated)")
+    pl.add_argument("--threads", type=int, default=1, metavar="N",
+                    help="MILP solver threads (default 1)")
     pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")
     pl.add_argument("--servers", type=int, default=None, metavar="C",
                     help="number of servers of a topology/synthetic scenario")
@@ -366,9 +508,11 @@ def add_parser(sub) -> None:
                     help="seed of the built-in scenario's random choices (default 0)")
     pl.add_argument("--plot", default=None, metavar="FILE",
                     help="write a placement map PNG (with the chains for chain methods)")
+    _add_profile_option(pl)
+    _add_memory_option(pl)
     pl.add_argument("--json", action="store_true", help="print one JSON object")
     _add_chain_options(pl, rate=True)
-    pl.set_defaults(func=_cmd_llm_plan)
+    pl.set_defaults(func=_guarded(_cmd_llm_plan))
 
     from distalloc.llm.simulation import ONLINE_METHODS
     sim = llm_sub.add_parser("simulate", help="discrete-event simulation of online serving")
@@ -379,17 +523,17 @@ def add_parser(sub) -> None:
     sim.add_argument("--plot", default=None, metavar="FILE",
                      help="--method chains: PNG of the mean response time against the "
                      "reservation c (Theorem 4's bounds and simulated)")
-    sim.set_defaults(func=_cmd_llm_simulate)
+    sim.set_defaults(func=_guarded(_cmd_llm_simulate))
 
     cmp_ = llm_sub.add_parser("compare", help="methods side by side on the same arrivals")
     _add_online_options(cmp_)
-    cmp_.add_argument("--methods", default="cg-bprr,petals,chains", metavar="M1,M2,...",
+    cmp_.add_argument("--methods", default=None, metavar="M1,M2,...",
                       help=f"methods among {', '.join(ONLINE_METHODS)} "
-                      "(default cg-bprr,petals,chains)")
+                      "(default cg-bprr,petals,chains; cg-bprr,petals with --churn)")
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
-    cmp_.set_defaults(func=_cmd_llm_compare)
+    cmp_.set_defaults(func=_guarded(_cmd_llm_compare))
 
     scn = llm_sub.add_parser(
         "scenario", help="print a scenario as canonical JSON",
@@ -406,5 +550,19 @@ def add_parser(sub) -> None:
     scn.add_argument("--num-requests", type=int, default=None, metavar="R")
     scn.add_argument("--input-tokens", type=int, default=None, metavar="N")
     scn.add_argument("--output-tokens", type=int, default=None, metavar="N")
+    _add_memory_option(scn)
     scn.add_argument("--json", action="store_true")
-    scn.set_defaults(func=_cmd_llm_scenario)
+    scn.set_defaults(func=_guarded(_cmd_llm_scenario))
+
+    cal = llm_sub.add_parser("calibrate", help="fit the performance model to measurements "
+                             "of a real swarm (SPEC 1.11)")
+    cal.add_argument("file", help="measurements CSV: servers,blocks,rtt_ms,input_tokens,"
+                     "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
+    cal.add_argument("--validate", default=None, metavar="CSV",
+                     help="held-out measurements to predict with the fitted profile")
+    cal.add_argument("--classes", default=None, metavar="one|NAME=CLASS,...",
+                     help="servers of one class share their constants ('one': all servers)")
+    cal.add_argument("--out", default=None, metavar="PROFILE.json",
+                     help="write the profile (the --json object) for --profile")
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
+    cal.set_defaults(func=_guarded(_cmd_llm_calibrate))

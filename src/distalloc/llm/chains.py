@@ -43,7 +43,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import chain_kernels
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, check_count, check_number
+from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.chain_groups import ClientGroups, client_costs, client_groupings
 from distalloc.llm.chain_types import (CHAIN_METHODS, DEFAULT_TARGET_LOAD, OBJECTIVES, Chain,
                                        ChainComposition, ChainPlacement, NoChainsError,
@@ -178,7 +179,7 @@ def gbp_cr(scenario: Scenario, reservation: int, rate_per_s: float,
     >>> p.feasible, p.num_chains, p.to_list()
     (True, 1, [{'server': 0, 'first_block': 0, 'num_blocks': 41}, {'server': 1, 'first_block': 29, 'num_blocks': 41}])
     """
-    c = check_number(reservation, "reservation", low=1, integer=True)
+    c = check_count(reservation, "reservation", low=1, high=MAX_COUNT)  # int64 in the kernel
     lam = check_number(rate_per_s, "rate_per_s", low=0, low_open=True)
     rho = check_number(target_load, "target_load", low=0, high=1, low_open=True, high_open=True)
     weights = resolve_client_weights(scenario, client_weights)
@@ -458,7 +459,8 @@ def _reservation_arg(reservation: Any) -> int | str:
         except ValueError:
             raise ValidationError(f"The 'reservation' parameter must be a positive int or "
                                   f"'auto'. Got {reservation!r} instead.") from None
-    return check_number(reservation, "reservation", low=1, integer=True)
+    # bounded (issue 16): c enters the kernels as an int64 and s_c c must stay finite
+    return check_count(reservation, "reservation", low=1, high=MAX_COUNT)
 
 
 def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: Any = "auto",

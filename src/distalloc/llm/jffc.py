@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import chain_kernels
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, check_count, check_number
+from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.chains import (DEFAULT_TARGET_LOAD, ChainComposition, compose_chains)
 from distalloc.llm.scenario import Scenario
 from distalloc.llm.simulation import SimulationResult
@@ -106,8 +107,8 @@ def jffc_bounds(service_rates_per_s: Sequence[float], capacities: Sequence[int],
                               f"length. Got shapes {mu.shape} and {cap.shape} instead.")
     for k in range(mu.size):
         check_number(float(mu[k]), f"service_rates_per_s[{k}]", low=0, low_open=True)
-        check_number(cap[k].item() if hasattr(cap[k], "item") else cap[k], f"capacities[{k}]",
-                     low=0, integer=True)
+        check_count(cap[k].item() if hasattr(cap[k], "item") else cap[k], f"capacities[{k}]",
+                    low=0, high=MAX_COUNT)  # bounded: cast to int64 below
     lam = check_number(rate_per_s, "rate_per_s", low=0, low_open=True)
     return jffc_bounds_arrays(mu, cap.astype(np.int64), lam)
 

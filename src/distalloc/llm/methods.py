@@ -18,8 +18,11 @@ from distalloc.llm.scenario import Scenario
 __all__ = ["METHODS", "plan"]
 
 
-def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0) -> Plan:
-    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed)
+def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0,
+          formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
+          **kw: Any) -> Plan:
+    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed, formulation=formulation,
+                      solver=solver, threads=threads)
 
 
 METHODS: dict[str, Callable[..., Plan]] = {
@@ -31,7 +34,7 @@ METHODS: dict[str, Callable[..., Plan]] = {
                                                          method="petals-cg-counts"),
     "petals-opt-routing": lambda sc, seed=0, **kw: petals(sc, seed, routing="optimal",
                                                            method="petals-opt-routing"),
-    "milp": lambda sc, seed=0, time_limit_s=60.0, **kw: _milp(sc, seed, time_limit_s),
+    "milp": _milp,
     # chain composition (SPEC 1.10): GBP-CR + GCA, and the whole-model baseline; the plan's
     # routes are the JFFC assignment of the request set into an empty system
     "chains": lambda sc, seed=0, time_limit_s=60.0, **kw: chains_plan(sc, "chains", **kw),
@@ -42,7 +45,9 @@ CHAIN_OPTIONS = ("reservation", "rate_per_s", "target_load", "placement", "clien
 
 
 def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
-         num_requests: int | None = None, time_limit_s: float = 60.0, **options: Any) -> Plan:
+         num_requests: int | None = None, time_limit_s: float = 60.0,
+         formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
+         **options: Any) -> Plan:
     """Place blocks and route the scenario's request set with ``method``.
 
     Parameters
@@ -56,7 +61,14 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     num_requests : int, optional
         replace the request set by this many requests (clients repeat cyclically).
     time_limit_s : float
-        MILP only.
+        MILP only: wall-clock limit; at the limit the best plan known is returned with
+        status ``time_limit``, the bound and the gap.
+    formulation : {'aggregated', 'per-request'}
+        MILP only (see :mod:`distalloc.llm.milp`).
+    solver : {'highs', 'cp-sat'}
+        MILP only; 'cp-sat' needs OR-Tools (``pip install 'distalloc[cpsat]'``).
+    threads : int
+        MILP only: solver threads.
     **options
         'chains' and 'jffc-whole' only: ``reservation`` (int or 'auto'), ``rate_per_s``,
         ``target_load``, ``placement`` (GCA on this placement), ``client_weights``; see
@@ -82,4 +94,7 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
                               f"methods ({', '.join(CHAIN_METHODS)}), not {method!r}.")
     if num_requests is not None:
         scenario = scenario.with_requests(num_requests)
+    if method == "milp":
+        return _milp(scenario, seed=seed, time_limit_s=time_limit_s, formulation=formulation,
+                     solver=solver, threads=threads)
     return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s, **options)
