@@ -3,9 +3,10 @@ silent fallback to slow code.
 
 Cython extensions are imported at once.  Numba modules (kernels/*.py) are imported on first
 use (``_compiled.queue_grid``, ``_compiled.sgd_order_stats``), so commands that do not need
-them do not pay for importing Numba.  Before the first one is imported, Numba's threading layer is set to ``forksafe``
-(unless NUMBA_THREADING_LAYER says otherwise): sweeps fork worker processes, and GNU
-OpenMP, Numba's default on Linux, kills a child forked after a parallel kernel ran.
+them do not pay for importing Numba.  Before the first one is imported, Numba's threading
+layer is set to ``forksafe`` (unless NUMBA_THREADING_LAYER says otherwise): sweeps fork
+worker processes, and GNU OpenMP, Numba's default on Linux, kills a child forked after a
+parallel kernel ran.
 """
 from __future__ import annotations
 
