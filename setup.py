@@ -6,14 +6,16 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CYTHON_MODULES = ["llm_kernels", "queue_kernels", "sgd_kernels"]
+CYTHON_MODULES = ["llm_kernels", "chain_kernels", "queue_kernels", "sgd_kernels",
+                  "swarm_kernels"]
 
 extensions = [
     Extension(
         f"distalloc._kernels.{name}",
         [f"kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "kernels"],
-        depends=["kernels/fastk_gradient.h", "kernels/llm_core.pxd"],
+        depends=["kernels/fastk_gradient.h", "kernels/llm_core.pxd",
+                 "kernels/swarm_simulate.pxi"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )

@@ -30,8 +30,12 @@ cdef inline Py_ssize_t _lower_bound(const double* buf, Py_ssize_t n, double x) n
 
 cdef inline Py_ssize_t _hist_remove(double* vals, double* cnts, Py_ssize_t n,
                                     double x) noexcept nogil:
-    """Remove one x from the run-length sorted multiset; returns the new number of runs."""
+    """Remove one x from the run-length sorted multiset; returns the new number of runs.
+    Guard: an x that is not in the multiset (only possible for NaN, which compares unequal
+    to itself) leaves it unchanged instead of touching run n, one past the end."""
     cdef Py_ssize_t i = _lower_bound(vals, n, x)
+    if i >= n or vals[i] != x:
+        return n
     cnts[i] -= 1.0
     if cnts[i] == 0.0:
         n -= 1
@@ -100,6 +104,49 @@ cdef inline Py_ssize_t _lexmin_sorted_window(const double* values, Py_ssize_t L,
                 bcnts[i] = cnts[i]
             bn = n
     return best_a
+
+
+# --------------------------------------------------------------------------------------
+# Preconditions.  Every index the kernels derive from a placement (the end-block buckets
+# first + num + 1 <= L + 1, D[p] for first <= p < first + num <= L, path positions <= L)
+# is in range iff the placement passes _placement_ok, and every buffer sized from L is
+# sized right iff 0 <= L <= KERNEL_MAX_BLOCKS (so (L + 2) * 8 bytes cannot overflow).
+# Each def entry point checks these before any work and raises ValueError otherwise; the
+# API layer validates user input first, so these checks only catch internal misuse.
+# --------------------------------------------------------------------------------------
+cdef enum:
+    KERNEL_MAX_BLOCKS = 1 << 30
+
+
+cdef inline int _require(bint ok, str what) except -1:
+    """Kernel precondition: the API layer validates user input, so a failure here is a bug
+    in the caller; raise instead of reading or writing out of range."""
+    if not ok:
+        raise ValueError(f"distalloc kernel: precondition violated: {what}")
+    return 0
+
+
+cdef inline bint _placement_ok(const int64_t* first, const int64_t* num, Py_ssize_t S,
+                               int64_t L) noexcept nogil:
+    """True iff 0 <= num[j] <= L and (num[j] == 0 or 0 <= first[j] <= L - num[j]) for all j
+    (unused servers' first block is never read)."""
+    cdef Py_ssize_t j
+    for j in range(S):
+        if num[j] < 0 or num[j] > L:
+            return False
+        if num[j] > 0 and (first[j] < 0 or first[j] > L - num[j]):
+            return False
+    return True
+
+
+cdef inline bint _all_in_range(const int64_t* x, Py_ssize_t n, int64_t lo,
+                               int64_t hi) noexcept nogil:
+    """True iff lo <= x[i] < hi for every i < n."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] < lo or x[i] >= hi:
+            return False
+    return True
 
 
 cdef struct SessionList:
@@ -381,3 +428,268 @@ cdef inline void _heap_pop(double* ht, int64_t* hc, Py_ssize_t* n) noexcept nogi
         tt = ht[i]; ht[i] = ht[small]; ht[small] = tt
         cc = hc[i]; hc[i] = hc[small]; hc[small] = cc
         i = small
+
+
+# --------------------------------------------------------------------------------------
+# CG-BP's window rule (SPEC 1.5 step 2), shared by the offline greedy (llm_kernels.cg_bp)
+# and the online engine's join rule (swarm_kernels.Engine)
+# --------------------------------------------------------------------------------------
+cdef inline Py_ssize_t _cg_window(const double* capacity, const double* T, Py_ssize_t L,
+                                  Py_ssize_t m, int64_t R, int64_t under,
+                                  int64_t* under_prefix, double* buf,
+                                  double* best) noexcept nogil:
+    """Start of the window CG-BP gives a server of m blocks: while some block has
+    C_b < R (``under`` > 0), among the windows that contain an under-served block the one
+    with the largest sum of T_b (summed left to right, so exact ties stay exact and go to
+    the smallest start); otherwise the window whose sorted C_b are lexicographically
+    smallest.  ``under_prefix`` holds L + 1 int64, ``buf`` and ``best`` 2 L doubles."""
+    cdef Py_ssize_t a, b, best_a
+    cdef double wsum, best_sum
+    if under <= 0:
+        return _lexmin_sorted_window(capacity, L, m, buf, best)
+    under_prefix[0] = 0
+    for b in range(L):
+        under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
+    best_a = -1
+    best_sum = -INFINITY
+    for a in range(L - m + 1):
+        if under_prefix[a + m] - under_prefix[a] == 0:
+            continue
+        wsum = 0.0
+        for b in range(a, a + m):
+            wsum = wsum + T[b]
+        # the first candidate is always taken, so best_a is a valid start even if a sum is
+        # NaN (validation bounds times so that sums stay finite; this keeps the caller's
+        # writes in [0, L) regardless).  Some window holds an under-served block because
+        # under > 0 and 1 <= m <= L.
+        if best_a < 0 or wsum > best_sum:
+            best_sum = wsum
+            best_a = a
+    return best_a
+
+
+cdef inline int64_t _cg_credit(double* capacity, double* T, Py_ssize_t a, Py_ssize_t m,
+                               int64_t R, int64_t sessions, double gain) noexcept nogil:
+    """Credit a server with ``sessions`` session slots and amortised gain
+    ``dummy - t~_j`` to blocks [a, a + m) (CG-BP step 2):
+    T_b -= gain * min(max(R - C_b, 0), s_j), C_b += s_j.  Returns how many of these blocks
+    went from C_b < R to C_b >= R."""
+    cdef Py_ssize_t b
+    cdef int64_t newly = 0
+    cdef double deficit
+    for b in range(a, a + m):
+        # in floating point: capacity is a sum of session counts and may exceed int64
+        deficit = <double> R - capacity[b]
+        if deficit < 0.0:
+            deficit = 0.0
+        if deficit > <double> sessions:
+            deficit = <double> sessions
+        T[b] -= gain * deficit
+        if capacity[b] < R and capacity[b] + sessions >= R:
+            newly += 1
+        capacity[b] += sessions
+    return newly
+
+
+cdef inline double _release_at(const SessionList* s, int64_t used, int64_t capb,
+                               int64_t k) noexcept nogil:
+    """The time (absolute, ms) at which k more (session, block) caches are free on a
+    server, releasing its sessions in order of completion: -inf if they are free now, inf
+    if k exceeds its budget or its sessions never release enough.  ``_wait_table``'s rule
+    for one k, as a time rather than a wait, so a session booked behind another starts
+    exactly at that one's end."""
+    cdef int64_t need = used + k - capb, released = 0
+    cdef Py_ssize_t i = s.head, stop = s.head + s.size
+    if k > capb:
+        return INFINITY
+    if need <= 0:
+        return -INFINITY
+    while released < need and i < stop:
+        released += s.blocks[i]
+        i += 1
+    return s.end[i - 1] if released >= need else INFINITY
+
+
+# ------------------------------------------------------------------------------------------
+# JFFC: Join-the-Fastest-Free-Chain (SPEC 1.10; chain-composition notes §4).  The ONE copy
+# of the rule: chain_kernels' simulator and offline fill, and the online engine's 'jffc'
+# policy all call it.
+#
+# Contract
+# * K chains (GCA's output, in GCA order) with cap[k] >= 0 job slots (c_k) and C clients;
+#   chain k's service time for a job of client c is service_ms[c * K + k] (SPEC 1.1 request
+#   time at the scenario's static lengths).
+# * Client groups (per-group composition, distalloc.llm.chains): home[k] is the client group
+#   chain k was composed for (-1: a shared chain), client_group[c] the group of client c
+#   (-1: none).  Client c ranks the chains by (home[k] != client_group[c], service_ms[c, k],
+#   k): its group's chains first, then every other chain, each part fastest first, ties to
+#   the lower GCA index.  home == NULL or client_group == NULL: no groups, the paper's rule
+#   (fastest first), which is also what one group holding every chain gives.
+# * busy[k] is the number of jobs running on chain k, 0 <= busy[k] <= cap[k]; each job holds
+#   one slot from its start to its completion, on one chain (no migration, no preemption).
+# * One central FCFS queue of job ids; it is non-empty only while every chain is full.
+# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k, the first chain
+#   with a free slot in the arriving client's ranking; -1: no slot is free and the job joined
+#   the queue's tail; -2: out of memory (queue growth failed).
+# * _jffc_complete(s, k) -> job >= 0: a job on chain k finished and the queue's head job
+#   starts now on chain k (busy[k] unchanged); -1: the queue was empty and the slot is free.
+# * _jffc_pick / _jffc_occupy / _jffc_vacate are the pieces (decision without side
+#   effects; booking; release) for callers that book and release themselves.
+# Cost: _jffc_pick O(K / 64) (first set bit of the client's free-chain bitset);
+# _jffc_occupy/_jffc_vacate O(C) when a chain turns full/free, O(1) otherwise; queue O(1)
+# amortised.  _jffc_init O(C K log K); _jffc_release frees every buffer (safe after a
+# failed init).
+# ------------------------------------------------------------------------------------------
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free as _c_free, qsort as _c_qsort, calloc as _c_calloc
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef struct JFFCState:
+    Py_ssize_t K
+    Py_ssize_t C
+    Py_ssize_t words        # 64-bit words per client bitset
+    int64_t* cap            # K
+    int64_t* busy           # K
+    int64_t* order          # C * K: chain at rank p of client c
+    int64_t* rank           # C * K: rank of chain k for client c
+    uint64_t* free_bits     # C * words: bit p set iff chain order[c, p] has a free slot
+    int64_t* queue          # ring buffer of job ids
+    Py_ssize_t qhead
+    Py_ssize_t qsize
+    Py_ssize_t qcap
+
+
+cdef inline void _jffc_release(JFFCState* s) noexcept nogil:
+    _c_free(s.cap); _c_free(s.busy); _c_free(s.order); _c_free(s.rank)
+    _c_free(s.free_bits); _c_free(s.queue)
+    s.cap = NULL; s.busy = NULL; s.order = NULL; s.rank = NULL
+    s.free_bits = NULL; s.queue = NULL
+
+
+cdef inline void _jffc_set_bit(JFFCState* s, int64_t k, bint on) noexcept nogil:
+    cdef Py_ssize_t c, p
+    for c in range(s.C):
+        p = s.rank[c * s.K + k]
+        if on:
+            s.free_bits[c * s.words + (p >> 6)] |= (<uint64_t> 1) << (p & 63)
+        else:
+            s.free_bits[c * s.words + (p >> 6)] &= ~((<uint64_t> 1) << (p & 63))
+
+
+cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
+                           const double* service_ms, const int64_t* home,
+                           const int64_t* client_group) noexcept nogil:
+    """Set up an empty system (no job running, empty queue); 0, or -1 if out of memory.
+    ``home`` (K) and ``client_group`` (C) may be NULL (no groups)."""
+    cdef Py_ssize_t c, k, p, nh
+    cdef int64_t g
+    cdef KeyIndex* keys
+    s.K = K
+    s.C = C
+    s.words = (K + 63) >> 6
+    s.qhead = 0
+    s.qsize = 0
+    s.qcap = 1024
+    s.cap = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    s.busy = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    s.order = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    s.rank = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    s.free_bits = <uint64_t*> _c_calloc(C * s.words + 1, sizeof(uint64_t))
+    s.queue = <int64_t*> _c_calloc(s.qcap, sizeof(int64_t))
+    keys = <KeyIndex*> _c_calloc(K + 1, sizeof(KeyIndex))
+    if not (s.cap and s.busy and s.order and s.rank and s.free_bits and s.queue and keys):
+        _c_free(keys)
+        return -1
+    for k in range(K):
+        s.cap[k] = cap[k]
+    for c in range(C):
+        g = client_group[c] if (home != NULL and client_group != NULL) else -1
+        # the client's group's chains in keys[0:nh], every other chain in keys[nh:K]
+        nh = 0
+        if g >= 0:
+            for k in range(K):
+                if home[k] == g:
+                    keys[nh].key = service_ms[c * K + k]
+                    keys[nh].index = k
+                    nh += 1
+        p = nh
+        for k in range(K):
+            if g < 0 or home[k] != g:
+                keys[p].key = service_ms[c * K + k]
+                keys[p].index = k
+                p += 1
+        _c_qsort(keys, nh, sizeof(KeyIndex), _cmp_key_index)
+        _c_qsort(keys + nh, K - nh, sizeof(KeyIndex), _cmp_key_index)
+        for p in range(K):
+            s.order[c * K + p] = keys[p].index
+            s.rank[c * K + keys[p].index] = p
+    _c_free(keys)
+    for k in range(K):
+        if cap[k] > 0:
+            _jffc_set_bit(s, k, True)
+    return 0
+
+
+cdef inline int64_t _jffc_pick(const JFFCState* s, int64_t client) noexcept nogil:
+    """The client's fastest chain with a free slot, or -1 if every chain is full."""
+    cdef Py_ssize_t w
+    cdef const uint64_t* bits = s.free_bits + client * s.words
+    for w in range(s.words):
+        if bits[w]:
+            return s.order[client * s.K + (w << 6) + __builtin_ctzll(bits[w])]
+    return -1
+
+
+cdef inline void _jffc_occupy(JFFCState* s, int64_t k) noexcept nogil:
+    s.busy[k] += 1
+    if s.busy[k] == s.cap[k]:
+        _jffc_set_bit(s, k, False)
+
+
+cdef inline void _jffc_vacate(JFFCState* s, int64_t k) noexcept nogil:
+    if s.busy[k] == s.cap[k]:
+        _jffc_set_bit(s, k, True)
+    s.busy[k] -= 1
+
+
+cdef inline int _jffc_push(JFFCState* s, int64_t job) noexcept nogil:
+    cdef Py_ssize_t i, newcap
+    cdef int64_t* grown
+    if s.qsize == s.qcap:
+        newcap = 2 * s.qcap
+        grown = <int64_t*> _c_calloc(newcap, sizeof(int64_t))
+        if not grown:
+            return -1
+        for i in range(s.qsize):
+            grown[i] = s.queue[(s.qhead + i) % s.qcap]
+        _c_free(s.queue)
+        s.queue = grown
+        s.qhead = 0
+        s.qcap = newcap
+    s.queue[(s.qhead + s.qsize) % s.qcap] = job
+    s.qsize += 1
+    return 0
+
+
+cdef inline int64_t _jffc_arrive(JFFCState* s, int64_t job, int64_t client) noexcept nogil:
+    cdef int64_t k = _jffc_pick(s, client)
+    if k >= 0:
+        _jffc_occupy(s, k)
+        return k
+    if _jffc_push(s, job) < 0:
+        return -2
+    return -1
+
+
+cdef inline int64_t _jffc_complete(JFFCState* s, int64_t k) noexcept nogil:
+    cdef int64_t job
+    if s.qsize > 0:
+        job = s.queue[s.qhead]
+        s.qhead = (s.qhead + 1) % s.qcap
+        s.qsize -= 1
+        return job
+    _jffc_vacate(s, k)
+    return -1

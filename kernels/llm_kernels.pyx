@@ -16,6 +16,9 @@ What this module computes, and for whom (callers: ``distalloc.llm.placement``,
   order and the greedy window choice.
 * ``petals_place``     — PETALS's weakest-window join rule (SPEC 1.6).
 
+The online engine (``Swarm``) and the discrete-event simulator driving it live in
+``swarm_kernels``; both share the decision core in ``llm_core.pxd`` with this module.
+
 Layering: ``cdef inline`` helpers on raw pointers in ``llm_core.pxd`` (routing DP, session
 lists, event heap, window comparison; shared with the other LLM kernel modules), then array
 loops that release the GIL, then the ``def`` entry points, which take contiguous typed arrays and
@@ -26,8 +29,7 @@ unused; the dummy start ends at block 0.
 """
 from libc.math cimport INFINITY, floor
 from libc.stdint cimport int64_t, int8_t
-from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memmove
+from libc.stdlib cimport malloc, calloc, free, qsort
 
 from llm_core cimport *
 
@@ -54,6 +56,21 @@ def evaluate_routes(const int64_t[:, ::1] first_block, const int64_t[:, ::1] num
     cdef int64_t prev_end, a, e, k
     cdef double tok, pre
     cdef int8_t st
+    cdef Py_ssize_t C = rtt_ms.shape[0]
+    # every index below comes from these arrays: check shapes and ranges first
+    _require(num_blocks.shape[0] == P and num_blocks.shape[1] == S
+             and memory_gb.shape[0] == P and memory_gb.shape[1] == S, "placement shapes")
+    _require(rtt_ms.shape[1] == S and prefill_rtt_ms.shape[0] == C
+             and prefill_rtt_ms.shape[1] == S and decode_ms.shape[0] == S
+             and prefill_ms.shape[0] == S, "server array shapes")
+    _require(route_client.shape[0] == n and indptr.shape[0] == n + 1
+             and token_ms.shape[0] == n and ttft_ms.shape[0] == n
+             and request_ms.shape[0] == n and status.shape[0] == n, "route array shapes")
+    _require(_all_in_range(&route_plan[0], n, 0, P) and _all_in_range(&route_client[0], n, 0, C),
+             "route placement or client index out of range")
+    _require(indptr[0] == 0 and indptr[n] <= servers.shape[0], "indptr bounds")
+    for r in range(n):
+        _require(indptr[r] <= indptr[r + 1], "indptr not non-decreasing")
     with nogil:
         for p in range(P):
             for j in range(S):
@@ -114,6 +131,12 @@ def shortest_routes(const int64_t[::1] first_block, const int64_t[::1] num_block
     cdef Py_ssize_t S = first_block.shape[0], C = alpha.shape[0], c
     cdef RouteGraph g
     cdef RouteCost rc
+    _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+    _require(num_blocks.shape[0] == S and alpha.shape[1] == S and beta.shape[0] == S
+             and free_blocks.shape[0] == S, "server array shapes")
+    _require(cost.shape[0] == C and path_len.shape[0] == C and paths.shape[0] == C
+             and paths.shape[1] >= (L if L > 0 else 1), "output shapes")
+    _require(_placement_ok(&first_block[0], &num_blocks[0], S, L), "placement out of [0, L]")
     cdef double* D = <double*> malloc((L + 1) * sizeof(double))
     cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
     cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
@@ -150,10 +173,11 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
                         Py_ssize_t L, int64_t R, int64_t* first_block, double* capacity,
                         double* T, int64_t* under_prefix, double* buf,
                         double* best) noexcept nogil:
-    """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R."""
-    cdef Py_ssize_t i, j, a, b, m, best_a
-    cdef double tmax = -INFINITY, dummy, wsum, best_sum, gain
-    cdef int64_t under = L, deficit
+    """Greedy window choice of CG-BPRR step 2; returns the number of blocks with C_b < R.
+    The window rule and the credit are llm_core's, shared with the online engine."""
+    cdef Py_ssize_t i, j, b, best_a
+    cdef double tmax = -INFINITY, dummy
+    cdef int64_t under = L
     for i in range(n):
         if amortised_ms[order[i]] > tmax:
             tmax = amortised_ms[order[i]]
@@ -163,37 +187,10 @@ cdef int64_t _cg_greedy(const int64_t* num_blocks, const double* amortised_ms,
         T[b] = R * dummy
     for i in range(n):
         j = order[i]
-        m = num_blocks[j]
-        if under > 0:
-            # windows that contain an under-served block: the largest amortised-time sum
-            under_prefix[0] = 0
-            for b in range(L):
-                under_prefix[b + 1] = under_prefix[b] + (capacity[b] < R)
-            best_a = -1
-            best_sum = -INFINITY
-            for a in range(L - m + 1):
-                if under_prefix[a + m] - under_prefix[a] == 0:
-                    continue
-                wsum = 0.0
-                for b in range(a, a + m):
-                    wsum = wsum + T[b]
-                if wsum > best_sum:
-                    best_sum = wsum
-                    best_a = a
-        else:
-            best_a = _lexmin_sorted_window(capacity, L, m, buf, best)
+        best_a = _cg_window(capacity, T, L, num_blocks[j], R, under, under_prefix, buf, best)
         first_block[j] = best_a
-        gain = dummy - amortised_ms[j]
-        for b in range(best_a, best_a + m):
-            deficit = R - <int64_t> capacity[b]
-            if deficit < 0:
-                deficit = 0
-            if deficit > sessions[j]:
-                deficit = sessions[j]
-            T[b] -= gain * deficit
-            if capacity[b] < R and capacity[b] + sessions[j] >= R:
-                under -= 1
-            capacity[b] += sessions[j]
+        under -= _cg_credit(capacity, T, best_a, num_blocks[j], R, sessions[j],
+                            dummy - amortised_ms[j])
     return under
 
 
@@ -215,7 +212,12 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
     """
     cdef Py_ssize_t S = usable_memory_gb.shape[0], j, n_used = 0
     cdef int64_t m, total = 0, under = L, s
-    cdef double per_block = block_gb + cache_gb * R
+    cdef double per_block = block_gb + cache_gb * R, q
+    _require(1 <= L <= KERNEL_MAX_BLOCKS and R >= 1, "L or R out of range")
+    _require(decode_ms.shape[0] == S and rtt_max_ms.shape[0] == S and num_blocks.shape[0] == S
+             and amortised_ms.shape[0] == S and sessions.shape[0] == S
+             and order.shape[0] == S and first_block.shape[0] == S
+             and capacity.shape[0] == L, "array shapes")
     cdef KeyIndex* keys = <KeyIndex*> malloc((S + 1) * sizeof(KeyIndex))
     cdef double* T = <double*> malloc((L + 1) * sizeof(double))
     cdef int64_t* under_prefix = <int64_t*> malloc((L + 1) * sizeof(int64_t))
@@ -227,10 +229,14 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
     try:
         with nogil:
             for j in range(S):
-                m = <int64_t> floor(usable_memory_gb[j] / per_block)
-                if m > L:
+                # clamp in floating point before the cast: a float beyond int64 (or NaN)
+                # cast to int64 is undefined (in practice INT64_MIN, an unused server)
+                q = floor(usable_memory_gb[j] / per_block)
+                if q >= <double> L:
                     m = L
-                if m < 0:
+                elif q >= 1.0:
+                    m = <int64_t> q
+                else:
                     m = 0
                 num_blocks[j] = m
                 first_block[j] = 0
@@ -239,8 +245,14 @@ def cg_bp(const double[::1] usable_memory_gb, const double[::1] decode_ms,
                 if m > 0:
                     total += m
                     amortised_ms[j] = decode_ms[j] + rtt_max_ms[j] / m
-                    s = <int64_t> floor((usable_memory_gb[j] - block_gb * m) / (cache_gb * m))
-                    sessions[j] = s if s < R else R
+                    q = floor((usable_memory_gb[j] - block_gb * m) / (cache_gb * m))
+                    if q >= <double> R:
+                        s = R
+                    elif q >= 0.0:
+                        s = <int64_t> q
+                    else:
+                        s = 0
+                    sessions[j] = s
                     keys[n_used].key = amortised_ms[j]
                     keys[n_used].index = j
                     n_used += 1
@@ -264,7 +276,12 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
     """PETALS's join rule: each server, in join order, takes the window whose sorted
     per-block throughputs are lexicographically smallest (serve the weakest blocks),
     then adds its throughput to those blocks."""
-    cdef Py_ssize_t n = join_order.shape[0], i, j, b, a, m
+    cdef Py_ssize_t n = join_order.shape[0], i, j, b, a, m, S = num_blocks.shape[0]
+    _require(1 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+    _require(throughput.shape[0] == S and first_block.shape[0] == S
+             and block_throughput.shape[0] == L, "array shapes")
+    _require(_all_in_range(&join_order[0], n, 0, S), "join_order index out of range")
+    _require(_all_in_range(&num_blocks[0], S, 0, L + 1), "num_blocks out of [0, L]")
     cdef double* buf = <double*> malloc(2 * (L + 1) * sizeof(double))
     cdef double* best = <double*> malloc(2 * (L + 1) * sizeof(double))
     if not (buf and best):
@@ -285,220 +302,3 @@ def petals_place(const int64_t[::1] num_blocks, const double[::1] throughput,
                     block_throughput[b] += throughput[j]
     finally:
         free(buf); free(best)
-
-
-# --------------------------------------------------------------------------------------
-# Discrete-event simulation of online serving (SPEC 1.7)
-# --------------------------------------------------------------------------------------
-
-def simulate(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
-             const double[::1] arrival_ms, const int64_t[::1] client,
-             const int64_t[::1] output_tokens, const double[::1] noise, double delay_ms,
-             const double[:, ::1] rtt_ms, const double[:, ::1] prefill_rtt_ms,
-             const double[::1] decode_ms, const double[::1] prefill_ms,
-             const int64_t[::1] cache_budget, int mode,
-             const double[:, ::1] petals_alpha, const double[::1] petals_beta,
-             double penalty_ms, double backoff_base_ms, double backoff_cap_ms,
-             int64_t max_attempts,
-             double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
-             double[::1] wait_ms, int64_t[::1] retries, int64_t[::1] path_offset, int64_t[::1] path_len):
-    """Event-driven simulation of online sessions on a fixed placement.
-
-    Requests arrive at ``arrival_ms`` (sorted) and are routed ``delay_ms`` later.
-    mode 0 (WS-RR): cheapest chain where server j costs its share of the request time
-    (prefill + (l_out - 1) x decode, with RTTs) plus the wait until it has cache for the
-    request's k_j blocks, releasing the sessions it holds in order of completion; the
-    session is booked at once and starts when every server of its chain has the cache.
-    mode 1 (PETALS): Dijkstra costs ``petals_alpha[c, j] + petals_beta[j] k`` plus
-    ``penalty_ms`` where j lacks free cache now; a chain without cache is retried after
-    backoff_base x 2^(attempt-1) ms (capped), re-routed each time.
-    Either way a session holds cache_gb x k_j on every server of its chain from booking
-    to completion; ``cache_budget[j]`` is how many (session, block) caches j can hold.
-    A chain that is cheapest without waits and has free cache now is optimal with them,
-    so each client's static cheapest chain is cached and the DP runs only on contention.
-
-    Outputs per request: start, end and first-token times and the wait between the
-    routing decision (arrival + delay) and the start (ms; NaN if never served), retries, and its chain as ``path_offset``/``path_len`` into the returned int64 array.
-    Returns (chains, events processed).
-    """
-    cdef Py_ssize_t S = first_block.shape[0], N = arrival_ms.shape[0], C = rtt_ms.shape[0]
-    cdef Py_ssize_t i_arr = 0, nheap = 0, t, q, flat_size = 0, flat_cap = 0
-    cdef int64_t r, c, j, k, prev, code, lo, events = 0, plen, attempt
-    cdef double now, t_arr, pre, tok, service, wait, wmax, cost
-    cdef bint fits, use_cached
-    cdef RouteGraph g
-    cdef RouteCost rc
-    cdef int64_t* flat = NULL
-    cdef void* grow
-    cdef SessionList* lists = <SessionList*> calloc(S + 1, sizeof(SessionList))
-    cdef int64_t* used = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
-    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef double* D = <double*> malloc((L + 1) * sizeof(double))
-    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef double* W = <double*> malloc((L + 2) * sizeof(double))
-    cdef int64_t* path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* cached_key = <int64_t*> malloc((C + 1) * sizeof(int64_t))
-    cdef int64_t* cached_len = <int64_t*> malloc((C + 1) * sizeof(int64_t))
-    cdef int64_t* cached_path = <int64_t*> malloc((C + 1) * (L + 1) * sizeof(int64_t))
-    cdef int failed = 0
-    cdef int graph_ok = _graph_init(&g, &first_block[0], &num_blocks[0], S, L)
-    try:
-        if not (lists and used and ht and hc and D and arg_server and arg_prev and W and path
-                and cached_key and cached_len and cached_path) or graph_ok < 0:
-            raise MemoryError()
-        with nogil:
-            rc.capb = &cache_budget[0]
-            rc.used = used
-            rc.lists = lists
-            rc.penalty = penalty_ms
-            for c in range(C):
-                cached_key[c] = -1
-            for r in range(N):
-                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                retries[r] = 0
-                path_offset[r] = -1
-                path_len[r] = 0
-            while i_arr < N or nheap > 0:
-                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
-                if nheap > 0 and (ht[0] < t_arr or (ht[0] == t_arr and (hc[0] & 1) == 0)):
-                    now = ht[0]
-                    code = hc[0]
-                    _heap_pop(ht, hc, &nheap)
-                    r = code >> 1
-                    events += 1
-                    if (code & 1) == 0:
-                        # completion: release the cache on every server of the chain
-                        prev = 0
-                        for q in range(path_offset[r], path_offset[r] + path_len[r]):
-                            j = flat[q]
-                            _sl_remove(&lists[j], r)
-                            used[j] -= first_block[j] + num_blocks[j] - prev
-                            prev = first_block[j] + num_blocks[j]
-                        continue
-                else:
-                    now = t_arr
-                    r = i_arr
-                    i_arr += 1
-                    events += 1
-                # ---- route request r at time `now` ----
-                c = client[r]
-                lo = output_tokens[r]
-                if mode == 0:
-                    rc.a1 = &prefill_rtt_ms[c, 0]
-                    rc.a2 = &rtt_ms[c, 0]
-                    rc.b1 = &prefill_ms[0]
-                    rc.b2 = &decode_ms[0]
-                    rc.w = <double> (lo - 1)
-                else:
-                    rc.a1 = &petals_alpha[c, 0]
-                    rc.a2 = NULL
-                    rc.b1 = &petals_beta[0]
-                    rc.b2 = NULL
-                    rc.w = 0.0
-                rc.now = now
-                if cached_key[c] != lo:
-                    rc.mode = 0
-                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W,
-                                     &cached_path[c * (L + 1)], &cached_len[c])
-                    cached_key[c] = lo
-                # does the static chain have free cache now?
-                use_cached = cached_len[c] > 0
-                prev = 0
-                for q in range(cached_len[c]):
-                    j = cached_path[c * (L + 1) + q]
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    if k > cache_budget[j] - used[j]:
-                        use_cached = False
-                        break
-                if use_cached:
-                    plen = cached_len[c]
-                    for q in range(plen):
-                        path[q] = cached_path[c * (L + 1) + q]
-                    wmax = 0.0
-                    fits = True
-                else:
-                    rc.mode = 2 if mode == 0 else 1
-                    cost = _route_dp(&g, &rc, D, arg_server, arg_prev, W, path, &plen)
-                    if plen == 0:
-                        continue  # no chain can ever serve it: dropped (NaN times)
-                    wmax = 0.0
-                    fits = True
-                    prev = 0
-                    for q in range(plen):
-                        j = path[q]
-                        k = first_block[j] + num_blocks[j] - prev
-                        prev = first_block[j] + num_blocks[j]
-                        if k > cache_budget[j] - used[j]:
-                            fits = False
-                            if mode == 0:
-                                _wait_table(&lists[j], used[j], cache_budget[j], k, now, W)
-                                if W[k] > wmax:
-                                    wmax = W[k]
-                    if mode == 0 and wmax == INFINITY:
-                        continue  # larger than some server's whole budget: dropped
-                if mode == 1 and not fits:
-                    retries[r] += 1
-                    if retries[r] > max_attempts:
-                        continue  # gave up: dropped
-                    attempt = retries[r] - 1
-                    wait = backoff_base_ms
-                    while attempt > 0 and wait < backoff_cap_ms:
-                        wait = wait * 2.0
-                        attempt -= 1
-                    if wait > backoff_cap_ms:
-                        wait = backoff_cap_ms
-                    _heap_push(ht, hc, &nheap, now + wait, 2 * r + 1)
-                    continue
-                # ---- book the session ----
-                pre = 0.0
-                tok = 0.0
-                prev = 0
-                for q in range(plen):
-                    j = path[q]
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    pre += prefill_rtt_ms[c, j] + prefill_ms[j] * k
-                    tok += rtt_ms[c, j] + decode_ms[j] * k
-                service = (pre + (lo - 1) * tok) * noise[r]
-                start_ms[r] = now + wmax
-                wait_ms[r] = (now - (arrival_ms[r] + delay_ms)) + wmax
-                ttft_ms[r] = start_ms[r] + pre * noise[r]
-                end_ms[r] = start_ms[r] + service
-                if flat_size + plen > flat_cap:
-                    flat_cap = 2 * flat_cap + plen + 1024
-                    grow = realloc(flat, flat_cap * sizeof(int64_t))
-                    if not grow:
-                        failed = 1
-                        break
-                    flat = <int64_t*> grow
-                path_offset[r] = flat_size
-                path_len[r] = plen
-                prev = 0
-                for q in range(plen):
-                    j = path[q]
-                    flat[flat_size + q] = j
-                    k = first_block[j] + num_blocks[j] - prev
-                    prev = first_block[j] + num_blocks[j]
-                    if _sl_insert(&lists[j], end_ms[r], k, r) < 0:
-                        failed = 1
-                    used[j] += k
-                if failed:
-                    break
-                flat_size += plen
-                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
-        if failed:
-            raise MemoryError()
-        chains = np.empty(flat_size, dtype=np.int64)
-        for q in range(flat_size):
-            chains[q] = flat[q]
-        return chains, events
-    finally:
-        if lists:
-            for j in range(S):
-                free(lists[j].end); free(lists[j].blocks); free(lists[j].req)
-        free(lists); free(used); free(ht); free(hc); free(D); free(arg_server); free(arg_prev)
-        free(W); free(path); free(cached_key); free(cached_len); free(cached_path); free(flat)
-        free(g.bucket); free(g.by_end)

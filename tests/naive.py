@@ -300,8 +300,22 @@ def _wait_for(sessions, used, budget, k, now):
     return math.inf
 
 
-def _dp_extra(first, num, L, alpha, beta, extra):
-    """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k)."""
+def _release_at(sessions, used, budget, k):
+    """Time at which k more caches are free (inf: never), releasing in end order."""
+    if k > budget:
+        return math.inf
+    need = used + k - budget
+    released = 0
+    for end, blocks, _ in sessions:
+        released += blocks
+        if released >= need:
+            return end
+    return math.inf
+
+
+def _dp_extra(first, num, L, alpha, beta, extra, prefix_costs=False):
+    """Block-ordered DP with link cost alpha[j] + beta[j] k + extra(j, k); with
+    ``prefix_costs`` also returns D (cheapest cost to have processed [0, e))."""
     D = [math.inf] * (L + 1)
     D[0] = 0.0
     arg = [None] * (L + 1)
@@ -312,21 +326,44 @@ def _dp_extra(first, num, L, alpha, beta, extra):
             c = D[p] + alpha[j] + beta[j] * (e - p) + extra(j, e - p)
             if c < D[e]:
                 D[e], arg[e] = c, (j, p)
-    if D[L] == math.inf:
-        return []
     path, e = [], L
-    while e > 0:
+    while D[L] < math.inf and e > 0:
         j, e = arg[e]
         path.append(j)
-    return path[::-1]
+    return (path[::-1], D) if prefix_costs else path[::-1]
+
+
+_MASK = (1 << 64) - 1
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+class _Stream:
+    """A server's failure/repair times: splitmix64, exponential by inversion."""
+
+    def __init__(self, key, server):
+        self.state = _mix64(key ^ (((server + 1) * 0xD1B54A32D192ED03) & _MASK))
+
+    def exp(self, mean):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & _MASK
+        u = ((_mix64(self.state) >> 11) + 1) * 2.0 ** -53
+        return -math.log(u) * mean
 
 
 def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, budget, mode,
-             penalty_ms=10_000.0, base_ms=1000.0, cap_ms=60_000.0, max_attempts=10_000):
-    """Pure-Python twin of distalloc._kernels.llm_kernels.simulate (same semantics, same
-    tie-breaking).  Returns (start, end, first_token, retries, routes, events)."""
+             penalty_ms=10_000.0, base_ms=1000.0, cap_ms=60_000.0, max_attempts=10_000,
+             churn=None):
+    """Pure-Python twin of the simulator (distalloc._kernels.swarm_kernels.simulate driving
+    the engine): same semantics, same tie-breaking.  Returns (start, end, first_token,
+    retries, routes, events), plus a dict of churn outputs when ``churn`` is given:
+    dict(mtbf_ms, mttr_ms, key, rule 'cg-bp'|'petals', counts, R, rank)."""
     import bisect
     S, L, N = len(num), sc.num_blocks, len(arrival_ms)
+    first, num, budget = list(first), list(num), list(budget)
     rtt = [list(map(float, row)) for row in sc.rtt_ms]
     prtt = [list(map(float, row)) for row in sc.prefill_rtt_ms]
     dec, pre = list(map(float, sc.decode_ms)), list(map(float, sc.prefill_ms))
@@ -337,10 +374,13 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
     end = [math.nan] * N
     ftok = [math.nan] * N
     retries = [0] * N
+    interruptions = [0] * N
     routes = [[] for _ in range(N)]
-    heap = []
+    active = [False] * N
+    comp, retry_heap, churn_heap = [], [], []
     events = 0
     cache = {}
+    alive = [True] * S
 
     def blocks_of(path):
         prev, out = 0, []
@@ -357,10 +397,11 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         else:
             alpha, beta = p_alpha[c], dec
         if cache.get(c, (None,))[0] != lo:
-            cache[c] = (lo, _dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0))
+            cache[c] = (lo, *_dp_extra(first, num, L, alpha, beta, lambda j, k: 0.0,
+                                       prefix_costs=True))
         static = cache[c][1]
         if static and all(k <= budget[j] - used[j] for j, k in blocks_of(static)):
-            return static, 0.0, True
+            return static, now, True
         if mode == 0:
             extra = lambda j, k: (0.0 if k <= budget[j] - used[j]
                                   else _wait_for(sessions[j], used[j], budget[j], k, now))
@@ -369,48 +410,155 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         path = _dp_extra(first, num, L, alpha, beta, extra)
         if not path:
             return None, None, False
-        waits = [(_wait_for(sessions[j], used[j], budget[j], k, now) if k > budget[j] - used[j] else 0.0)
-                 for j, k in blocks_of(path)]
-        fits = all(w == 0.0 for w in waits) and all(k <= budget[j] - used[j] for j, k in blocks_of(path))
-        return path, (max(waits) if mode == 0 else 0.0), fits
+        short = [(j, k) for j, k in blocks_of(path) if k > budget[j] - used[j]]
+        # the session starts when the last server of its chain has released enough cache
+        start = max([now] + [_release_at(sessions[j], used[j], budget[j], k) for j, k in short])
+        return path, (start if mode == 0 else now), not short
 
-    i = 0
-    while i < N or heap:
-        t_arr = arrival_ms[i] + delay_ms if i < N else math.inf
-        if heap and (heap[0][0] < t_arr or (heap[0][0] == t_arr and heap[0][1] == 0)):
-            now, typ, r = heapq.heappop(heap)
-            events += 1
-            if typ == 0:
-                for j, k in blocks_of(routes[r]):
-                    sessions[j] = [s for s in sessions[j] if s[2] != r]
-                    used[j] -= k
-                continue
-        else:
-            now, r = t_arr, i
-            i += 1
-            events += 1
-        path, wait, fits = route(r, now)
-        if path is None or (mode == 0 and wait == math.inf):
-            continue
-        if mode == 1 and not fits:
-            retries[r] += 1
-            if retries[r] > max_attempts:
-                continue
-            heapq.heappush(heap, (now + min(base_ms * 2 ** (retries[r] - 1), cap_ms), 1, r))
-            continue
+    def book(r, path, begin):
         c, lo = int(client[r]), int(out_tokens[r])
         bl = blocks_of(path)
         p = sum(prtt[c][j] + pre[j] * k for j, k in bl)
         t = sum(rtt[c][j] + dec[j] * k for j, k in bl)
-        start[r] = now + wait
+        start[r] = begin
         ftok[r] = start[r] + p * noise[r]
         end[r] = start[r] + (p + (lo - 1) * t) * noise[r]
         routes[r] = path
+        active[r] = True
         for j, k in bl:
             bisect.insort(sessions[j], (end[r], k, r), key=lambda s: s[0])
             used[j] += k
-        heapq.heappush(heap, (end[r], 0, r))
-    return start, end, ftok, retries, routes, events
+        heapq.heappush(comp, (end[r], r))
+
+    def release(r):
+        for j, k in blocks_of(routes[r]):
+            sessions[j] = [s for s in sessions[j] if s[2] != r]
+            used[j] -= k
+        active[r] = False
+
+    def back_off(r, now):
+        retries[r] += 1
+        if retries[r] <= max_attempts:
+            heapq.heappush(retry_heap, (now + min(base_ms * 2 ** (retries[r] - 1), cap_ms), r))
+
+    def attempt(r, now, rerouted=False):
+        path, begin, fits = route(r, now)
+        if path is None or (mode == 0 and begin == math.inf):
+            if churn is not None:
+                back_off(r, now)
+            return
+        if mode == 1 and not fits:
+            back_off(r, now)
+            return
+        book(r, path, begin)
+
+    def link(c, lo, j):
+        if mode == 0:
+            return prtt[c][j] + (lo - 1) * rtt[c][j], pre[j] + (lo - 1) * dec[j]
+        return p_alpha[c][j], dec[j]
+
+    def beaten(c, lo, j, D):
+        """Could a chain through j cost client c no more than its cached chain?  Lower
+        bound: prefix into j's window + j's link + one visit and the cheapest per-block
+        cost of any server for the blocks after it."""
+        alpha, beta = link(c, lo, j)
+        e = first[j] + num[j]
+        rest = 0.0
+        if e < L:
+            costs = [link(c, lo, h) for h in range(S)]
+            rest = min(a for a, _ in costs) + min(b for _, b in costs) * (L - e)
+        return any(D[p] + alpha + beta * (e - p) + rest <= D[L] * (1.0 + 1e-9)
+                   for p in range(first[j], e) if D[p] < math.inf)
+
+    def place(j, a, m):
+        lost = num[j] > 0
+        first[j], num[j] = (a, m) if m > 0 else (0, 0)
+        spare = float(sc.usable_memory_gb[j]) - sc.block_gb * num[j]
+        budget[j] = max(math.floor(spare / sc.cache_gb), 0) if alive[j] else 0
+        # a client's cached static chain stays unless j left it or could now beat it
+        for c, (lo, path, D) in list(cache.items()):
+            if (lost and j in path) or (num[j] > 0 and beaten(c, lo, j, D)):
+                del cache[c]
+
+    out = dict(interruptions=interruptions, lost_ms=0.0, lost_tokens=0, log=[])
+    if churn is not None:
+        streams = [_Stream(churn["key"], j) for j in range(S)]
+        up_since = [0.0] * S
+        up = 0.0
+        for j in range(S):
+            heapq.heappush(churn_heap, (streams[j].exp(churn["mtbf_ms"]), 2 * j))
+    i = 0
+    last = 0.0
+    while True:
+        if i >= N and not any(active) and not retry_heap:
+            break
+        while comp and not (active[comp[0][1]] and end[comp[0][1]] == comp[0][0]):
+            heapq.heappop(comp)
+        t_c = comp[0][0] if comp else math.inf
+        t_a = arrival_ms[i] + delay_ms if i < N else math.inf
+        t_r = retry_heap[0][0] if retry_heap else math.inf
+        t_ch = churn_heap[0][0] if churn_heap else math.inf
+        if t_c <= t_a and t_c <= t_r and t_c <= t_ch:
+            if t_c == math.inf:
+                break
+            now, r = heapq.heappop(comp)
+            events += 1
+            last = now
+            release(r)
+            continue
+        if t_a <= t_r and t_a <= t_ch:
+            now, r = t_a, i
+            i += 1
+        elif t_r <= t_ch:
+            now, r = heapq.heappop(retry_heap)
+        else:
+            now, code = heapq.heappop(churn_heap)
+            j, kind = code >> 1, code & 1
+            events += 1
+            last = now
+            out["log"].append((now, j, kind))
+            if kind == 0:
+                up += now - up_since[j]
+                lost = sorted(s[2] for s in sessions[j])
+                for r in lost:
+                    interruptions[r] += 1
+                    lo = int(out_tokens[r])
+                    if now > start[r]:
+                        out["lost_ms"] += now - start[r]
+                    if now >= ftok[r]:
+                        ntok = lo
+                        if lo > 1:
+                            ntok = min(lo, 1 + math.floor((now - ftok[r]) / ((end[r] - ftok[r]) / (lo - 1))))
+                        out["lost_tokens"] += ntok
+                    release(r)
+                    start[r] = end[r] = ftok[r] = math.nan
+                    routes[r] = []
+                alive[j] = False
+                place(j, 0, 0)
+                heapq.heappush(churn_heap, (now + streams[j].exp(churn["mttr_ms"]), 2 * j + 1))
+                for r in lost:
+                    attempt(r, now)
+            else:
+                alive[j] = True
+                m = int(churn["counts"][j])
+                a = 0
+                if m > 0:
+                    if churn["rule"] == "cg-bp":
+                        a = cg_join_window(sc, first, num, j, m, churn["R"])
+                    else:
+                        a = petals_join_start(sc, first, num, m, churn["rank"])
+                place(j, a, m)
+                up_since[j] = now
+                heapq.heappush(churn_heap, (now + streams[j].exp(churn["mtbf_ms"]), 2 * j))
+            continue
+        events += 1
+        last = now
+        attempt(r, now)
+    if churn is None:
+        return start, end, ftok, retries, routes, events
+    up += sum(last - up_since[j] for j in range(S) if alive[j])
+    out.update(up_ms=up, horizon_ms=last)
+    return start, end, ftok, retries, routes, events, out
 
 
 # ------------------------------------------------------------------------------------------
@@ -536,3 +684,193 @@ def sgd_reference(X, y, n, times, lr, horizon, k_of_time, loss="least_squares", 
                     ) / dbw["mu"][:dbw["k_max"]]
             k = int(kk[np.argmax(rate)]) if rate.max() > 0 else dbw["k_max"]
     return w, t, it, ks, errors
+
+
+# ------------------------------------------------------------------------------------------
+# Online join and rebalance rules (the engine's, SPEC 5.1), pure Python
+# ------------------------------------------------------------------------------------------
+def _best_start(values, m):
+    """PETALS's _choose_best_start: the window whose sorted values are smallest."""
+    return min(range(len(values) - m + 1), key=lambda a: (sorted(values[a:a + m]), a))
+
+
+def cg_join_window(sc, first, num, j, m, R):
+    """CG-BP's window for server j of m blocks, the holders credited in CG-BP's amortised
+    order with the dummy time of every server that could hold blocks (SPEC 1.5 step 2)."""
+    from distalloc.llm.placement import conservative_block_counts
+    L = sc.num_blocks
+    M, tau = list(map(float, sc.usable_memory_gb)), list(map(float, sc.decode_ms))
+    tmax_c = list(map(float, sc.max_rtt_ms))
+    counts = [int(x) for x in conservative_block_counts(sc, R)]
+    amort = lambda h, mm: tau[h] + tmax_c[h] / mm
+    holders = sorted((amort(h, num[h]), h) for h in range(len(num)) if num[h] > 0)
+    tmax = max([amort(h, counts[h]) for h in range(len(num)) if counts[h] > 0]
+               + [amort(j, m)] + [k for k, _ in holders])
+    dummy = tmax + 1.0
+    C, T, under = [0.0] * L, [R * dummy] * L, L
+    for key, h in holders:
+        s = min(math.floor((M[h] - sc.block_gb * num[h]) / (sc.cache_gb * num[h])), R)
+        s = max(s, 0)
+        for b in range(first[h], first[h] + num[h]):
+            deficit = min(max(R - int(C[b]), 0), s)
+            T[b] -= (dummy - key) * deficit
+            if C[b] < R and C[b] + s >= R:
+                under -= 1
+            C[b] += s
+    if under > 0:
+        best_a, best_sum = -1, -math.inf
+        for a in range(L - m + 1):
+            if not any(C[b] < R for b in range(a, a + m)):
+                continue
+            wsum = 0.0
+            for b in range(a, a + m):
+                wsum = wsum + T[b]
+            if wsum > best_sum:
+                best_a, best_sum = a, wsum
+        return best_a
+    return _best_start(C, m)
+
+
+def _block_throughput(first, num, thr, L, order):
+    t = [0.0] * L
+    for h in order:
+        if num[h] > 0:
+            for b in range(first[h], first[h] + num[h]):
+                t[b] += thr[h]
+    return t
+
+
+def petals_join_start(sc, first, num, m, rank):
+    """PETALS's join rule: the weakest window of m blocks, the holders' throughputs (at
+    their current block counts) summed in join-rank order."""
+    order = sorted(range(len(num)), key=lambda h: (rank[h], h))
+    thr = list(map(float, sc.server_throughput(np.array(num))))
+    return _best_start(_block_throughput(first, num, thr, sc.num_blocks, order), m)
+
+
+def join_window(sc, first, num, j, method, R, rank):
+    """(first_block, num_blocks) the engine's join rule gives server j."""
+    from distalloc.llm.placement import conservative_block_counts, petals_block_counts
+    if method == "cg-bprr":
+        m = int(conservative_block_counts(sc, R)[j])
+        return (cg_join_window(sc, first, num, j, m, R), m) if m > 0 else (0, 0)
+    m = int(petals_block_counts(sc)[j])
+    return (petals_join_start(sc, first, num, m, rank), m) if m > 0 else (0, 0)
+
+
+def petals_should_move(first, num, thr, L, order, j, quality, max_passes=64):
+    """PETALS's should_choose_other_blocks for server j (petals/server/block_selection.py,
+    eps 1e-3), the simulated re-choices in index order; returns the new start or None."""
+    eps = 1e-3
+    t = _block_throughput(first, num, thr, L, order)
+    initial = min(t)
+    tf = list(first)
+    for b in range(first[j], first[j] + num[j]):
+        t[b] -= thr[j] * (1 + eps)
+    if initial > eps and min(t) <= 0:
+        return None
+    ns = _best_start(t, num[j])
+    if ns == first[j]:
+        return None
+    for b in range(first[j], first[j] + num[j]):
+        t[b] += thr[j] * eps
+    tf[j] = ns
+    for b in range(ns, ns + num[j]):
+        t[b] += thr[j]
+    moved, passes = True, 0
+    while moved and passes < max_passes:
+        moved, passes = False, passes + 1
+        for h in range(len(num)):
+            if num[h] <= 0:
+                continue
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] -= thr[h] * (1 + eps)
+            ns = _best_start(t, num[h])
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] += thr[h] * eps
+            if ns != tf[h]:
+                tf[h], moved = ns, True
+            for b in range(tf[h], tf[h] + num[h]):
+                t[b] += thr[h]
+    new = min(t)
+    if new < initial or new < eps or not (initial / new < quality - eps):
+        return None
+    ns = _best_start(_block_throughput(first, num, thr, L, [h for h in order if h != j]), num[j])
+    return ns if ns != first[j] else None
+
+
+def petals_rebalance(first, num, thr, L, order, quality):
+    """Every server holding blocks, in index order, runs the check and moves: [(j, start)]."""
+    first, moves = list(first), []
+    for j in range(len(num)):
+        if num[j] > 0:
+            ns = petals_should_move(first, num, thr, L, order, j, quality)
+            if ns is not None:
+                first[j] = ns
+                moves.append((j, ns))
+    return moves
+
+
+def dijkstra_wsrr(first, num, L, alpha_row, beta, budget, used, lists, now):
+    """WS-RR routing in plain Python: Dijkstra with heapq over the explicit feasible-link
+    DAG, link cost alpha[j] + beta[j] k + the wait until j has cache for k blocks
+    (``lists[j]``: its sessions as (end, blocks) sorted by end).  The benchmark's baseline
+    for one ``Swarm.route``.  Returns (cost, path)."""
+    def extra(j, k):
+        if k <= budget[j] - used[j]:
+            return 0.0
+        t = _release_at([(e, b, None) for e, b in lists[j]], used[j], budget[j], k)
+        return max(t - now, 0.0)
+    S = len(num)
+    ends = {"s": 0}
+    for j in range(S):
+        if num[j] > 0:
+            ends[j] = first[j] + num[j]
+    dist, prev, done = {"s": 0.0}, {}, set()
+    heap = [(0.0, -1, "s")]
+    best_end, best_node = math.inf, None
+    while heap:
+        d, _, u = heapq.heappop(heap)
+        if u in done:
+            continue
+        done.add(u)
+        e_u = ends[u]
+        if e_u == L and u != "s" and d < best_end:
+            best_end, best_node = d, u
+        for j in range(S):
+            if num[j] <= 0 or j in done or not (first[j] <= e_u <= first[j] + num[j] - 1):
+                continue
+            k = first[j] + num[j] - e_u
+            w = alpha_row[j] + beta[j] * k + extra(j, k)
+            if d + w < dist.get(j, math.inf):
+                dist[j], prev[j] = d + w, u
+                heapq.heappush(heap, (d + w, j, j))
+    if best_node is None:
+        return math.inf, []
+    path, u = [], best_node
+    while u != "s":
+        path.append(u)
+        u = prev[u]
+    return best_end, path[::-1]
+
+
+def networkx_wsrr(first, num, L, alpha_row, beta, budget, used, lists, now):
+    """The same route with networkx: build this request's weighted DAG, then
+    ``networkx.shortest_path`` (Dijkstra).  Returns (cost, path)."""
+    import networkx as nx
+    G = nx.DiGraph()
+    S = len(num)
+    ends = {"s": 0, **{j: first[j] + num[j] for j in range(S) if num[j] > 0}}
+    for u, e_u in ends.items():
+        for j in range(S):
+            if num[j] > 0 and first[j] <= e_u <= first[j] + num[j] - 1:
+                k = first[j] + num[j] - e_u
+                w = alpha_row[j] + beta[j] * k
+                if k > budget[j] - used[j]:
+                    t = _release_at([(e, b, None) for e, b in lists[j]], used[j], budget[j], k)
+                    w += max(t - now, 0.0)
+                G.add_edge(u, j, weight=w)
+        if u != "s" and e_u == L:
+            G.add_edge(u, "t", weight=0.0)
+    path = nx.shortest_path(G, "s", "t", weight="weight")[1:-1]
+    return nx.path_weight(G, ["s", *path, "t"], weight="weight"), path

@@ -1,4 +1,5 @@
-"""The exact MILP against a brute force on tiny instances, and the heuristics against it."""
+"""The exact MILP against a brute force on tiny instances, both formulations and both
+solvers, and the heuristics against it."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -7,17 +8,27 @@ import naive
 from conftest import random_scenario_dict
 from distalloc.llm import cg_bprr, petals, scenario_from_dict, solve_milp
 
+pytest.importorskip("ortools", reason="the cp-sat solver's tests need OR-Tools (extra cpsat)")
 
-def assert_matches_brute_force(sc):
+COMBOS = [(f, s) for f in ("aggregated", "per-request") for s in ("highs", "cp-sat")]
+
+
+def assert_matches_brute_force(sc, combos=COMBOS):
     opt = naive.brute_force_bprr(sc)
-    p = solve_milp(sc)
+    for formulation, solver in combos:
+        p = solve_milp(sc, formulation=formulation, solver=solver)
+        where = f"{formulation}/{solver}"
+        if opt is None:
+            assert not p.feasible and p.status == "infeasible", where
+            continue
+        assert p.status == "optimal", (where, p.reason)
+        assert p.mean_token_ms == pytest.approx(opt, rel=1e-7, abs=1e-7), where
+        precision = p.extra.get("objective_precision_ms", 0.0)   # CP-SAT's scaling
+        assert p.bound_ms <= opt + 1e-6, where
+        assert p.gap <= 1e-6 + 2 * precision / opt, where
     if opt is None:
-        assert not p.feasible and p.status == "infeasible"
         assert not cg_bprr(sc).feasible  # a heuristic cannot find what does not exist
         return None
-    assert p.status == "optimal", p.reason
-    assert p.mean_token_ms == pytest.approx(opt, rel=1e-7, abs=1e-7)
-    assert p.bound_ms <= opt + 1e-6 and p.gap <= 1e-6
     cg = cg_bprr(sc)
     if cg.feasible:  # feasible or says so; never better than optimal, never above its bound
         assert opt - 1e-9 <= cg.mean_token_ms <= cg.bound_ms + 1e-9
@@ -87,9 +98,10 @@ def test_unbounded_approximation_ratio():
         assert cg.feasible
         assert cg.placement.num_blocks.tolist() == [1] * L
         assert cg.mean_token_ms == pytest.approx(L * 101.0)
-        opt = solve_milp(sc, time_limit_s=120)
-        assert opt.status == "optimal"
-        assert opt.mean_token_ms == pytest.approx(100.0 + L * 1.0)
+        for formulation in ("aggregated", "per-request"):
+            opt = solve_milp(sc, time_limit_s=120, formulation=formulation)
+            assert opt.status == "optimal"
+            assert opt.mean_token_ms == pytest.approx(100.0 + L * 1.0)
         ratios.append(cg.mean_token_ms / opt.mean_token_ms)
     assert ratios[0] < ratios[1] < ratios[2]
     assert ratios[2] == pytest.approx(4 * 101 / 104)

@@ -84,30 +84,40 @@ def test_fastest_k_average_matches_argsort(seed):
         assert chosen[b, : k[b]].tolist() == order[b, : k[b]].tolist()
 
 
+def _controller(n, *, switch_times=np.zeros(0), k_values=np.array([1]), adapt="schedule",
+                k0=1, k_max=None, mu=None, lr=0.0, smoothness=0.0, callback=None):
+    from distalloc._compiled import sgd_kernels as K
+    mu = np.arange(1.0, n + 1) if mu is None else mu
+    return K.KCore(K.K_KIND[adapt], n, k0, k_max or n, 3, 5, 20, switch_times, k_values, mu,
+                   lr, smoothness, 0.9, callback.address if callback else 0, callback)
+
+
 def _kernel_run(prob, n, times, lr, horizon, *, switch_times=np.zeros(0),
-                k_values=np.array([1]), adapt=0, k0=1, k_max=None, mu=None, complement=1,
-                chunks=1):
+                k_values=np.array([1]), adapt="schedule", k0=1, k_max=None, mu=None,
+                complement=1, chunks=1, callback=None, trace=False):
     """run_fastest_k over ``times`` cut into ``chunks`` successive calls, as run() does.
-    Returns (w, records, istate, fstate)."""
+    Returns (w, records, istate, controller[, trace])."""
     from distalloc._compiled import sgd_kernels as K
     X, y, d = prob.X, prob.y, prob.dim
     least_squares = prob.loss == "least_squares"
     offset = (-(X.T @ (y - X @ prob.w_star)) / X.shape[0] if least_squares else np.zeros(d))
-    mu = np.arange(1.0, n + 1) if mu is None else mu
     smoothness = prob.constants(np.zeros(d))["smoothness"]
+    ctl = _controller(n, switch_times=switch_times, k_values=k_values, adapt=adapt, k0=k0,
+                      k_max=k_max, mu=mu, lr=lr, smoothness=smoothness, callback=callback)
     w = np.zeros(d)
     rec = [np.zeros(len(times) + 2), np.zeros(len(times) + 2)] + \
         [np.zeros(len(times) + 2, dtype=np.int64) for _ in range(3)]
     istate = np.zeros(K.INT_STATE_SIZE, dtype=np.int64)
-    fstate = np.zeros(K.FLOAT_STATE_SIZE)
-    istate[K.STATE["k"]], istate[K.STATE["pending"]] = (k0 if adapt else k_values[0]), 1
+    istate[K.STATE["pending"]] = 1
     g_prev = np.zeros(d)
+    tr = np.full((len(times), 3), np.nan) if trace else np.zeros((0, 3))
+    row = 0
     for part in np.array_split(times, chunks):
         K.run_fastest_k(X, y, n, 0 if least_squares else 1, prob.reg, np.ascontiguousarray(part),
-                        lr, w, horizon, switch_times, k_values, adapt, 3, 5, 20, k_max or n,
-                        mu, smoothness, 0.9, prob.w_star, prob.H, prob.f_star, offset, complement,
-                        1, *rec, istate, fstate, g_prev)
-    return w, rec, istate, fstate
+                        lr, w, horizon, ctl, prob.w_star, prob.H, prob.f_star, offset, complement,
+                        1, *rec, istate, g_prev, tr[row:row + len(part)] if trace else tr)
+        row += len(part)
+    return (w, rec, istate, ctl) + ((tr,) if trace else ())
 
 
 def _small_problem(loss, n, s, d, seed=3):
@@ -140,17 +150,17 @@ def test_fused_kernel_matches_numpy_loop(loss, schedule, shape, complement):
         prob.X, prob.y, n, times, lr, 150.0, k_of_time, loss, prob.reg,
         error=lambda w: prob.value(w) - prob.f_star)
     from distalloc._compiled import sgd_kernels as K
-    w, rec, istate, fstate = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
-                                         k_values=k_values, complement=complement)
+    w, rec, istate, ctl = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
+                                      k_values=k_values, complement=complement)
     it, nrec, uplink = (istate[K.STATE[key]] for key in ("iterations", "records", "uplink"))
     assert it == it_ref and uplink == sum(ks) and nrec == it + 1
     assert rec[3][nrec - 1] == it and rec[4][nrec - 1] == uplink   # counters at each record
     assert np.array_equal(rec[4][1:nrec], np.cumsum(ks)[rec[3][1:nrec] - 1])
-    assert fstate[K.STATE["time"]] == pytest.approx(t_ref)
+    assert ctl.time == pytest.approx(t_ref)
     assert np.allclose(w, w_ref, rtol=1e-10, atol=1e-12)
     assert np.allclose(rec[1][:nrec], err_ref, rtol=1e-8, atol=1e-12)
     assert err_ref[-1] < 0.5 * err_ref[0]          # the runs do converge
-    w3, rec3, istate3, fstate3 = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
+    w3, rec3, istate3, ctl3 = _kernel_run(prob, n, times, lr, 150.0, switch_times=switch_times,
                                              k_values=k_values, complement=complement, chunks=7)
     assert np.array_equal(w3, w) and np.array_equal(istate3, istate)
     assert all(np.array_equal(a[:nrec], b[:nrec]) for a, b in zip(rec3, rec))
@@ -167,8 +177,7 @@ def test_adaptive_k_in_kernel_matches_numpy_and_resumes(loss, adapt):
     rng = np.random.default_rng(6)
     times = rng.exponential(1.0, size=(600, n))
     mu = np.cumsum(1.0 / np.arange(n, 0, -1))          # Exp(1) order-statistic means
-    code = K.ADAPT_PFLUG if adapt == "pflug" else K.ADAPT_DBW
-    runs = [_kernel_run(prob, n, times, 0.2, 1e9, adapt=code, k0=2, k_max=9, mu=mu, chunks=c)
+    runs = [_kernel_run(prob, n, times, 0.2, 1e9, adapt=adapt, k0=2, k_max=9, mu=mu, chunks=c)
             for c in (1, 5)]
     (w, rec, istate, _), (w5, rec5, istate5, _) = runs
     assert np.array_equal(w, w5) and np.array_equal(istate, istate5)

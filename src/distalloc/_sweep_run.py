@@ -19,7 +19,7 @@ from distalloc._validation import ValidationError, check_number
 if TYPE_CHECKING:
     from distalloc.sweep import SweepConfig
 
-__all__ = ["run_chunk", "run_sweep", "DEFAULT_MAX_TASKS", "MAX_OVERSUBSCRIBE", "RESERVED",
+__all__ = ["run_chunk", "chunk_result", "run_sweep", "DEFAULT_MAX_TASKS", "MAX_OVERSUBSCRIBE", "RESERVED",
            "SweepWarning"]
 
 #: More tasks than this need ``max_tasks`` (``--max-tasks``): the resume keys of 10^7 rows
@@ -90,15 +90,18 @@ def _row(point: dict, seed: int, fixed: dict, metrics: Any, status: str) -> dict
     return row
 
 
-def run_chunk(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, running=None,
-              fail_fast: bool = False) -> dict:
-    """Evaluate a chunk of (grid point, seed) tasks in a worker.
+def run_chunk(target: str, fixed: dict, chunk: list[tuple[dict, int]], *,
+              fail_fast: bool = False) -> list[dict]:
+    """Evaluate a chunk of (grid point, seed) tasks: one row per task (a failed task's row
+    has its one-line error as ``status`` and no metrics)."""
+    return chunk_result(target, fixed, chunk, fail_fast=fail_fast)["rows"]
 
-    Returns ``{"rows": [...], "warnings": {text: count}}``: one row per task (a failed
-    task's row has its one-line error as ``status`` and no metrics).  ``running``
-    (shared memory) receives the index of the task being run, so that the parent knows
-    which task a dying worker was running.
-    """
+
+def chunk_result(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, running=None,
+                 fail_fast: bool = False) -> dict:
+    """What a worker returns for a chunk: ``{"rows": [...], "warnings": {text: count}}``.
+    ``running`` (shared memory) receives the index of the task being run, so that the
+    parent knows which task a dying worker was running."""
     _limit_threads()
     rows: list[dict] = []
     caught: Counter = Counter()
@@ -110,9 +113,10 @@ def run_chunk(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, runnin
             return {"rows": [_row(p, s, fixed, None, one_line(exc)) for p, s in chunk],
                     "warnings": {}}
         results: list[Any] | None = None
-        if spec.run_batch is not None and len(chunk) > 1:
+        batch = getattr(spec, "batch", None)
+        if batch is not None and len(chunk) > 1:
             try:
-                results = list(spec.run_batch([({**fixed, **p}, s) for p, s in chunk]))
+                results = list(batch([{**fixed, **p} for p, _ in chunk]))
                 if len(results) != len(chunk):
                     results = None
             except Exception:
@@ -268,7 +272,8 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
 
         workers = n_jobs or 4
         remaining = max(1, total - len(sink.done))
-        size = chunk_size or max(1, min(256, remaining // (4 * workers)))
+        cap = getattr(resolve_target(config.target), "batch_chunk", None) or 256
+        size = chunk_size or max(1, min(cap, remaining // (4 * workers)))
         stream = pending_tasks()
         fresh = iter(lambda: list(itertools.islice(stream, size)), [])
         first = next(fresh, None)
@@ -276,7 +281,7 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
             return {**summary, "wall_s": time.perf_counter() - t0}
         queue: deque[list] = deque([first])
         # with fail_fast a chunk stops at its first failure
-        run = functools.partial(run_chunk, fail_fast=True) if fail_fast else run_chunk
+        run = functools.partial(chunk_result, fail_fast=True) if fail_fast else chunk_result
         args = (config.target, config.fixed)
         if scheduler is None:
             for module in resolve_target(config.target).modules:   # once, before forking

@@ -120,3 +120,174 @@ def as_generator(seed: Any) -> np.random.Generator:
     if seed is None:
         return np.random.default_rng()
     return np.random.default_rng(check_number(seed, "seed", low=0, integer=True))
+
+
+# ------------------------------------------------------------------------------------------
+# Hardening helpers (issues 14/16, added by the LLM hardening pass; kept apart from the
+# helpers above so that changes to those do not collide): numbers of any size, arrays
+# checked before a kernel sees them, files read with one-line errors.
+# ------------------------------------------------------------------------------------------
+def describe(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` for a message, at most ``limit`` characters (huge integers are
+    described by their number of digits, long texts are cut with '...')."""
+    if isinstance(value, Integral) and not isinstance(value, bool) and abs(int(value)) >= 10 ** 30:
+        return f"an integer of {len(str(abs(int(value))))} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def range_error(name: str, owner: str | None, kind: str, interval: str, value: Any,
+                why: str = "") -> ValidationError:
+    """The uniform message of :func:`check_number`, for checks made elsewhere (vectorised
+    checks, bounds that depend on other fields): ``why`` explains a bound, e.g.
+    ``" (at most 1e15 ms / (num_blocks x output_tokens))"``."""
+    return ValidationError(f"The '{name}' parameter{_where(owner)} must be {kind} in "
+                           f"{interval}{why}. Got {describe(value)} instead.")
+
+
+def check_real(value: Any, name: str, owner: str | None = None, **kw: Any) -> float:
+    """:func:`check_number` for a float field that also turns an integer too large for a
+    float (``10**400`` read from JSON) into the same one-line error instead of an
+    OverflowError."""
+    if isinstance(value, Integral) and not isinstance(value, bool) and abs(int(value)) > 2 ** 1023:
+        raise range_error(name, owner, "a float",
+                          _interval(kw.get("low"), kw.get("high"), kw.get("low_open", False),
+                                    kw.get("high_open", False)), value)
+    return check_number(value, name, owner, **kw)
+
+
+def check_count(value: Any, name: str, owner: str | None = None, *, low: int = 0,
+                high: int | None = None) -> int:
+    """:func:`check_number` for an integer field (``integer=True``) whose message describes
+    an out-of-range huge integer by its number of digits instead of printing it, and
+    writes a power-of-two bound as ``2^k``."""
+    if (isinstance(value, Integral) and not isinstance(value, bool)
+            and (value < low or (high is not None and value > high))):
+        hi = "inf" if high is None else (f"2^{high.bit_length() - 1}" if high > 1024
+                                          and high & (high - 1) == 0 else str(high))
+        raise range_error(name, owner, "an int", f"[{low}, {hi}{']' if high is not None else ')'}",
+                          value)
+    return check_number(value, name, owner, low=low, high=high, integer=True)
+
+
+def as_int_array(value: Any, name: str, *, ndim: int = 1, shape: tuple | None = None,
+                 low: int | None = None, high: int | None = None) -> np.ndarray:
+    """A C-contiguous int64 array of integers (no bools, no floats, nothing coerced) with
+    ``ndim`` dimensions (and ``shape`` if given; ``None`` entries match any length) and
+    entries in [low, high]."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValidationError(f"'{name}' must be an array of integers. Got {describe(value)} "
+                              "instead (ragged or not numeric).") from None
+    if arr.dtype == object and arr.size:
+        if not all(isinstance(x, (Integral, np.integer)) and not isinstance(x, (bool, np.bool_))
+                   for x in arr.ravel()):
+            raise ValidationError(f"'{name}' must be an array of integers. Got "
+                                  f"{describe(value)} instead.")
+        if any(not -2 ** 63 <= int(x) < 2 ** 63 for x in arr.ravel()):
+            bad = next(x for x in arr.ravel() if not -2 ** 63 <= int(x) < 2 ** 63)
+            raise ValidationError(f"'{name}' must hold integers that fit in int64. Got "
+                                  f"{describe(bad)} instead.")
+        arr = arr.astype(np.int64)
+    elif arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValidationError(f"'{name}' must be an array of integers. Got dtype {arr.dtype} "
+                              "instead.")
+    elif arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2 ** 63:
+        raise ValidationError(f"'{name}' must hold integers that fit in int64. Got "
+                              f"{int(arr.max())} instead.")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    _check_shape(arr, name, ndim, shape)
+    if arr.size and low is not None and int(arr.min()) < low:
+        raise ValidationError(f"'{name}' must have entries >= {low}. Got {int(arr.min())} "
+                              f"at index {_first(arr < low)} instead.")
+    if arr.size and high is not None and int(arr.max()) > high:
+        raise ValidationError(f"'{name}' must have entries <= {high}. Got {int(arr.max())} "
+                              f"at index {_first(arr > high)} instead.")
+    return arr
+
+
+def as_float_array(value: Any, name: str, *, ndim: int = 1, shape: tuple | None = None,
+                   low: float | None = None, allow_inf: bool = False) -> np.ndarray:
+    """A C-contiguous float64 array of real numbers (no bools, no strings) with ``ndim``
+    dimensions (and ``shape``); NaN is always rejected, +-inf unless ``allow_inf``."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValidationError(f"'{name}' must be an array of numbers. Got {describe(value)} "
+                              "instead (ragged or not numeric).") from None
+    if arr.size and (arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.number)
+                                                   or arr.dtype == object)):
+        raise ValidationError(f"'{name}' must be an array of numbers. Got dtype {arr.dtype} "
+                              "instead.")
+    if arr.dtype == object and arr.size:
+        if not all(isinstance(x, (Real, np.number)) and not isinstance(x, (bool, np.bool_))
+                   for x in arr.ravel()):
+            raise ValidationError(f"'{name}' must be an array of numbers. Got "
+                                  f"{describe(value)} instead.")
+    try:
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        raise ValidationError(f"'{name}' must hold numbers that fit in a float. Got "
+                              f"{describe(value)} instead.") from None
+    _check_shape(arr, name, ndim, shape)
+    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    if bad.any():
+        i = _first(bad)
+        raise ValidationError(f"'{name}' must have {'non-NaN' if allow_inf else 'finite'} "
+                              f"entries. Got {float(arr.ravel()[i])!r} at index {i} instead.")
+    if arr.size and low is not None and float(arr.min()) < low:
+        raise ValidationError(f"'{name}' must have entries >= {low:g}. Got "
+                              f"{float(arr.min())!r} at index {_first(arr < low)} instead.")
+    return arr
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.ravel())[0])
+
+
+def _check_shape(arr: np.ndarray, name: str, ndim: int, shape: tuple | None) -> None:
+    if arr.ndim != ndim or (shape is not None and any(
+            want is not None and got != want for got, want in zip(arr.shape, shape))):
+        want = ("(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+                if shape is not None else f"{ndim}-D")
+        raise ValidationError(f"'{name}' must have shape {want}. Got shape {arr.shape} instead.")
+
+
+def check_readable_file(path: Any, what: str):
+    """``Path(path)`` if it names a readable regular file; a one-line error otherwise
+    (missing, a folder, no permission).  ``what`` is e.g. "Scenario file"."""
+    import os
+    from pathlib import Path
+    try:
+        p = Path(path)
+    except TypeError:
+        raise ValidationError(f"{what} must be a path. Got {describe(path)} instead.") from None
+    if not p.exists():
+        raise ValidationError(f"{what} '{p}' does not exist.")
+    if not p.is_file():
+        raise ValidationError(f"{what} '{p}' is not a regular file.")
+    if not os.access(p, os.R_OK):
+        raise ValidationError(f"{what} '{p}' cannot be read (permission denied).")
+    return p
+
+
+def file_error(path: Any, what: str, exc: BaseException) -> ValidationError:
+    """One line for an error met while reading a file, quoting none of its content:
+    undecodable bytes give their offset, OS errors their reason."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ValidationError(f"{what} '{path}' is not UTF-8 text (undecodable byte at offset "
+                               f"{exc.start}).")
+    if isinstance(exc, OSError):
+        return ValidationError(f"{what} '{path}' cannot be read ({exc.strerror or type(exc).__name__}).")
+    return ValidationError(f"{what} '{path}' cannot be read ({type(exc).__name__}).")
+
+
+def read_text(path: Any, what: str) -> str:
+    """The whole text of a UTF-8 file, or a one-line error (missing, folder, permission,
+    not UTF-8); the message never quotes the file's content."""
+    p = check_readable_file(path, what)
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise file_error(p, what, exc) from None

@@ -63,23 +63,29 @@ __all__ = ["SweepConfig", "Target", "TARGETS", "SweepWarning", "load_sweep", "ru
 # ------------------------------------------------------------------------------------------
 # Targets: parameters -> metrics (the same keys as the CLI's --json output)
 # ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass
 class Target:
     """A sweep target.
 
-    ``run(seed=..., **params)`` returns the metrics of one task as a flat dict.  ``params``
-    are the parameter names it accepts (None: any, it takes ``**kwargs``), ``required`` the
-    ones without a default.  ``run_batch(tasks)``, optional, takes a list of
-    ``(params, seed)`` and returns one metrics dict or exception per task.
+    Calling it, ``target(seed=..., **params)``, runs ``run``: the metrics of one task as a
+    flat dict.  ``params`` are the parameter names it accepts (None: any, it takes
+    ``**kwargs``), ``required`` the ones without a default.  ``batch(params_list)``,
+    optional, evaluates many tasks in one call (a batched compiled kernel over a chunk's grid
+    points; the target must not depend on the seed): one metrics dict per task, equal to
+    ``run``'s, or the exception ``run`` raises; ``batch_chunk`` is then its preferred chunk
+    size.  ``modules`` are imported once in the parent before local workers are forked, so
+    that each worker does not import (and JIT-load) them again.
     """
 
     run: Callable[..., dict]
     params: frozenset[str] | None
     required: frozenset[str] = frozenset()
-    run_batch: Callable[[list[tuple[dict, int]]], list[Any]] | None = None
-    #: modules imported once in the parent before local workers are forked, so that each
-    #: worker does not import (and JIT-load) them again
+    batch: Callable[[list[dict]], list[Any]] | None = None
+    batch_chunk: int | None = None
     modules: tuple[str, ...] = ()
+
+    def __call__(self, **kwargs) -> dict:
+        return self.run(**kwargs)
 
     @classmethod
     def from_function(cls, fn: Callable, name: str, **kw) -> "Target":
@@ -191,6 +197,18 @@ TARGETS: dict[str, Target] = {
         ("llm.plan", _llm_plan, "distalloc.llm"),
         ("llm.simulate", _llm_simulate, "distalloc.llm.simulation"),
         ("sgd.run", _sgd_run, "distalloc.sgd")]}
+
+# --- Batched targets (queueing helper) ----------------------------------------------------
+# queue.approx: approximate_grid (Numba) over a chunk's points, rows identical to the scalar
+# path (values to 1e-12), the scalar path's exception for every point it refuses.
+def _queue_approx_batch(params_list: list[dict]) -> list:
+    from distalloc.queueing.grid import approximate_rows
+    return approximate_rows(params_list, lambda params: _queue_approx(seed=0, **params))
+
+
+TARGETS["queue.approx"].batch = _queue_approx_batch
+TARGETS["queue.approx"].batch_chunk = 65_536
+# ------------------------------------------------------------------------------------------
 
 _USER_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
                           r":[A-Za-z_][A-Za-z0-9_]*$")

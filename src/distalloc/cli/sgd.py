@@ -1,6 +1,7 @@
-"""``distalloc sgd``: schedule, run (SPEC 4.2, 2.x)."""
+"""``distalloc sgd``: schedule, run (simulated or on a Dask cluster), fit (SPEC 4.2, 2.x)."""
 from __future__ import annotations
 
+import sys
 
 import numpy as np
 
@@ -8,18 +9,42 @@ from distalloc.cli._common import Parser, print_json
 
 __all__ = ["add_parser"]
 
+MODEL_HELP = ("exp:RATE, shifted-exp:SHIFT:RATE, pareto:SCALE:SHAPE (any shape > 0; a k whose "
+              "E[X_(k)] is infinite is refused), lognormal:MU:SIGMA")
+
+
+def _warn(message: str) -> None:
+    print(f"distalloc: warning: {message}", file=sys.stderr)
+
 
 def _cmd_sgd_schedule(args) -> int:
-    from distalloc.sgd import bound_schedule, parse_model
-    sch = bound_schedule(args.workers, args.lr, args.smoothness, args.strong_convexity,
-                         args.noise_var, args.batch, args.initial_gap,
-                         model=parse_model(args.model) if args.model else None, rate=args.rate,
-                         step=args.step)
-    if args.json:
-        print_json({"switch_times": sch.switch_times.tolist(),
-                     "switch_errors": sch.switch_errors.tolist(),
-                     "k_values": sch.k_values.tolist()})
+    from distalloc.sgd import bound_schedule, fit_response_model, parse_model, read_times
+    from distalloc._validation import ValidationError
+    fit = None
+    if args.from_times:
+        if args.model:
+            raise ValidationError("Give either --model or --from-times, not both.")
+        fit = fit_response_model(read_times(args.from_times))
+        model = fit.model
     else:
+        model = parse_model(args.model) if args.model else None
+    sch = bound_schedule(args.workers, args.lr, args.smoothness, args.strong_convexity,
+                         args.noise_var, args.batch, args.initial_gap, model=model,
+                         rate=args.rate, step=args.step)
+    if args.json:
+        out = {"switch_times": sch.switch_times.tolist(),
+               "switch_errors": sch.switch_errors.tolist(), "k_values": sch.k_values.tolist()}
+        if fit is not None:
+            out["model"] = fit.spec
+            out["aic"] = fit.aic
+        print_json(out)
+    else:
+        if fit is not None:
+            print(f"fitted response times ({fit.num_samples} samples): {fit.spec} "
+                  f"(AIC {fit.aic[fit.family]:.6g}; " + ", ".join(
+                      f"{f} {a:.6g}" for f, a in fit.aic.items() if f != fit.family) + ")")
+        if not sch.switch_times.size:
+            print(f"k stays at {sch.k_values[0]}: no switch ever pays off")
         print(f"{'switch':>6} {'k -> k+step':>12} {'time':>14} {'bound error':>14}")
         for i, (t, e) in enumerate(zip(sch.switch_times, sch.switch_errors)):
             print(f"{i + 1:>6} {f'{sch.k_values[i]} -> {sch.k_values[i + 1]}':>12} {t:14.6g} {e:14.6g}")
@@ -27,39 +52,77 @@ def _cmd_sgd_schedule(args) -> int:
 
 
 def _cmd_sgd_run(args) -> int:
-    from distalloc.sgd import parse_model, run
-    res = run(args.problem, args.workers, args.policy, horizon=args.horizon, lr=args.lr,
-              model=parse_model(args.model) if args.model else None, seed=args.seed,
-              k_max=args.k_max)
+    from distalloc.sgd import parse_model, run, train
+    from distalloc._validation import ValidationError
+    model = parse_model(args.model) if args.model else None
+    if args.cluster:
+        straggler = parse_model(args.straggler) if args.straggler else None
+        res = train(args.problem, args.workers, args.policy, cluster=args.cluster,
+                    straggler=straggler, time_unit_s=args.time_unit_s, horizon=args.horizon,
+                    lr=args.lr, seed=args.seed, k_max=args.k_max, model=model,
+                    calibration_rounds=args.calibration_rounds, target_error=args.target_error,
+                    max_iterations=args.max_iterations,
+                    allow_divergence=args.allow_divergence)
+    else:
+        for flag, value in (("--straggler", args.straggler), ("--target-error", args.target_error),
+                            ("--calibration-rounds", args.calibration_rounds)):
+            if value is not None:
+                raise ValidationError(f"{flag} applies to real runs only (with --cluster).")
+        res = run(args.problem, 50 if args.workers is None else args.workers, args.policy,
+                  horizon=args.horizon, lr=args.lr, model=model, seed=args.seed,
+                  k_max=args.k_max, max_iterations=args.max_iterations,
+                  allow_divergence=args.allow_divergence)
+    if res.extra.get("diverged"):
+        _warn(res.extra["divergence"])
+    for lost in getattr(res, "workers_lost", []):
+        _warn(f"worker {lost['worker']} ({lost['address']}) was lost at iteration "
+              f"{lost['iteration']}; the run went on with the others")
     if args.json:
         print_json(res.to_dict())
     else:
-        print(f"problem {args.problem}, n = {args.workers}, policy {res.policy}: "
-              f"{res.iterations} iterations in {res.extra['horizon']:g} time units "
+        unit = "s (measured)" if args.cluster else "time units"
+        print(f"problem {args.problem}, n = {res.workers}, policy {res.policy}: "
+              f"{res.iterations} iterations in {res.time[-1]:.6g} {unit} "
               f"({res.wall_s:.3f} s)")
-        print(f"  final error F(w) - F* = {res.error[-1]:.4g} (lowest {res.error.min():.4g})")
+        print(f"  final error F(w) - F* = {res.error[-1]:.4g} (lowest {np.min(res.error):.4g})")
         print(f"  uplink gradients {res.uplink_gradients}, downlink models {res.downlink_models}")
+        if args.cluster:
+            if res.fit is not None:
+                print(f"  response times fitted to {res.calibration_times_s.size} calibration "
+                      f"samples: {res.fit.spec}")
+            print(f"  live workers {res.extra['live_workers']} of {res.workers}")
         if res.schedule is not None:
             print("  switch times: " + ", ".join(f"{t:.4g}" for t in res.schedule.switch_times[:12])
                   + (" ..." if res.schedule.switch_times.size > 12 else ""))
         steps = np.flatnonzero(np.diff(res.k)) + 1
         if steps.size:
-            shown = ", ".join(f"{res.time[i]:.4g}: {res.k[i]}" for i in steps[:12])
-            if steps.size > 12:
-                last = steps[-1]
-                shown += (f", ... ({steps.size} changes in all, the last at "
-                          f"{res.time[last]:.4g}: {res.k[last]})")
-            print(f"  k changes (time: k): {shown}")
-        print(f"  k at the end: {res.k[-1]}")
+            print("  k steps (time: k): " + ", ".join(f"{res.time[i]:.4g}: {res.k[i]}"
+                                                       for i in steps[:12])
+                  + (f", ... ({steps.size} in all)" if steps.size > 12 else ""))
     if args.plot:
         from distalloc.plots import sgd_error
-        cap = args.k_max if args.k_max is not None else args.workers
+        cap = args.k_max if args.k_max is not None else res.workers
         label = (res.policy if res.policy.startswith(("fixed", "sync", "async"))
                  else f"{res.policy}, k ≤ {cap}")
-        sgd_error([res], args.plot, labels=[label],
-                  title=f"{args.problem}, n = {args.workers}, response times "
-                  f"{args.model or 'exp:1'}, horizon {res.extra['horizon']:g}, "
-                  f"step size {res.extra['lr']:g}, seed {args.seed}")
+        unit = "measured seconds" if args.cluster else "time units of the response-time model"
+        sgd_error([res], args.plot, labels=[label], time_label=unit,
+                  title=f"{args.problem}, n = {res.workers}, response times "
+                  f"{args.model or 'exp:1'}, horizon {res.time[-1]:.6g}, "
+                  f"step size {res.extra.get('lr', args.lr)}, seed {args.seed}")
+    return 0
+
+
+def _cmd_sgd_fit(args) -> int:
+    from distalloc.sgd import fit_response_model, read_times
+    fit = fit_response_model(read_times(args.times))
+    if args.json:
+        print_json(fit.to_dict())
+    else:
+        print(f"{fit.num_samples} response times; by AIC: {fit.spec}")
+        print(f"{'family':>20} {'AIC':>14}  parameters")
+        for fam, aic in sorted(fit.aic.items(), key=lambda x: x[1]):
+            params = ", ".join(f"{k} {v:.6g}" for k, v in fit.params[fam].items())
+            print(f"{fam:>20} {aic:14.6g}  {params or '(cannot describe these times)'}")
     return 0
 
 
@@ -68,46 +131,69 @@ def add_parser(sub) -> None:
     sgd_sub = sgd.add_subparsers(dest="command", required=True, parser_class=Parser)
     sc = sgd_sub.add_parser("schedule", help="bound-optimal times to switch from k to k+1 "
                             "(the error bound of fastest-k SGD)")
-    sc.add_argument("--workers", type=int, required=True, metavar="n", help="workers n")
-    sc.add_argument("--lr", type=float, required=True, metavar="η", help="step size η")
+    sc.add_argument("--workers", type=int, required=True, metavar="n", help="number of workers")
+    sc.add_argument("--lr", type=float, required=True, metavar="η", help="step size")
     sc.add_argument("--smoothness", type=float, required=True, metavar="L",
                     help="smoothness constant L of the loss")
     sc.add_argument("--strong-convexity", type=float, required=True, metavar="c",
                     help="strong-convexity constant c of the loss")
     sc.add_argument("--noise-var", type=float, required=True, metavar="σ²",
-                    help="variance σ² of one sample's gradient")
-    sc.add_argument("--batch", type=int, required=True, metavar="s",
-                    help="samples per worker per iteration")
-    sc.add_argument("--initial-gap", type=float, required=True, metavar="e0",
-                    help="initial error F(w0) - F*")
+                    help="gradient-noise variance (0: no noise floor, k stays at its start)")
+    sc.add_argument("--batch", type=int, required=True, metavar="s", help="rows per worker")
+    sc.add_argument("--initial-gap", type=float, required=True, metavar="e0", help="F(w0) - F*")
     sc.add_argument("--rate", type=float, default=1.0, metavar="λ",
                     help="exponential response-time rate (default 1)")
     sc.add_argument("--model", default=None, metavar="MODEL",
-                    help="response times instead of Exp(rate): exp:RATE, shifted-exp:SHIFT:RATE, "
-                    "pareto:SCALE:SHAPE, lognormal:MU:SIGMA")
-    sc.add_argument("--step", type=int, default=1, metavar="S",
-                    help="k grows by S at each switch")
+                    help="response times instead of Exp(rate): " + MODEL_HELP)
+    sc.add_argument("--from-times", default=None, metavar="FILE",
+                    help="fit the response-time model to measured times (numbers, or the JSON "
+                         "of sgd run --cluster) and plan with it")
+    sc.add_argument("--step", type=int, default=1, help="k grows by this much (default 1)")
     sc.add_argument("--json", action="store_true", help="print one JSON object")
     sc.set_defaults(func=_cmd_sgd_schedule)
-    sr = sgd_sub.add_parser("run", help="simulate fastest-k SGD")
+    sr = sgd_sub.add_parser("run", help="fastest-k SGD: simulated, or real on a Dask cluster "
+                                        "(--cluster)")
     sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic",
                     help="synthetic regression, or scikit-learn's bundled data sets")
-    sr.add_argument("--workers", type=int, default=50, metavar="n", help="workers n")
+    sr.add_argument("--workers", type=int, default=None, metavar="n",
+                    help="number of workers (default 50 simulated; every worker of --cluster)")
     sr.add_argument("--policy", default="pflug", metavar="P",
                     help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], dbw[:K0], "
-                         "async")
+                         "async (default pflug = pflug:10:10:10:200)")
     sr.add_argument("--horizon", type=float, default=None, metavar="T",
-                    help="simulated time to run, in the response-time model's units "
-                    "(default: the problem's, 6000 for synthetic)")
-    sr.add_argument("--lr", type=float, default=None, metavar="η",
-                    help="step size (default: the problem's; divided by n for async)")
+                    help="time units simulated (default 6000 synthetic, 2000 otherwise); with "
+                         "--cluster measured seconds (default 10)")
+    sr.add_argument("--lr", type=float, default=None, metavar="η", help="step size")
     sr.add_argument("--model", default=None, metavar="MODEL",
-                    help="workers' response times: exp:RATE, shifted-exp:SHIFT:RATE, "
-                    "pareto:SCALE:SHAPE, lognormal:MU:SIGMA (default exp:1)")
+                    help="response times (simulated; with --cluster the model bound and dbw "
+                         "plan with, in seconds): " + MODEL_HELP)
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
-                    help="largest k for pflug and dbw (default n)")
-    sr.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+                    help="largest k for pflug, dbw (default n)")
+    sr.add_argument("--seed", type=int, default=0, help="response times / injected delays")
+    sr.add_argument("--max-iterations", type=int, default=10**8, metavar="N",
+                    help="refuse (simulated) or stop (--cluster) runs longer than N iterations "
+                         "(default 1e8)")
+    sr.add_argument("--allow-divergence", action="store_true",
+                    help="print the record of a diverged run (with a warning) instead of an error")
+    sr.add_argument("--cluster", default=None, metavar="ADDR",
+                    help="run for real on Dask: local:N (N worker processes on loopback) or "
+                         "tcp://host:port (also $DASK_SCHEDULER_ADDRESS)")
+    sr.add_argument("--straggler", default=None, metavar="MODEL",
+                    help="with --cluster: inject delays drawn from this model, in units of "
+                         "--time-unit-s")
+    sr.add_argument("--time-unit-s", type=float, default=1.0, metavar="S",
+                    help="seconds per unit of --straggler (default 1)")
+    sr.add_argument("--calibration-rounds", type=int, default=None, metavar="R",
+                    help="with --cluster, bound and dbw: all-worker rounds measured and fitted "
+                         "before training (default 10)")
+    sr.add_argument("--target-error", type=float, default=None, metavar="E",
+                    help="with --cluster: stop once F(w) - F* <= E")
     sr.add_argument("--plot", default=None, metavar="FILE",
                     help="write error and k against time as an image (.png, .pdf, .svg)")
     sr.add_argument("--json", action="store_true", help="print one JSON object")
     sr.set_defaults(func=_cmd_sgd_run)
+    sf = sgd_sub.add_parser("fit", help="fit response-time models to measured times (AIC)")
+    sf.add_argument("times", metavar="FILE",
+                    help="numbers (whitespace/commas) or the JSON of sgd run --cluster")
+    sf.add_argument("--json", action="store_true", help="print one JSON object")
+    sf.set_defaults(func=_cmd_sgd_fit)

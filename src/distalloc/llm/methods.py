@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc.llm.chains import CHAIN_METHODS
+from distalloc.llm.chains_plan import chains_plan
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan
@@ -16,8 +18,11 @@ from distalloc.llm.scenario import Scenario
 __all__ = ["METHODS", "plan"]
 
 
-def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0) -> Plan:
-    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed)
+def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0,
+          formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
+          **kw: Any) -> Plan:
+    return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed, formulation=formulation,
+                      solver=solver, threads=threads)
 
 
 METHODS: dict[str, Callable[..., Plan]] = {
@@ -29,12 +34,20 @@ METHODS: dict[str, Callable[..., Plan]] = {
                                                          method="petals-cg-counts"),
     "petals-opt-routing": lambda sc, seed=0, **kw: petals(sc, seed, routing="optimal",
                                                            method="petals-opt-routing"),
-    "milp": lambda sc, seed=0, time_limit_s=60.0, **kw: _milp(sc, seed, time_limit_s),
+    "milp": _milp,
+    # chain composition (SPEC 1.10): GBP-CR + GCA, and the whole-model baseline; the plan's
+    # routes are the JFFC assignment of the request set into an empty system
+    "chains": lambda sc, seed=0, time_limit_s=60.0, **kw: chains_plan(sc, "chains", **kw),
+    "jffc-whole": lambda sc, seed=0, time_limit_s=60.0, **kw: chains_plan(sc, "jffc-whole", **kw),
 }
+#: options of plan() that only the chain methods take
+CHAIN_OPTIONS = ("reservation", "rate_per_s", "target_load", "placement", "client_weights")
 
 
 def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
-         num_requests: int | None = None, time_limit_s: float = 60.0) -> Plan:
+         num_requests: int | None = None, time_limit_s: float = 60.0,
+         formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
+         **options: Any) -> Plan:
     """Place blocks and route the scenario's request set with ``method``.
 
     Parameters
@@ -42,13 +55,24 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     scenario : Scenario
     method : str
         one of ``METHODS``: 'cg-bprr', 'petals', 'petals-cg-order', 'petals-cg-counts',
-        'petals-opt-routing', 'milp'.
+        'petals-opt-routing', 'milp', 'chains', 'jffc-whole'.
     seed : int
         PETALS's join order (and the MILP's solver seed).
     num_requests : int, optional
         replace the request set by this many requests (clients repeat cyclically).
     time_limit_s : float
-        MILP only.
+        MILP only: wall-clock limit; at the limit the best plan known is returned with
+        status ``time_limit``, the bound and the gap.
+    formulation : {'aggregated', 'per-request'}
+        MILP only (see :mod:`distalloc.llm.milp`).
+    solver : {'highs', 'cp-sat'}
+        MILP only; 'cp-sat' needs OR-Tools (``pip install 'distalloc[cpsat]'``).
+    threads : int
+        MILP only: solver threads.
+    **options
+        'chains' and 'jffc-whole' only: ``reservation`` (int or 'auto'), ``rate_per_s``,
+        ``target_load``, ``placement`` (GCA on this placement), ``client_weights``; see
+        :func:`distalloc.llm.chains_plan.chains_plan`.
 
     Raises
     ------
@@ -60,6 +84,17 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
                               f"Got {method!r} instead.")
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
     as_generator(seed)  # validate early
+    unknown = sorted(set(options) - set(CHAIN_OPTIONS))
+    if unknown:
+        raise ValidationError(f"Unknown option '{unknown[0]}' for plan() "
+                              f"(the chain methods take {', '.join(CHAIN_OPTIONS)}).")
+    options = {k: v for k, v in options.items() if v is not None}
+    if options and method not in CHAIN_METHODS:
+        raise ValidationError(f"Option '{sorted(options)[0]}' applies only to the chain "
+                              f"methods ({', '.join(CHAIN_METHODS)}), not {method!r}.")
     if num_requests is not None:
         scenario = scenario.with_requests(num_requests)
-    return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s)
+    if method == "milp":
+        return _milp(scenario, seed=seed, time_limit_s=time_limit_s, formulation=formulation,
+                     solver=solver, threads=threads)
+    return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s, **options)

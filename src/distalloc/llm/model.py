@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Sequence
+from numbers import Integral
+from typing import Any, Sequence
 
 import numpy as np
 
 from distalloc._compiled import llm_kernels
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, as_int_array, check_count, describe
+from distalloc.llm.limits import MAX_BLOCKS
 from distalloc.llm.scenario import Scenario
 
-__all__ = ["Placement", "RouteMetrics", "evaluate_routes", "ROUTE_STATUS"]
+__all__ = ["Placement", "RouteMetrics", "evaluate_routes", "check_placement", "ROUTE_STATUS"]
 
 #: meaning of the per-route status codes returned by the kernel
 ROUTE_STATUS = {0: "valid", 1: "empty route", 2: "server unused or out of range",
@@ -30,19 +32,43 @@ ROUTE_STATUS = {0: "valid", 1: "empty route", 2: "server unused or out of range"
 @dataclass(frozen=True, eq=False)
 class Placement:
     """Server j hosts blocks ``[first_block[j], first_block[j] + num_blocks[j])``;
-    ``num_blocks[j] == 0`` means unused."""
+    ``num_blocks[j] == 0`` means unused.
+
+    Both arrays are stored as C-contiguous int64 of one length, with non-negative entries
+    (checked when the placement is made); whether the ranges fit a model of L blocks is
+    checked by every function that knows L (:func:`check_placement`).
+
+    Raises
+    ------
+    ValidationError
+        arrays that are not 1-D integer arrays of equal length with entries >= 0.
+    """
 
     first_block: np.ndarray
     num_blocks: np.ndarray
 
+    def __post_init__(self) -> None:
+        a = as_int_array(self.first_block, "first_block", low=0)
+        m = as_int_array(self.num_blocks, "num_blocks", low=0)
+        if a.shape != m.shape:
+            raise ValidationError(f"'first_block' and 'num_blocks' must have one entry per "
+                                  f"server each. Got {a.shape[0]} and {m.shape[0]} instead.")
+        object.__setattr__(self, "first_block", a)
+        object.__setattr__(self, "num_blocks", m)
+
     @classmethod
     def from_arrays(cls, first_block, num_blocks) -> "Placement":
-        a = np.ascontiguousarray(first_block, dtype=np.int64)
-        m = np.ascontiguousarray(num_blocks, dtype=np.int64)
-        a = np.where(m > 0, a, 0)
-        return cls(a, m)
+        """A placement from two integer sequences (``first_block`` of unused servers is
+        ignored and stored as 0)."""
+        m = as_int_array(num_blocks, "num_blocks", low=0)
+        a = as_int_array(first_block, "first_block")
+        if a.shape != m.shape:
+            raise ValidationError(f"'first_block' and 'num_blocks' must have one entry per "
+                                  f"server each. Got {a.shape[0]} and {m.shape[0]} instead.")
+        return cls(np.where(m > 0, a, 0), m)
 
     def covers_all_blocks(self, num_blocks_total: int) -> bool:
+        check_placement(self, num_blocks_total)
         cover = np.zeros(num_blocks_total + 1, dtype=np.int64)
         used = self.num_blocks > 0
         np.add.at(cover, self.first_block[used], 1)
@@ -54,6 +80,33 @@ class Placement:
         return [{"server": int(j), "first_block": int(self.first_block[j]),
                  "num_blocks": int(self.num_blocks[j])}
                 for j in np.flatnonzero(self.num_blocks > 0)]
+
+
+def check_placement(placement: Any, num_blocks_total: int,
+                    num_servers: int | None = None) -> "Placement":
+    """Check that every used server's range lies in [0, L) (and, given ``num_servers``,
+    that there is one entry per server); the precondition of every kernel that takes a
+    placement.
+
+    Raises
+    ------
+    ValidationError
+        naming the first server whose range does not fit.
+    """
+    if not isinstance(placement, Placement):
+        raise ValidationError(f"'placement' must be a Placement. Got "
+                              f"{type(placement).__name__} instead.")
+    L = check_count(num_blocks_total, "num_blocks_total", low=1, high=MAX_BLOCKS)
+    a, m = placement.first_block, placement.num_blocks
+    if num_servers is not None and a.shape[0] != num_servers:
+        raise ValidationError(f"Placement must have one entry per server ({num_servers}). "
+                              f"Got {a.shape[0]} instead.")
+    bad = (m > L) | ((m > 0) & (a > L - m))
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValidationError(f"Placement of server {j} must lie in blocks [0, {L}): got "
+                              f"first_block {int(a[j])}, num_blocks {int(m[j])}.")
+    return placement
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,10 +125,22 @@ class RouteMetrics:
 
 
 def _csr(routes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter(map(len, routes), dtype=np.int64, count=len(routes))
-    indptr = np.zeros(len(routes) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    servers = np.fromiter(chain.from_iterable(routes), dtype=np.int64, count=int(indptr[-1]))
+    """Routes as CSR arrays; server entries must be integers (any out-of-range index is
+    reported by the kernel as status 2, never read)."""
+    try:
+        lengths = np.fromiter(map(len, routes), dtype=np.int64, count=len(routes))
+        indptr = np.zeros(len(routes) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        flat = list(chain.from_iterable(routes))
+    except TypeError:
+        raise ValidationError("'routes' must be a sequence of sequences of server indices.") from None
+    if not all(isinstance(j, (Integral, np.integer)) and not isinstance(j, (bool, np.bool_))
+               for j in flat):
+        raise ValidationError("'routes' must hold integer server indices. Got "
+                              f"{describe(next(j for j in flat if not isinstance(j, (Integral, np.integer)) or isinstance(j, (bool, np.bool_))))} instead.")
+    # an index beyond int64 is out of range anyway: map it to -1 (status 2, server out of range)
+    servers = np.fromiter((int(j) if -2 ** 63 <= int(j) < 2 ** 63 else -1 for j in flat),
+                          dtype=np.int64, count=len(flat))
     return indptr, servers
 
 
@@ -113,6 +178,10 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     """
     if isinstance(placements, Placement):
         placements = [placements]
+    if not isinstance(placements, (list, tuple)) or not placements:
+        raise ValidationError("'placements' must be a Placement or a non-empty sequence of them.")
+    for p in placements:
+        check_placement(p, scenario.num_blocks, scenario.num_servers)
     if len(placements) == 1:  # the common case: views, no copies
         first = np.ascontiguousarray(placements[0].first_block, dtype=np.int64)[None, :]
         num = np.ascontiguousarray(placements[0].num_blocks, dtype=np.int64)[None, :]
@@ -122,17 +191,12 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     if first.shape[1] != scenario.num_servers:
         raise ValidationError(f"Placement must have one entry per server ({scenario.num_servers}). "
                               f"Got {first.shape[1]} instead.")
-    n = len(routes)
-    clients = np.ascontiguousarray(clients, dtype=np.int64)
-    if clients.shape != (n,):
-        raise ValidationError(f"'clients' must have one entry per route ({n}). Got {clients.shape} instead.")
-    if n and (clients.min() < 0 or clients.max() >= scenario.num_clients):
-        raise ValidationError(f"'clients' must be in [0, {scenario.num_clients}). Got {clients.tolist()} instead.")
-    plan_idx = (np.zeros(n, dtype=np.int64) if route_placement is None
-                else np.ascontiguousarray(route_placement, dtype=np.int64))
-    if plan_idx.shape != (n,) or (n and (plan_idx.min() < 0 or plan_idx.max() >= len(placements))):
-        raise ValidationError(f"'route_placement' must index the {len(placements)} placements.")
     indptr, servers = _csr(routes)
+    n = len(routes)
+    clients = as_int_array(clients, "clients", shape=(n,), low=0, high=scenario.num_clients - 1)
+    plan_idx = (np.zeros(n, dtype=np.int64) if route_placement is None
+                else as_int_array(route_placement, "route_placement", shape=(n,), low=0,
+                                  high=len(placements) - 1))
     token = np.empty(n)
     ttft = np.empty(n)
     req = np.empty(n)

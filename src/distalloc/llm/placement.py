@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from distalloc._compiled import llm_kernels
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import ValidationError, as_generator, as_int_array, check_count
+from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.model import Placement
 from distalloc.llm.result import Plan, finish_plan
 from distalloc.llm.routing import (PETALS_NO_CACHE_PENALTY_MS, petals_costs, per_token_costs,
@@ -26,15 +27,19 @@ __all__ = ["CGPlacement", "cg_bp_placement", "cg_bprr", "petals", "petals_placem
 # ------------------------------------------------------------------------------------------
 # CG-BPRR
 # ------------------------------------------------------------------------------------------
-def _floor_div(x: np.ndarray, y: np.ndarray | float) -> np.ndarray:
-    """floor(x / y) as int64, the same rounding as ``math.floor(x / y)``."""
-    return np.floor(np.asarray(x, dtype=np.float64) / y).astype(np.int64)
+def _floor_div(x: np.ndarray, y: np.ndarray | float, cap: int | None = None) -> np.ndarray:
+    """floor(x / y) as int64, the same rounding as ``math.floor(x / y)``, clamped to
+    [0, cap] in floating point before the cast (a float beyond int64 would wrap to a
+    negative count; validation bounds memory so that it cannot, this keeps it so)."""
+    q = np.floor(np.asarray(x, dtype=np.float64) / y)
+    return np.clip(q, 0, float(cap) if cap is not None else 2.0 ** 62).astype(np.int64)
 
 
 def conservative_block_counts(scenario: Scenario, num_requests: int) -> np.ndarray:
     """Step 1 of CG-BPRR: m_j = min(floor(M_j / (s_m + s_c |R|)), L)."""
-    per_block = scenario.block_gb + scenario.cache_gb * num_requests
-    return np.minimum(_floor_div(scenario.usable_memory_gb, per_block), scenario.num_blocks)
+    R = check_count(num_requests, "num_requests", low=1, high=MAX_COUNT)
+    per_block = scenario.block_gb + scenario.cache_gb * R
+    return _floor_div(scenario.usable_memory_gb, per_block, cap=scenario.num_blocks)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,8 +76,8 @@ def cg_bp_placement(scenario: Scenario, num_requests: int | None = None) -> CGPl
     (window sums are exact left-to-right sums, so ties are exact and break by the smallest
     start).
     """
-    R = scenario.num_requests if num_requests is None else check_number(
-        num_requests, "num_requests", low=1, integer=True)
+    R = scenario.num_requests if num_requests is None else check_count(
+        num_requests, "num_requests", low=1, high=MAX_COUNT)
     S, L = scenario.num_servers, scenario.num_blocks
     m = np.empty(S, dtype=np.int64)
     amortised = np.empty(S)
@@ -150,9 +155,8 @@ def cg_bprr(scenario: Scenario) -> Plan:
 # ------------------------------------------------------------------------------------------
 def petals_block_counts(scenario: Scenario) -> np.ndarray:
     """m_j = min(floor(M_j / (s_m + c_fixed)), L) with PETALS's fixed cache budget."""
-    return np.minimum(_floor_div(scenario.usable_memory_gb,
-                                 scenario.block_gb + scenario.petals_cache_gb),
-                      scenario.num_blocks)
+    return _floor_div(scenario.usable_memory_gb, scenario.block_gb + scenario.petals_cache_gb,
+                      cap=scenario.num_blocks)
 
 
 def petals_placement(scenario: Scenario, join_order: np.ndarray,
@@ -160,7 +164,10 @@ def petals_placement(scenario: Scenario, join_order: np.ndarray,
     """PETALS's placement: servers join in ``join_order``; each takes the window whose
     sorted per-block throughputs are lexicographically smallest.  Returns the placement
     and the final per-block throughput."""
-    m = petals_block_counts(scenario) if num_blocks is None else np.asarray(num_blocks, np.int64)
+    S, L = scenario.num_servers, scenario.num_blocks
+    m = (petals_block_counts(scenario) if num_blocks is None
+         else as_int_array(num_blocks, "num_blocks", shape=(S,), low=0, high=L))
+    join_order = as_int_array(join_order, "join_order", low=0, high=S - 1)
     throughput = scenario.server_throughput(m)
     first = np.zeros(scenario.num_servers, dtype=np.int64)
     block_thr = np.zeros(scenario.num_blocks)

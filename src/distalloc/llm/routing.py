@@ -15,12 +15,14 @@ PETALS                 rtt_ms[c, j] / 2 + 18 ms (+10 s no cache)   decode_ms[j]
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from distalloc._compiled import llm_kernels
-from distalloc.llm.model import Placement
+from distalloc._validation import ValidationError, as_float_array, as_int_array, check_real
+from distalloc.llm.model import Placement, check_placement
 from distalloc.llm.scenario import Scenario
 
 __all__ = ["Routes", "shortest_routes", "per_token_costs", "petals_costs", "feasible_links",
@@ -62,17 +64,40 @@ def shortest_routes(placement: Placement, num_blocks_total: int, alpha: np.ndarr
     penalty : float
         added to a link whose k_j exceeds ``free_blocks[j]``; ``inf`` forbids it.
 
+    Raises
+    ------
+    ValidationError
+        a placement that does not fit [0, L), arrays whose widths differ from the
+        placement's number of servers, NaN or -inf costs, a NaN or negative penalty.
+
     Notes
     -----
     Block-ordered dynamic program: O(rows x (servers + sum_j num_blocks_j)); exact
     because every feasible link strictly increases the end block.
     """
-    alpha = np.ascontiguousarray(np.atleast_2d(alpha), dtype=np.float64)
-    beta = np.ascontiguousarray(beta, dtype=np.float64)
+    if not isinstance(placement, Placement):
+        raise ValidationError(f"'placement' must be a Placement. Got "
+                              f"{type(placement).__name__} instead.")
+    S = placement.num_blocks.shape[0]
+    check_placement(placement, num_blocks_total)
     L = int(num_blocks_total)
+    try:
+        one_row = np.ndim(alpha) == 1
+    except ValueError:  # ragged: reported by as_float_array
+        one_row = False
+    alpha = np.atleast_2d(as_float_array(alpha, "alpha", ndim=1 if one_row else 2,
+                                         allow_inf=True))
+    if alpha.shape[1] != S:
+        raise ValidationError(f"'alpha' must have one column per server ({S}). Got shape "
+                              f"{alpha.shape} instead.")
+    beta = as_float_array(beta, "beta", shape=(S,), allow_inf=True)
+    for name, arr in (("alpha", alpha), ("beta", beta)):
+        if np.isneginf(arr).any():
+            raise ValidationError(f"'{name}' must not hold -inf.")
     if free_blocks is None:
-        free_blocks = np.full(beta.shape[0], L, dtype=np.int64)
-    free_blocks = np.ascontiguousarray(free_blocks, dtype=np.int64)
+        free_blocks = np.full(S, L, dtype=np.int64)
+    free_blocks = as_int_array(free_blocks, "free_blocks", shape=(S,))
+    penalty = check_real(penalty, "penalty", low=0) if penalty != math.inf else math.inf
     rows = alpha.shape[0]
     cost = np.empty(rows)
     paths = np.empty((rows, max(L, 1)), dtype=np.int64)

@@ -2,72 +2,30 @@
 
 A :class:`Scenario` is validated once, when it is built; everything downstream (kernels
 included) trusts it.  Scenarios come from JSON/TOML files (:func:`load_scenario`) or from
-the built-ins (:func:`builtin_scenario`): ``clustered``, ``topology:<name>`` and
-``synthetic:<servers>[:<blocks>]``.  :meth:`Scenario.to_dict` gives the canonical JSON
-that :func:`scenario_from_dict` reads back.
+the built-ins of :mod:`distalloc.llm.builtins` (``clustered``, ``topology:<name>``,
+``synthetic:<servers>[:<blocks>]``; also importable from here).  Device profiles live in
+:mod:`distalloc.llm.devices`.  :meth:`Scenario.to_dict` gives the canonical JSON that
+:func:`scenario_from_dict` reads back.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from distalloc._validation import (ValidationError, as_generator, check_keys, check_matrix,
-                                   check_number)
-from distalloc.llm.topology import read_topology
+from distalloc._validation import (ValidationError, check_count, check_keys, check_real,
+                                   describe, range_error, read_text)
+from distalloc.llm import devices as _devices_module
+from distalloc.llm.devices import A100, DTYPE_BYTES
+from distalloc.llm.limits import (BYTES_PER_REQUEST, MAX_BLOCKS, MAX_COUNT, MAX_RPS, MAX_SPAN_S,
+                                  TIME_LIMIT_MS, check_memory, time_bound_ms)
 
-__all__ = ["Scenario", "DeviceProfile", "A100", "MIG_1G", "load_scenario", "scenario_from_dict",
-           "builtin_scenario", "clustered", "topology_scenario", "synthetic_scenario",
-           "resolve_scenario", "GIB"]
-
-GIB = 1.073741824  # GB per GiB
-
-# ------------------------------------------------------------------------------------------
-# Device profiles (SPEC 1.3): BLOOM-176B, NF4 weights
-# ------------------------------------------------------------------------------------------
-BLOOM_BLOCKS = 70
-BLOOM_BLOCK_GB = 1.32
-BLOOM_D_MODEL = 14336
-DTYPE_BYTES = 2
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    """Profiled constants of one GPU type for BLOOM-176B blocks.
-
-    ``prefill_ms(l_in) = prefill_slope_ms * l_in + prefill_base_ms``; ``forward_rps`` and
-    ``network_rps`` are the throughputs PETALS announces for its placement rule.
-    """
-
-    name: str
-    memory_gib: float
-    decode_ms: float
-    prefill_slope_ms: float
-    prefill_base_ms: float
-    forward_rps: float
-    network_rps: float
-
-    def prefill_ms(self, input_tokens: int) -> float:
-        return self.prefill_slope_ms * input_tokens + self.prefill_base_ms
-
-
-A100 = DeviceProfile("a100", 79.13, 3.2197, 0.0743, 32.99, 20829.0, 3020.0)
-MIG_1G = DeviceProfile("mig1g", 8.2, 16.2488, 0.1041, 206.3547, 2758.0, 3138.0)
-
-#: network constants of the paper's deployment (SPEC 1.3)
-TOKEN_RTT_OVERHEAD_MS = 100.0
-PREFILL_RTT_SLOPE_MS = 0.7049
-PREFILL_RTT_BASE_MS = 67.0
-
-
-def reserve_gb(d_model: int = BLOOM_D_MODEL) -> float:
-    """PETALS's runtime reserve: 2 GiB scaled by d_model / 14336, in GB."""
-    return 2.0 * GIB * d_model / 14336
-
+__all__ = ["Scenario", "load_scenario", "scenario_from_dict", "revalidated", "TRACE_FORMAT_NAMES"]
 
 # ------------------------------------------------------------------------------------------
 # The scenario object
@@ -147,17 +105,25 @@ class Scenario:
         """(forward_rps, network_rps) per server.  Defaults when absent from the file:
         forward_rps scaled from the A100 profile by decode time, network_rps = A100's."""
         forward = self.forward_rps
-        if forward is None:
-            forward = A100.forward_rps * A100.decode_ms / self.decode_ms
+        if forward is None:  # a server with decode_ms = 0 has no forward-pass limit
+            with np.errstate(divide="ignore"):
+                forward = A100.forward_rps * A100.decode_ms / self.decode_ms
         network = self.network_rps
         if network is None:
             network = np.full(self.num_servers, A100.network_rps)
         return forward, network
 
-    def with_requests(self, num_requests: int) -> "Scenario":
+    def with_requests(self, num_requests: int, max_memory_gb: float | None = None) -> "Scenario":
         """The same scenario with ``num_requests`` requests; clients repeat the current
-        request pattern cyclically."""
-        n = check_number(num_requests, "num_requests", low=1, integer=True)
+        request pattern cyclically.
+
+        Raises
+        ------
+        ValidationError
+            ``num_requests`` not an integer in [1, 2^53], or a request set whose plan would
+            need more than ``max_memory_gb`` (see :mod:`distalloc.llm.limits`)."""
+        n = check_count(num_requests, "num_requests", low=1, high=MAX_COUNT)
+        check_memory(n * BYTES_PER_REQUEST, f"a request set of {n} requests", max_memory_gb)
         reqs = self.requests[np.arange(n) % self.num_requests].copy()
         return replace(self, requests=reqs)
 
@@ -205,16 +171,31 @@ _MODEL_REQUIRED = {"name", "num_blocks", "block_gb"}
 _MODEL_OPTIONAL = {"cache_gb", "d_model", "dtype_bytes"}
 _SERVER_REQUIRED = {"name", "memory_gb", "decode_ms", "prefill_ms"}
 _SERVER_OPTIONAL = {"reserve_gb", "forward_rps", "network_rps"}
+_SERVER_KEYS = frozenset(_SERVER_REQUIRED | _SERVER_OPTIONAL)
 _WORKLOAD_REQUIRED = {"input_tokens", "output_tokens", "requests"}
-_WORKLOAD_OPTIONAL = {"rate_per_s", "num_requests", "client_weights", "trace", "time_scale"}
+_WORKLOAD_OPTIONAL = {"rate_per_s", "num_requests", "client_weights", "trace", "time_scale",
+                      "trace_format"}
 _TOP_REQUIRED = {"model", "servers", "clients", "rtt_ms", "workload"}
 _TOP_OPTIONAL = {"prefill_rtt_ms"}
+
+#: bytes of memory per server and per (client, server) pair while a scenario is built
+_BYTES_PER_SERVER = 400
+_BYTES_PER_PAIR = 48
 
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ValidationError(f"The 'name' parameter of {where} must be a non-empty string. Got {value!r} instead.")
+        raise ValidationError(f"The 'name' parameter of {where} must be a non-empty string. "
+                              f"Got {describe(value)} instead.")
     return value
+
+
+def _names(values: list, where: str) -> list[str]:
+    """Names, all non-empty strings (checked in one pass; the first bad one is named)."""
+    if not all(type(v) is str and v for v in values):
+        for i, v in enumerate(values):
+            _name(v, where.format(i))
+    return values
 
 
 def _list(value: Any, where: str, *, nonempty: bool = True) -> list:
@@ -225,6 +206,75 @@ def _list(value: Any, where: str, *, nonempty: bool = True) -> list:
     return value
 
 
+def _count(value: Any, name: str, owner: str | None, low: int = 1, high: int = MAX_COUNT) -> int:
+    """An integer count in [low, high] (high defaults to 2^53, see distalloc.llm.limits)."""
+    return check_count(value, name, owner, low=low, high=high)
+
+
+def _interval(low: float, high: float | None, low_open: bool) -> str:
+    return f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else format(high, '.4g')}{')' if high is None else ']'}"
+
+
+def _real_column(values: Any, label, *, low: float = 0.0, high: float | None = None,
+                 low_open: bool = False, why: str = "") -> np.ndarray:
+    """A float64 array of the real numbers ``values`` (a list read from a file, or an array
+    built here), all finite and in the interval; the first bad entry raises the uniform
+    one-line message.  ``label(i)`` gives (name, owner) of entry i.  One vectorised pass;
+    the per-entry path runs only to name a bad entry."""
+    interval = _interval(low, high, low_open)
+    raw = None
+    if isinstance(values, np.ndarray):
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    else:
+        raw = values
+        arr = None
+        if set(map(type, values)) <= {int, float}:
+            try:
+                arr = np.array(values, dtype=np.float64)
+            except OverflowError:  # an int beyond the float range
+                arr = None
+        if arr is None:
+            for i, v in enumerate(values):
+                if (isinstance(v, (bool, np.bool_)) or not isinstance(v, (Real, np.number))
+                        or (isinstance(v, Integral) and abs(int(v)) > 2 ** 1023)):
+                    name, owner = label(i)
+                    raise range_error(name, owner, "a float", interval, v, why)
+            arr = np.array([float(v) for v in values], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (arr < low)
+        if low_open:
+            bad |= arr == low
+        if high is not None:
+            bad |= arr > high
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        name, owner = label(i)
+        raise range_error(name, owner, "a float", interval,
+                          raw[i] if raw is not None else float(arr[i]), why)
+    return arr
+
+
+def _matrix(value: Any, name: str, shape: tuple[int, int]) -> list | np.ndarray:
+    """Check the clients x servers structure of a matrix read from a file; entries are
+    checked by :func:`_real_column`."""
+    rows, cols = shape
+    if isinstance(value, np.ndarray):
+        if value.shape != shape:
+            raise ValidationError(f"'{name}' must be a {rows} x {cols} matrix (clients x "
+                                  f"servers). Got shape {value.shape} instead.")
+        return value
+    if not isinstance(value, (list, tuple)) or len(value) != rows:
+        got = len(value) if isinstance(value, (list, tuple)) else type(value).__name__
+        raise ValidationError(f"'{name}' must be a {rows} x {cols} matrix (clients x servers). "
+                              f"Got {got} rows instead.")
+    for i, row in enumerate(value):
+        if not isinstance(row, (list, tuple)) or len(row) != cols:
+            got = len(row) if isinstance(row, (list, tuple)) else type(row).__name__
+            raise ValidationError(f"'{name}[{i}]' must have {cols} entries (one per server). "
+                                  f"Got {got} instead.")
+    return [x for row in value for x in row]
+
+
 def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
     """Build a validated :class:`Scenario` from a canonical dictionary (SPEC 1.2).
 
@@ -232,112 +282,205 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
     ------
     ValidationError
         for unknown or missing keys, wrong shapes, negative/NaN/inf values, a server that
-        cannot hold one block, an empty request set; the message names the field.
+        cannot hold one block, an empty request set, or numbers beyond the bounds of
+        :mod:`distalloc.llm.limits` (times whose sums could overflow, counts beyond 2^53,
+        more than 2^20 blocks); the message names the field and the bound.
+
+    Notes
+    -----
+    O(servers x clients + requests), vectorised: a 10^5-server file validates in tens of
+    milliseconds.
     """
     check_keys(data, "scenario", _TOP_REQUIRED, _TOP_OPTIONAL)
     model = check_keys(data["model"], "model", _MODEL_REQUIRED, _MODEL_OPTIONAL)
-    model_name = _name(model["name"], "model")
-    L = check_number(model["num_blocks"], "num_blocks", "model", low=1, integer=True)
-    block_gb = check_number(model["block_gb"], "block_gb", "model", low=0, low_open=True)
-    d_model = dtype_bytes = None
-    if "d_model" in model:
-        d_model = check_number(model["d_model"], "d_model", "model", low=1, integer=True)
-    if "dtype_bytes" in model:
-        dtype_bytes = check_number(model["dtype_bytes"], "dtype_bytes", "model", low=1, integer=True)
-
     workload = check_keys(data["workload"], "workload", _WORKLOAD_REQUIRED, _WORKLOAD_OPTIONAL)
-    l_in = check_number(workload["input_tokens"], "input_tokens", "workload", low=1, integer=True)
-    l_out = check_number(workload["output_tokens"], "output_tokens", "workload", low=1, integer=True)
-
-    if "cache_gb" in model:
-        cache_gb = check_number(model["cache_gb"], "cache_gb", "model", low=0, low_open=True)
-    elif d_model is not None:
-        cache_gb = 2.0 * d_model * (l_in + l_out) * (dtype_bytes or DTYPE_BYTES) / 1e9
-    else:
-        raise ValidationError("Missing key 'cache_gb' in 'model' (or give 'd_model' to derive it).")
-
     servers = _list(data["servers"], "servers")
-    S = len(servers)
-    names, mem, dec, pre, res, fwd, net = [], [], [], [], [], [], []
-    n_fwd = n_net = 0
     for j, s in enumerate(servers):
-        where = f"servers[{j}]"
-        check_keys(s, where, _SERVER_REQUIRED, _SERVER_OPTIONAL)
-        names.append(_name(s["name"], where))
-        mem.append(check_number(s["memory_gb"], "memory_gb", where, low=0, low_open=True))
-        dec.append(check_number(s["decode_ms"], "decode_ms", where, low=0))
-        pre.append(check_number(s["prefill_ms"], "prefill_ms", where, low=0))
-        res.append(check_number(s.get("reserve_gb", 0.0), "reserve_gb", where, low=0))
-        if "forward_rps" in s:
-            n_fwd += 1
-            fwd.append(check_number(s["forward_rps"], "forward_rps", where, low=0, low_open=True))
-        if "network_rps" in s:
-            n_net += 1
-            net.append(check_number(s["network_rps"], "network_rps", where, low=0, low_open=True))
-        if mem[-1] - res[-1] < block_gb:
-            raise ValidationError(
-                f"The 'memory_gb' parameter of {where} must leave room for one block "
-                f"(memory_gb - reserve_gb >= block_gb = {block_gb:g}). Got {mem[-1]:g} "
-                f"with reserve_gb {res[-1]:g} instead.")
-    for key, count in (("forward_rps", n_fwd), ("network_rps", n_net)):
+        if type(s) is not dict or not (_SERVER_REQUIRED <= s.keys() <= _SERVER_KEYS):
+            check_keys(s, f"servers[{j}]", _SERVER_REQUIRED, _SERVER_OPTIONAL)
+    clients = _list(data["clients"], "clients")
+    for c, cl in enumerate(clients):
+        check_keys(cl, f"clients[{c}]", {"name"})
+    S, C = len(servers), len(clients)
+    reqs = _list(workload["requests"], "workload.requests")
+    if set(map(type, reqs)) <= {int}:
+        try:
+            requests = np.array(reqs, dtype=np.int64)
+        except OverflowError:
+            requests = None
+    else:
+        requests = None
+    if requests is None or (requests.size and (requests.min() < 0 or requests.max() >= C)):
+        for i, r in enumerate(reqs):
+            check_count(r, f"requests[{i}]", "workload", low=0, high=C - 1)
+        requests = np.array(reqs, dtype=np.int64)
+    fwd = [s.get("forward_rps") for s in servers]
+    net = [s.get("network_rps") for s in servers]
+    for key, col in (("forward_rps", fwd), ("network_rps", net)):
+        count = S - col.count(None)
         if 0 < count < S:
             raise ValidationError(f"'{key}' must be given for every server or for none "
                                   f"(given for {count} of {S}).")
-    if len(set(names)) != S:
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ValidationError(f"Server names must be unique. Got '{dup}' twice.")
+    return _validated_scenario(
+        name=name, model_name=_name(model["name"], "model"), num_blocks=model["num_blocks"],
+        block_gb=model["block_gb"], cache_gb=model.get("cache_gb"),
+        d_model=model.get("d_model"), dtype_bytes=model.get("dtype_bytes"),
+        server_names=_names([s["name"] for s in servers], "servers[{}]"),
+        memory_gb=[s["memory_gb"] for s in servers],
+        decode_ms=[s["decode_ms"] for s in servers],
+        prefill_ms=[s["prefill_ms"] for s in servers],
+        reserve_gb=[s.get("reserve_gb", 0.0) for s in servers],
+        forward_rps=fwd if fwd and fwd[0] is not None else None,
+        network_rps=net if net and net[0] is not None else None,
+        client_names=_names([cl["name"] for cl in clients], "clients[{}]"),
+        rtt_ms=_matrix(data["rtt_ms"], "rtt_ms", (C, S)),
+        prefill_rtt_ms=(_matrix(data["prefill_rtt_ms"], "prefill_rtt_ms", (C, S))
+                        if "prefill_rtt_ms" in data else None),
+        input_tokens=workload["input_tokens"], output_tokens=workload["output_tokens"],
+        requests=requests, online=workload)
 
-    clients = _list(data["clients"], "clients")
-    client_names = []
-    for c, cl in enumerate(clients):
-        check_keys(cl, f"clients[{c}]", {"name"})
-        client_names.append(_name(cl["name"], f"clients[{c}]"))
-    C = len(clients)
-    rtt = check_matrix(data["rtt_ms"], "rtt_ms", (C, S))
-    prefill_rtt = (check_matrix(data["prefill_rtt_ms"], "prefill_rtt_ms", (C, S))
-                   if "prefill_rtt_ms" in data else rtt.copy())
 
-    reqs = _list(workload["requests"], "workload.requests")
-    requests = np.array([check_number(r, f"requests[{i}]", "workload", low=0, high=C - 1, integer=True)
-                         for i, r in enumerate(reqs)], dtype=np.int64)
-    online = _online_workload(workload, C)
+def _validated_scenario(*, name: str, model_name: str, num_blocks: Any, block_gb: Any,
+                        cache_gb: Any, d_model: Any, dtype_bytes: Any, server_names: list[str],
+                        memory_gb, decode_ms, prefill_ms, reserve_gb, forward_rps, network_rps,
+                        client_names: list[str], rtt_ms, prefill_rtt_ms, input_tokens: Any,
+                        output_tokens: Any, requests: np.ndarray, online: dict) -> Scenario:
+    """Every range check of a scenario, vectorised, shared by files and built-ins.  Server
+    and matrix columns are lists (from a file: entries are type-checked) or arrays."""
+    L = _count(num_blocks, "num_blocks", "model", high=MAX_BLOCKS)
+    block = check_real(block_gb, "block_gb", "model", low=0, low_open=True)
+    d_model = None if d_model is None else _count(d_model, "d_model", "model")
+    dtype_bytes = None if dtype_bytes is None else _count(dtype_bytes, "dtype_bytes", "model")
+    l_in = _count(input_tokens, "input_tokens", "workload")
+    l_out = _count(output_tokens, "output_tokens", "workload")
+    if cache_gb is not None:
+        cache = check_real(cache_gb, "cache_gb", "model", low=0, low_open=True)
+    elif d_model is not None:
+        cache = 2.0 * d_model * (l_in + l_out) * (dtype_bytes or DTYPE_BYTES) / 1e9
+    else:
+        raise ValidationError("Missing key 'cache_gb' in 'model' (or give 'd_model' to derive it).")
+    S, C = len(server_names), len(client_names)
+    if len(set(server_names)) != S:
+        seen: set[str] = set()
+        dup = next(n for n in server_names if n in seen or seen.add(n))
+        raise ValidationError(f"Server names must be unique. Got '{describe(dup)[1:-1]}' twice.")
+    t_max = time_bound_ms(L, l_out)
+    why = (f" (at most {TIME_LIMIT_MS:g} ms / (num_blocks x output_tokens), so that request "
+           "times stay finite)")
 
+    def server(field):
+        return lambda j: (field, f"servers[{j}]")
+    mem = _real_column(memory_gb, server("memory_gb"), low_open=True)
+    dec = _real_column(decode_ms, server("decode_ms"), high=t_max, why=why)
+    pre = _real_column(prefill_ms, server("prefill_ms"), high=t_max, why=why)
+    res = _real_column(reserve_gb, server("reserve_gb"))
+    fwd = None if forward_rps is None else _real_column(
+        forward_rps, server("forward_rps"), high=MAX_RPS, low_open=True)
+    net = None if network_rps is None else _real_column(
+        network_rps, server("network_rps"), high=MAX_RPS, low_open=True)
+    usable = mem - res
+    short = usable < block
+    if short.any():
+        j = int(np.flatnonzero(short)[0])
+        raise ValidationError(
+            f"The 'memory_gb' parameter of servers[{j}] must leave room for one block "
+            f"(memory_gb - reserve_gb >= block_gb = {block:g}). Got {mem[j]:g} "
+            f"with reserve_gb {res[j]:g} instead.")
+    most = MAX_COUNT * min(block, cache)
+    huge = usable > most
+    if huge.any():
+        j = int(np.flatnonzero(huge)[0])
+        raise ValidationError(
+            f"The 'memory_gb' parameter of servers[{j}] must leave at most 2^53 x "
+            f"min(block_gb, cache_gb) = {most:.4g} GB after reserve_gb (so that block and "
+            f"cache counts stay exact integers). Got {mem[j]:g} instead.")
+
+    def pair(key):
+        return lambda i: (f"{key}[{i // S}][{i % S}]", None)
+    rtt = _real_column(rtt_ms, pair("rtt_ms"), high=t_max, why=why).reshape(C, S)
+    prefill_rtt = (rtt.copy() if prefill_rtt_ms is None else _real_column(
+        prefill_rtt_ms, pair("prefill_rtt_ms"), high=t_max, why=why).reshape(C, S))
     return Scenario(
-        model_name=model_name, num_blocks=L, block_gb=block_gb, cache_gb=cache_gb,
-        server_names=names, memory_gb=np.array(mem), decode_ms=np.array(dec),
-        prefill_ms=np.array(pre), reserve_gb=np.array(res), client_names=client_names,
-        rtt_ms=rtt, prefill_rtt_ms=prefill_rtt, input_tokens=l_in, output_tokens=l_out,
-        requests=requests, forward_rps=np.array(fwd) if n_fwd else None,
-        network_rps=np.array(net) if n_net else None, d_model=d_model,
-        dtype_bytes=dtype_bytes, online=online, name=name)
+        model_name=model_name, num_blocks=L, block_gb=block, cache_gb=cache,
+        server_names=server_names, memory_gb=mem, decode_ms=dec, prefill_ms=pre,
+        reserve_gb=res, client_names=client_names, rtt_ms=rtt, prefill_rtt_ms=prefill_rtt,
+        input_tokens=l_in, output_tokens=l_out, requests=requests, forward_rps=fwd,
+        network_rps=net, d_model=d_model, dtype_bytes=dtype_bytes,
+        online=_online_workload(online, C), name=name)
+
+
+def revalidated(scenario: Scenario) -> Scenario:
+    """Run every check of :func:`scenario_from_dict` again on a scenario whose arrays were
+    changed after it was built (``dataclasses.replace``, a calibration profile): the
+    result is a validated copy, or a :class:`ValidationError` naming the field.
+
+    Notes
+    -----
+    Vectorised, O(servers x clients + requests); no dictionaries are built.
+    """
+    if not isinstance(scenario, Scenario):
+        raise ValidationError(f"'scenario' must be a Scenario. Got {type(scenario).__name__} instead.")
+    online = dict(scenario.online)
+    online.pop("requests", None)
+    return _validated_scenario(
+        name=scenario.name, model_name=scenario.model_name, num_blocks=scenario.num_blocks,
+        block_gb=scenario.block_gb, cache_gb=scenario.cache_gb, d_model=scenario.d_model,
+        dtype_bytes=scenario.dtype_bytes, server_names=list(scenario.server_names),
+        memory_gb=np.asarray(scenario.memory_gb), decode_ms=np.asarray(scenario.decode_ms),
+        prefill_ms=np.asarray(scenario.prefill_ms), reserve_gb=np.asarray(scenario.reserve_gb),
+        forward_rps=scenario.forward_rps, network_rps=scenario.network_rps,
+        client_names=list(scenario.client_names),
+        rtt_ms=_matrix(np.asarray(scenario.rtt_ms), "rtt_ms",
+                       (scenario.num_clients, scenario.num_servers)),
+        prefill_rtt_ms=_matrix(np.asarray(scenario.prefill_rtt_ms), "prefill_rtt_ms",
+                               (scenario.num_clients, scenario.num_servers)),
+        input_tokens=scenario.input_tokens, output_tokens=scenario.output_tokens,
+        requests=np.asarray(scenario.requests, dtype=np.int64), online=online)
+
+
+#: trace formats a scenario file may name in ``workload.trace_format``
+TRACE_FORMAT_NAMES = ("azure", "burstgpt", "mooncake")
 
 
 def _online_workload(workload: dict, num_clients: int) -> dict:
     """Validate the online keys of the workload (used by the simulator) and keep them."""
     out: dict[str, Any] = {}
     if "rate_per_s" in workload:
-        out["rate_per_s"] = check_number(workload["rate_per_s"], "rate_per_s", "workload",
-                                         low=0, low_open=True)
+        out["rate_per_s"] = check_real(workload["rate_per_s"], "rate_per_s", "workload",
+                                       low=0, low_open=True)
     if "num_requests" in workload:
-        out["num_requests"] = check_number(workload["num_requests"], "num_requests", "workload",
-                                           low=1, integer=True)
+        out["num_requests"] = _count(workload["num_requests"], "num_requests", "workload")
+    if "rate_per_s" in out and "num_requests" in out:
+        span = out["num_requests"] / out["rate_per_s"]
+        if span > MAX_SPAN_S:
+            raise ValidationError(
+                f"The 'rate_per_s' parameter of workload must be at least num_requests / "
+                f"{MAX_SPAN_S:g} s = {out['num_requests'] / MAX_SPAN_S:.3g} (so that arrival "
+                f"times stay finite). Got {out['rate_per_s']!r} instead.")
     if "time_scale" in workload:
-        out["time_scale"] = check_number(workload["time_scale"], "time_scale", "workload",
-                                         low=0, low_open=True)
+        out["time_scale"] = check_real(workload["time_scale"], "time_scale", "workload",
+                                       low=0, low_open=True)
     if "client_weights" in workload:
         w = _list(workload["client_weights"], "workload.client_weights")
         if len(w) != num_clients:
             raise ValidationError(f"'workload.client_weights' must have {num_clients} entries "
                                   f"(one per client). Got {len(w)} instead.")
-        w = [check_number(x, f"client_weights[{i}]", "workload", low=0) for i, x in enumerate(w)]
-        if sum(w) <= 0:
-            raise ValidationError(f"'workload.client_weights' must have a positive sum. Got {w} instead.")
+        w = [check_real(x, f"client_weights[{i}]", "workload", low=0) for i, x in enumerate(w)]
+        if max(w) <= 0:
+            raise ValidationError(f"'workload.client_weights' must have a positive sum. "
+                                  f"Got {describe(w)} instead.")
         out["client_weights"] = w
     if "trace" in workload:
         if not isinstance(workload["trace"], str) or not workload["trace"]:
             raise ValidationError(f"The 'trace' parameter of workload must be a path. "
-                                  f"Got {workload['trace']!r} instead.")
+                                  f"Got {describe(workload['trace'])} instead.")
         out["trace"] = workload["trace"]
+    if "trace_format" in workload:
+        if workload["trace_format"] not in TRACE_FORMAT_NAMES:
+            raise ValidationError(f"The 'trace_format' parameter of workload must be one of "
+                                  f"{', '.join(TRACE_FORMAT_NAMES)}. Got "
+                                  f"{describe(workload['trace_format'])} instead.")
+        out["trace_format"] = workload["trace_format"]
     return out
 
 
@@ -347,174 +490,40 @@ def load_scenario(path: str | Path) -> Scenario:
     Raises
     ------
     ValidationError
-        missing file, unparsable file, or any validation failure of
-        :func:`scenario_from_dict`.
+        missing, unreadable or non-UTF-8 file, unparsable file, or any validation failure
+        of :func:`scenario_from_dict`.  No message quotes the file's content.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"Scenario file '{path}' does not exist.")
-    text = path.read_text()
+    text = read_text(path, "Scenario file")
+    is_toml = path.suffix.lower() == ".toml"
     try:
-        if path.suffix.lower() == ".toml":
+        if is_toml:
             import tomllib
             data = tomllib.loads(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
-        msg = str(exc).splitlines()[0]
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, TOMLDecodeError
+        where = ""
+        if isinstance(exc, json.JSONDecodeError):
+            where = f" at line {exc.lineno}, column {exc.colno}"
+        elif "line" in str(exc):
+            where = " (" + str(exc).splitlines()[0].rpartition("(")[2].rstrip(")") + ")"
         raise ValidationError(f"Scenario file '{path}' is not valid "
-                              f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {msg}") from None
+                              f"{'TOML' if is_toml else 'JSON'}{where}.") from None
     return scenario_from_dict(data, name=path.stem)
 
 
-# ------------------------------------------------------------------------------------------
-# Built-in scenarios
-# ------------------------------------------------------------------------------------------
-def _bloom_model(input_tokens: int, output_tokens: int) -> dict:
-    return {"name": "bloom-176b", "num_blocks": BLOOM_BLOCKS, "block_gb": BLOOM_BLOCK_GB,
-            "d_model": BLOOM_D_MODEL, "dtype_bytes": DTYPE_BYTES}
+# The built-ins live in distalloc.llm.builtins and the device profiles in
+# distalloc.llm.devices; both stay importable from here (lazily, so that builtins can import
+# this module without an import circle).
+_BUILTIN_NAMES = ("clustered", "topology_scenario", "synthetic_scenario", "builtin_scenario",
+                  "resolve_scenario", "DEFAULT_NUM_REQUESTS")
 
 
-def _server_entry(name: str, dev: DeviceProfile, input_tokens: int) -> dict:
-    return {"name": name, "memory_gb": dev.memory_gib * GIB, "decode_ms": dev.decode_ms,
-            "prefill_ms": dev.prefill_ms(input_tokens), "reserve_gb": reserve_gb(),
-            "forward_rps": dev.forward_rps, "network_rps": dev.network_rps}
-
-
-def _rtt_matrices(raw_rtt_ms: np.ndarray, input_tokens: int) -> tuple[list, list]:
-    token = raw_rtt_ms + TOKEN_RTT_OVERHEAD_MS
-    prefill = raw_rtt_ms + PREFILL_RTT_SLOPE_MS * input_tokens + PREFILL_RTT_BASE_MS
-    return token.tolist(), prefill.tolist()
-
-
-DEFAULT_NUM_REQUESTS = 20
-
-
-def clustered(input_tokens: int = 20, output_tokens: int = 128,
-              num_requests: int = DEFAULT_NUM_REQUESTS) -> Scenario:
-    """The paper's smaller real deployment (SPEC 1.3).
-
-    Cluster0 holds client c0, Cluster1 two A100 servers and client c1, Cluster2 seven
-    MIG 1g.10gb servers and client c2; raw RTT 5 ms inside a cluster, 100 ms between.
-    Offline requests alternate between c0 and c1 (the paper's two client locations); the
-    online workload is 100 Poisson arrivals at 0.5 requests/s from c0 and c1.
-    """
-    cluster_of_server = [1, 1] + [2] * 7
-    servers = ([_server_entry(f"a100-{i}", A100, input_tokens) for i in range(2)]
-               + [_server_entry(f"mig-{i}", MIG_1G, input_tokens) for i in range(7)])
-    raw = np.array([[5.0 if c == s else 100.0 for s in cluster_of_server] for c in range(3)])
-    rtt, prefill = _rtt_matrices(raw, input_tokens)
-    data = {"model": _bloom_model(input_tokens, output_tokens), "servers": servers,
-            "clients": [{"name": "cluster0"}, {"name": "cluster1"}, {"name": "cluster2"}],
-            "rtt_ms": rtt, "prefill_rtt_ms": prefill,
-            "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                         "requests": [i % 2 for i in range(num_requests)],
-                         "rate_per_s": 0.5, "num_requests": 100, "client_weights": [1, 1, 0]}}
-    return scenario_from_dict(data, name="clustered")
-
-
-def topology_scenario(topology: str, num_servers: int | None = None, seed: Any = 0,
-                      a100_fraction: float = 0.2, input_tokens: int = 20,
-                      output_tokens: int = 128,
-                      num_requests: int = DEFAULT_NUM_REQUESTS) -> Scenario:
-    """The paper's scattered scenarios on an Internet Topology Zoo backbone (SPEC 1.3).
-
-    ``num_servers`` nodes (default round(0.4 x nodes)) are drawn at random as servers, a
-    fraction ``a100_fraction`` of them (rounded, at least one) A100 and the rest MIG; one
-    proxy client sits at a random other node.  Raw RTT = 2 x shortest-path one-way delay.
-    """
-    topo = read_topology(topology)
-    n = topo.num_nodes
-    C = round(0.4 * n) if num_servers is None else check_number(
-        num_servers, "servers", low=1, high=n - 1, integer=True)
-    frac = check_number(a100_fraction, "a100_fraction", low=0, high=1)
-    rng = as_generator(seed)
-    nodes = rng.choice(n, size=C + 1, replace=False)
-    server_nodes, client_node = nodes[:C], nodes[C]
-    n_a100 = max(1, round(frac * C))
-    servers = [_server_entry(f"{'a100' if i < n_a100 else 'mig'}-{topo.node_labels[v]}",
-                             A100 if i < n_a100 else MIG_1G, input_tokens)
-               for i, v in enumerate(server_nodes)]
-    raw = 2.0 * topo.delay_ms[client_node, server_nodes][None, :]
-    rtt, prefill = _rtt_matrices(raw, input_tokens)
-    data = {"model": _bloom_model(input_tokens, output_tokens), "servers": servers,
-            "clients": [{"name": f"proxy-{topo.node_labels[client_node]}"}],
-            "rtt_ms": rtt, "prefill_rtt_ms": prefill,
-            "workload": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                         "requests": [0] * num_requests}}
-    return scenario_from_dict(data, name=f"topology:{topo.name}")
-
-
-def synthetic_scenario(num_servers: int, num_blocks: int = 96, num_clients: int = 4,
-                       num_requests: int = 100, seed: Any = 0,
-                       a100_fraction: float = 0.2, input_tokens: int = 20,
-                       output_tokens: int = 128) -> Scenario:
-    """A synthetic swarm for scale tests: servers and clients at uniform random points of
-    a 4000 km square (raw RTT = 1 ms + 0.01 ms/km of round trip), 20% A100, BLOOM-sized
-    blocks, ``num_blocks`` blocks."""
-    S = check_number(num_servers, "servers", low=1, integer=True)
-    L = check_number(num_blocks, "num_blocks", low=1, integer=True)
-    Cn = check_number(num_clients, "num_clients", low=1, integer=True)
-    rng = as_generator(seed)
-    pos_s = rng.uniform(0, 4000, size=(S, 2))
-    pos_c = rng.uniform(0, 4000, size=(Cn, 2))
-    raw = 1.0 + 0.01 * 2 * np.linalg.norm(pos_c[:, None, :] - pos_s[None, :, :], axis=2)
-    is_a100 = rng.random(S) < a100_fraction
-    l_in, l_out = input_tokens, output_tokens
-    rtt, prefill = _rtt_matrices(raw, l_in)
-    servers = [_server_entry(f"s{j}", A100 if is_a100[j] else MIG_1G, l_in) for j in range(S)]
-    model = _bloom_model(l_in, l_out)
-    model["num_blocks"] = L
-    data = {"model": model, "servers": servers,
-            "clients": [{"name": f"c{c}"} for c in range(Cn)],
-            "rtt_ms": rtt, "prefill_rtt_ms": prefill,
-            "workload": {"input_tokens": l_in, "output_tokens": l_out,
-                         "requests": [i % Cn for i in range(num_requests)]}}
-    return scenario_from_dict(data, name=f"synthetic:{S}")
-
-
-def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0,
-                     input_tokens: int | None = None,
-                     output_tokens: int | None = None) -> Scenario:
-    """A built-in scenario by name: ``clustered``, ``topology:<name or path>``,
-    ``synthetic:<servers>[:<blocks>]``; ``input_tokens``/``output_tokens`` set the static
-    lengths (and so the prefill profile and the cache size)."""
-    kind, _, arg = spec.partition(":")
-    lengths = {}
-    if input_tokens is not None:
-        lengths["input_tokens"] = check_number(input_tokens, "input_tokens", low=1, integer=True)
-    if output_tokens is not None:
-        lengths["output_tokens"] = check_number(output_tokens, "output_tokens", low=1, integer=True)
-    if kind == "clustered" and not arg:
-        if num_servers is not None:
-            raise ValidationError("The 'servers' option does not apply to the clustered scenario.")
-        return clustered(**lengths)
-    if kind == "topology" and arg:
-        return topology_scenario(arg, num_servers=num_servers, seed=seed, **lengths)
-    if kind == "synthetic" and arg:
-        parts = arg.split(":")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise ValidationError(f"Scenario '{spec}': expected synthetic:<servers>[:<blocks>].") from None
-        if len(nums) > 2:
-            raise ValidationError(f"Scenario '{spec}': expected synthetic:<servers>[:<blocks>].")
-        return synthetic_scenario(num_servers if num_servers is not None else nums[0],
-                                  *(nums[1:]), seed=seed, **lengths)
-    raise ValidationError(f"Unknown scenario '{spec}' (built-ins: clustered, topology:<name>, "
-                          "synthetic:<servers>[:<blocks>]; or a path to a .json/.toml file).")
-
-
-def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0,
-                     input_tokens: int | None = None,
-                     output_tokens: int | None = None) -> Scenario:
-    """A path to a scenario file, or a built-in name."""
-    path = Path(spec)
-    if path.suffix.lower() in (".json", ".toml") or path.is_file():
-        for name, value in (("servers", num_servers), ("input_tokens", input_tokens),
-                            ("output_tokens", output_tokens)):
-            if value is not None:
-                raise ValidationError(f"The '{name}' option applies only to built-in scenarios.")
-        return load_scenario(path)
-    return builtin_scenario(spec, num_servers=num_servers, seed=seed,
-                            input_tokens=input_tokens, output_tokens=output_tokens)
+def __getattr__(name: str) -> Any:
+    if name in _BUILTIN_NAMES:
+        from distalloc.llm import builtins
+        return getattr(builtins, name)
+    if name in _devices_module.__all__:
+        return getattr(_devices_module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,9 @@ run with that seed sees the same arrivals and the same service-time noise.  The 
 is chosen at the slow time scale (CG-BP with a planned |R|, PETALS's join rule, or the
 MILP), then the compiled event loop routes each request at arrival
 (+ ``allocation_delay_s``) and holds its cache on every server of its chain until it
-completes.
+completes.  The event loop drives the same compiled engine as :class:`~distalloc.llm.Swarm`
+(every routing, booking, release, leave and join is one call of its methods), and can make
+servers fail and come back (``churn``).
 """
 from __future__ import annotations
 
@@ -17,20 +19,24 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from distalloc._compiled import llm_kernels
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._compiled import swarm_kernels
+from distalloc._validation import (ValidationError, as_float_array, as_generator,
+                                   as_int_array, check_count, check_number, check_real,
+                                   describe)
+from distalloc.llm.limits import (MAX_COUNT, MAX_NOISE, MAX_SPAN_S, check_memory,
+                                  max_memory_limit)
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
-from distalloc.llm.routing import (PETALS_NO_CACHE_PENALTY_MS, petals_costs,
-                                   request_time_costs, shortest_routes)
+from distalloc.llm.routing import request_time_costs, shortest_routes
 from distalloc.llm.scenario import Scenario
+from distalloc.llm.swarm import make_engine
 from distalloc.llm.workload import (Workload, client_probs, poisson_workload, trace_workload,
                                     workload_from_args)
 
 __all__ = ["Workload", "poisson_workload", "trace_workload", "SimulationResult", "simulate",
            "choose_planned_requests", "max_planned_requests", "ONLINE_METHODS",
-           "parse_allocation_delay"]
+           "parse_allocation_delay", "parse_churn", "SERVICE_MODELS"]
 
 #: method -> (placement rule, routing rule)
 ONLINE_METHODS = {
@@ -40,7 +46,12 @@ ONLINE_METHODS = {
     "petals-cg-counts": ("petals-cg-counts", "petals"),
     "petals-opt-routing": ("petals", "ws-rr"),
     "milp": ("milp", "ws-rr"),
+    # chain composition (SPEC 1.10): served by distalloc.llm.jffc, see simulate()
+    "chains": ("gbp-cr", "jffc"),
+    "jffc-whole": ("whole", "jffc"),
 }
+#: service-time models of every method: the performance model, or Exp(1) work x model time
+SERVICE_MODELS = ("model", "exponential")
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
@@ -76,17 +87,33 @@ def choose_planned_requests(scenario: Scenario, rate_per_s: float, client_weight
                             max_iter: int = 100) -> int:
     """The default design parameter |R| = min(round(λ T1 + sqrt(λ T1)), R_max), iterated
     from |R| = 1 to a fixed point (T1, the request time without waiting, depends on the
-    placement, which depends on |R|)."""
+    placement, which depends on |R|).
+
+    ``rate_per_s`` may be ``inf`` (a workload whose requests all arrive at one instant,
+    e.g. a one-row trace): the formula's limit, |R| = R_max, the largest feasible |R|.
+
+    Raises
+    ------
+    ValidationError
+        a NaN or non-positive rate, or a scenario in which no |R| >= 1 is feasible.
+    """
+    if not (isinstance(rate_per_s, (int, float, np.number)) and rate_per_s == math.inf):
+        rate_per_s = check_real(rate_per_s, "rate_per_s", low=0, low_open=True)
+    max_iter = check_count(max_iter, "max_iter", low=1, high=10_000)
     probs = client_probs(scenario, client_weights)
     r_max = max_planned_requests(scenario)
     if r_max == 0:
         raise ValidationError("No |R| >= 1 lets CG-BP cover every block: the servers cannot "
                               "host the model with cache for one session.")
+    if math.isinf(rate_per_s):
+        return r_max
     R, seen = 1, set()
     for _ in range(max_iter):
         cg = cg_bp_placement(scenario, R)
+        # finite: times are bounded (distalloc.llm.limits) and the rate is finite
         load = rate_per_s * _request_time_s(scenario, cg.placement, probs)
-        nxt = max(1, min(int(round(load + math.sqrt(load))), r_max))
+        nxt = (r_max if not math.isfinite(load) else
+               max(1, min(int(round(load + math.sqrt(load))), r_max)))
         if nxt == R or nxt in seen:
             return max(R, nxt) if nxt in seen else R
         seen.add(R)
@@ -123,6 +150,8 @@ class SimulationResult:
     events: int
     wall_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    interruptions: np.ndarray | None = None   # times each request lost a server (churn)
+    churn: "Churn | None" = None
 
     @property
     def served(self) -> np.ndarray:
@@ -139,6 +168,11 @@ class SimulationResult:
     @property
     def ttft_s(self) -> np.ndarray:
         return self.first_token_s - self.workload.arrival_s
+
+    @property
+    def response_s(self) -> np.ndarray:
+        """Completion - arrival (waiting + service), seconds."""
+        return self.end_s - self.workload.arrival_s
 
     def route(self, r: int) -> list[int]:
         o = self.path_offset[r]
@@ -159,14 +193,83 @@ class SimulationResult:
             "mean_wait_s": mean(self.wait_s[ok]),
             "p50_token_s": float(np.percentile(tok, 50)) if tok.size else None,
             "p95_token_s": float(np.percentile(tok, 95)) if tok.size else None,
+            "mean_response_s": mean(self.response_s[ok]),
+            "p95_response_s": (float(np.percentile(self.response_s[ok], 95)) if tok.size
+                               else None),
             "dropped": self.dropped,
             "mean_retries": float(np.mean(self.retries)),
             "planned_requests": self.planned_requests,
             "allocation_delay_s": self.allocation_delay_s,
             "events": self.events,
             "wall_s": self.wall_s,
+            **(self.churn.summary() if self.churn is not None else Churn.none()),
             **self.extra,
         }
+
+
+# ------------------------------------------------------------------------------------------
+# Churn (SPEC 5.1): servers fail and come back
+# ------------------------------------------------------------------------------------------
+#: mean time to repair when only the MTBF is given: a tenth of it (90.9% availability)
+DEFAULT_MTTR_FRACTION = 0.1
+
+
+def parse_churn(spec: Any) -> tuple[float, float] | None:
+    """``churn`` as (MTBF s, MTTR s): None/0 for no churn, a number (MTBF; MTTR = MTBF/10),
+    a pair, or the command line's ``"MTBF_S[:MTTR_S]"``."""
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "0", "none")):
+        return None
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) > 2:
+            raise ValidationError(f"The 'churn' parameter must be 'MTBF_S[:MTTR_S]'. "
+                                  f"Got {spec!r} instead.")
+        try:
+            spec = tuple(float(p) for p in parts)
+        except ValueError:
+            raise ValidationError(f"The 'churn' parameter must be 'MTBF_S[:MTTR_S]' (seconds). "
+                                  f"Got {spec!r} instead.") from None
+    if isinstance(spec, (tuple, list)):
+        if len(spec) not in (1, 2):
+            raise ValidationError(f"The 'churn' parameter must be (MTBF_S, MTTR_S). "
+                                  f"Got {spec!r} instead.")
+        mtbf = check_number(spec[0], "churn MTBF_S", low=0, low_open=True)
+        mttr = (check_number(spec[1], "churn MTTR_S", low=0, low_open=True) if len(spec) == 2
+                else DEFAULT_MTTR_FRACTION * mtbf)
+        return mtbf, mttr
+    if spec == 0:
+        return None
+    mtbf = check_number(spec, "churn MTBF_S", low=0, low_open=True)
+    return mtbf, DEFAULT_MTTR_FRACTION * mtbf
+
+
+@dataclass(frozen=True, eq=False)
+class Churn:
+    """What churn did in one run: the failure/repair log (seconds, server, 0 fail /
+    1 repair), sessions interrupted, their serving time lost (``lost_token_s``: seconds
+    the interrupted sessions had been served) and tokens lost, and the mean fraction of
+    servers alive over the run."""
+
+    mtbf_s: float
+    mttr_s: float
+    key: int                 # the failure/repair streams' key (drawn from the seed)
+    time_s: np.ndarray
+    server: np.ndarray
+    kind: np.ndarray
+    interrupted: int
+    lost_token_s: float
+    lost_tokens: int
+    availability: float
+
+    @staticmethod
+    def none() -> dict[str, Any]:
+        return {"interrupted": 0, "lost_token_s": 0.0, "lost_tokens": 0, "availability": 1.0}
+
+    def summary(self) -> dict[str, Any]:
+        return {"interrupted": self.interrupted, "lost_token_s": self.lost_token_s,
+                "lost_tokens": self.lost_tokens, "availability": self.availability,
+                "churn_mtbf_s": self.mtbf_s, "churn_mttr_s": self.mttr_s,
+                "failures": int(np.sum(self.kind == 0))}
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,7 +283,7 @@ def parse_allocation_delay(spec: Any, method: str) -> float:
     if isinstance(spec, str):
         table: dict[str, Any] = {}
         try:
-            return check_number(float(spec), "allocation_delay", low=0)
+            return check_real(float(spec), "allocation_delay", low=0)
         except ValueError:
             pass
         for part in spec.split(","):
@@ -199,8 +302,8 @@ def parse_allocation_delay(spec: Any, method: str) -> float:
         if unknown:
             raise ValidationError(f"The 'allocation_delay' parameter names unknown method "
                                   f"{unknown[0]!r} (known: {', '.join(ONLINE_METHODS)}).")
-        return check_number(spec.get(method, 0.0), f"allocation_delay[{method}]", low=0)
-    return check_number(spec, "allocation_delay", low=0)
+        return check_real(spec.get(method, 0.0), f"allocation_delay[{method}]", low=0)
+    return check_real(spec, "allocation_delay", low=0)
 
 
 def _placement_for(scenario: Scenario, rule: str, rng: np.random.Generator, planned: int | None,
@@ -214,9 +317,11 @@ def _placement_for(scenario: Scenario, rule: str, rng: np.random.Generator, plan
     if rule == "milp":
         from distalloc.llm.milp import solve_milp
         plan = solve_milp(scenario.with_requests(planned), time_limit_s=time_limit_s)
-        if not plan.feasible:
-            raise ValidationError(f"The MILP found no placement for |R| = {planned}: {plan.reason}")
-        info.update(milp_status=plan.status, milp_gap=plan.gap)
+        if not plan.feasible:   # proven infeasible, or nothing found in time by anyone
+            raise ValidationError(f"The MILP found no placement for |R| = {planned} "
+                                  f"(status {plan.status}): {plan.reason}")
+        # at the time limit this is the best placement known (the heuristics' at least)
+        info.update(milp_status=plan.status, milp_gap=plan.gap, milp_bound_ms=plan.bound_ms)
         return plan.placement, info
     if rule == "petals-cg-order":
         order = cg_bp_placement(scenario, planned).order
@@ -232,12 +337,31 @@ def _placement_for(scenario: Scenario, rule: str, rng: np.random.Generator, plan
     return placement, info
 
 
+def _join_rule_for(scenario: Scenario, rule: str, planned: int | None,
+                   info: dict[str, Any]) -> dict[str, Any]:
+    """The rule a repaired server re-joins by, for the placement ``rule``: CG-BP's window
+    rule with its conservative counts (cg-bp, milp), or PETALS's weakest window with
+    PETALS's (or, for petals-cg-counts, CG-BP's) counts, holders in the join order."""
+    if rule in ("cg-bp", "milp"):
+        return dict(join_rule="cg-bp", join_blocks=conservative_block_counts(scenario, planned),
+                    planned_requests=planned)
+    rank = np.full(scenario.num_servers, float(scenario.num_servers))
+    order = np.asarray(info["join_order"], dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    counts = (conservative_block_counts(scenario, planned) if rule == "petals-cg-counts"
+              else petals_block_counts(scenario))
+    return dict(join_rule="petals", join_blocks=counts, join_rank=rank,
+                planned_requests=planned or 1)
+
+
 def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float | None = None,
              num_requests: int | None = None, client_weights=None, trace: str | None = None,
              time_scale: float | None = None, planned_requests: int | None = None,
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
-             workload: Workload | None = None) -> SimulationResult:
+             workload: Workload | None = None, churn: Any = None,
+             service: str = "model", trace_format: str | None = None,
+             max_memory_gb: float | None = None, **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
     Parameters
@@ -259,18 +383,56 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     noise : float
         sigma of a mean-one log-normal factor on every service time (0: the model exactly).
     seed : int
-        draws, in this order, the arrivals, the noise and PETALS's join order, so methods
-        run with one seed see the same arrivals.
+        draws, in this order, the arrivals, the noise, the churn streams' key (with churn)
+        and PETALS's join order, so methods run with one seed see the same arrivals and
+        the same failures and repairs.
     workload : Workload, optional
         use these arrivals instead of drawing them.
+    churn : str, float or (float, float), optional
+        ``"MTBF_S[:MTTR_S]"``: every server fails after an exponential time of mean MTBF
+        and comes back after one of mean MTTR (default MTBF / 10), independently, from
+        streams keyed from ``seed``; a failure releases its sessions, which
+        are re-routed at once (their progress lost and counted), and a repaired server
+        re-joins by the method's rule (CG-BP's window rule, or PETALS's weakest window).
+        With churn a request that finds no live chain is retried with the back-off below
+        instead of being dropped.  Not for the chain methods (yet).
+    service : {'model', 'exponential'}
+        'model': service times from the performance model (times the noise factor);
+        'exponential': each job's time is additionally multiplied by an Exp(1) work draw
+        (the chain-composition paper's analysis model), drawn after the noise so every
+        method of a seed sees the same work draws.
+    **chain_options
+        'chains' and 'jffc-whole' only (:func:`distalloc.llm.jffc.simulate_chains`):
+        ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
+        ``design_rate_per_s`` (the rate the chains are composed for; default the
+        workload's).
+    trace_format : {'azure', 'burstgpt', 'mooncake'}, optional
+        columns of the trace (default: detected; see :mod:`distalloc.llm.workload`).
+    max_memory_gb : float, optional
+        refuse (before any work) a run whose memory estimate exceeds this (default
+        :func:`distalloc.llm.limits.default_max_memory_gb`).
 
     Returns
     -------
     SimulationResult
+        Requests that are never served are NaN and counted in ``dropped``: with WS-RR
+        routing, a request no chain can hold (some server of every chain lacks the cache
+        for its blocks even when idle); with PETALS routing, also a request that gave up
+        after ``max_attempts`` retries.
+
+    Raises
+    ------
+    ValidationError
+        bad parameters (before any work), a run that would need more than
+        ``max_memory_gb``, a method that cannot place the model, and a method that serves
+        none of the requests ("serves nobody": no chain of its placement has cache for one
+        session, or every request was dropped).
 
     Notes
     -----
-    Events: arrivals, completions, PETALS retries, each O(log N) in the event heap;
+    The event loop calls the compiled engine of :class:`~distalloc.llm.Swarm` for every
+    decision.  Events: arrivals, completions, PETALS retries, failures and repairs, each
+    O(log N) in an event heap;
     routing a request is O(chain length) when its client's static cheapest chain has free
     cache, and a DP over the placement, O(S + sum m_j) plus the sessions of short servers,
     otherwise.  No quadratic term in requests or servers.
@@ -278,47 +440,152 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     if method not in ONLINE_METHODS:
         raise ValidationError(f"The 'method' parameter must be one of {', '.join(ONLINE_METHODS)}. "
                               f"Got {method!r} instead.")
+    # ---- validation, before any work (the LLM hardening pass owns this block) ----------
     delay_s = parse_allocation_delay(allocation_delay_s, method)
-    sigma = check_number(noise, "noise", low=0)
-    max_attempts = check_number(max_attempts, "max_attempts", low=1, integer=True)
+    if delay_s > MAX_SPAN_S:
+        raise ValidationError(f"The 'allocation_delay' parameter must be at most "
+                              f"{MAX_SPAN_S:g} s (so that times stay finite). Got {delay_s:g} instead.")
+    sigma = check_real(noise, "noise", low=0, high=MAX_NOISE)
+    max_attempts = check_count(max_attempts, "max_attempts", low=1, high=MAX_COUNT)
+    if planned_requests is not None:
+        planned_requests = check_count(planned_requests, "planned_requests", low=1,
+                                       high=MAX_COUNT)
+    if service not in SERVICE_MODELS:
+        raise ValidationError(f"The 'service' parameter must be one of "
+                              f"{', '.join(SERVICE_MODELS)}. Got {describe(service)} instead.")
+    memory_limit = max_memory_limit(max_memory_gb)
+    churn_s = parse_churn(churn)
+    if churn_s is not None and ONLINE_METHODS[method][1] == "jffc":
+        raise ValidationError(f"The 'churn' parameter applies to the methods served by the "
+                              f"online engine, not {method!r} (its JFFC slot is not wired yet).")
     rng = as_generator(seed)
     if workload is None:
+        planned_n = num_requests if num_requests is not None else (
+            None if (trace or scenario.online.get("trace")) else scenario.online.get("num_requests"))
+        if planned_n is not None:
+            n = check_count(planned_n, "num_requests", low=1, high=MAX_COUNT)
+            _check_simulation_memory(scenario, n, memory_limit)
         workload = workload_from_args(scenario, rng, rate_per_s, num_requests, client_weights,
-                                       trace, time_scale)
+                                      trace, time_scale, trace_format, memory_limit)
+    else:
+        _check_workload(workload, scenario)
+    _check_simulation_memory(scenario, workload.num_requests, memory_limit)
+    # ---- end of validation ----------------------------------------------------------------
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
               else np.ones(N))
+    if service == "exponential":
+        factor = factor * rng.exponential(1.0, N)
+    # with churn, the failure streams' key comes next, so every method run with this seed
+    # sees the same failures and repairs
+    churn_key = int(rng.integers(0, 2**63)) if churn_s is not None else 0
     rule, routing = ONLINE_METHODS[method]
+    if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
+        from distalloc.llm.jffc import simulate_chains
+        return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
+                               **chain_options)
+    if chain_options:
+        raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
+                              f"chain methods (chains, jffc-whole), not {method!r}.")
     planned = None
     if rule in ("cg-bp", "milp", "petals-cg-order", "petals-cg-counts"):
         if planned_requests is not None:
-            planned = check_number(planned_requests, "planned_requests", low=1, integer=True)
+            planned = planned_requests  # validated above
         else:
             counts = np.bincount(workload.client, minlength=scenario.num_clients)
             planned = choose_planned_requests(scenario, workload.rate_per_s,
                                               counts / counts.sum())
     placement, info = _placement_for(scenario, rule, rng, planned, workload, time_limit_s)
     spare = scenario.usable_memory_gb - scenario.block_gb * placement.num_blocks
-    budget = np.maximum(np.floor(spare / scenario.cache_gb), 0).astype(np.int64)
-    p_alpha, p_beta = petals_costs(scenario)
+    # clamped in floating point before the cast (a count beyond int64 would wrap negative)
+    budget = np.clip(np.floor(spare / scenario.cache_gb), 0, 2.0 ** 62).astype(np.int64)
+    _check_serves_someone(scenario, method, placement, budget, workload)
+    engine = make_engine(scenario, placement, policy=routing,
+                         **_join_rule_for(scenario, rule, planned, info))
+    mtbf_s, mttr_s = churn_s if churn_s is not None else (0.0, 0.0)
     start = np.empty(N)
     end = np.empty(N)
     first_tok = np.empty(N)
     wait = np.empty(N)
     retries = np.empty(N, dtype=np.int64)
+    interruptions = np.empty(N, dtype=np.int64)
     offset = np.empty(N, dtype=np.int64)
     plen = np.empty(N, dtype=np.int64)
     t0 = time.perf_counter()
-    chains, events = llm_kernels.simulate(
-        placement.first_block, placement.num_blocks, scenario.num_blocks,
-        np.ascontiguousarray(workload.arrival_s * 1000.0), workload.client,
-        workload.output_tokens, factor, delay_s * 1000.0, scenario.rtt_ms,
-        scenario.prefill_rtt_ms, scenario.decode_ms, scenario.prefill_ms, budget,
-        0 if routing == "ws-rr" else 1, np.ascontiguousarray(p_alpha), p_beta,
-        PETALS_NO_CACHE_PENALTY_MS, BACKOFF_BASE_S * 1000.0, BACKOFF_CAP_S * 1000.0,
-        max_attempts, start, end, first_tok, wait, retries, offset, plen)
+    chains, events, log, lost_ms, lost_tokens, up_ms, horizon_ms = swarm_kernels.simulate(
+        engine, np.ascontiguousarray(workload.arrival_s * 1000.0), workload.client,
+        workload.output_tokens, factor, delay_s * 1000.0, BACKOFF_BASE_S * 1000.0,
+        BACKOFF_CAP_S * 1000.0, max_attempts, mtbf_s * 1000.0, mttr_s * 1000.0, churn_key,
+        start, end, first_tok, wait, retries, interruptions, offset, plen)
     wall = time.perf_counter() - t0
+    if np.isnan(end).all():
+        why = ("every request gave up after max_attempts retries: the chains PETALS's "
+               "routing chose never had free cache" if routing == "petals" else
+               "no chain had cache for its blocks")
+        raise ValidationError(f"Method '{method}' served none of the {N} requests ({why}).")
+    churn_info = None
+    if churn_s is not None:
+        churn_info = Churn(mtbf_s, mttr_s, churn_key, log[0] / 1000.0, log[1], log[2],
+                           int(interruptions.sum()), lost_ms / 1000.0, int(lost_tokens),
+                           up_ms / (horizon_ms * scenario.num_servers) if horizon_ms > 0 else 1.0)
     return SimulationResult(method, workload, placement, planned, delay_s, start / 1000.0,
                             end / 1000.0, first_tok / 1000.0, wait / 1000.0, retries, offset,
-                            plen, chains,
-                            int(events), wall, extra=info)
+                            plen, chains, int(events), wall, extra=info,
+                            interruptions=interruptions, churn=churn_info)
+
+
+
+# ------------------------------------------------------------------------------------------
+# Checks made before a simulation starts (issue 16)
+# ------------------------------------------------------------------------------------------
+#: bytes per simulated request besides its chain (8 per hop): the workload, the noise
+#: draws, seven per-request outputs, the event heap and the summaries' temporaries
+#: (measured peak: ~130 bytes per request on clustered, 10^5 to 3 x 10^6 requests)
+BYTES_PER_SIMULATED_REQUEST = 160
+
+
+def _check_simulation_memory(scenario: Scenario, num_requests: int, limit_gb: float) -> None:
+    """Refuse a run whose memory estimate (per request, plus each client's cached chain of
+    up to L + 1 servers in the kernel) exceeds the limit, before any work."""
+    hops = min(scenario.num_blocks, scenario.num_servers, 64)
+    need = (num_requests * (BYTES_PER_SIMULATED_REQUEST + 8 * hops)
+            + 8 * (scenario.num_clients + 1) * (scenario.num_blocks + 1)
+            + 64 * scenario.num_servers)
+    check_memory(need, f"simulating {num_requests} requests", limit_gb)
+
+
+def _check_workload(workload: Any, scenario: Scenario) -> None:
+    """A workload given by the caller: sorted finite arrival times, clients of the
+    scenario, output lengths in [1, output_tokens]."""
+    if not isinstance(workload, Workload):
+        raise ValidationError(f"'workload' must be a Workload. Got {type(workload).__name__} instead.")
+    n = workload.arrival_s.shape[0] if isinstance(workload.arrival_s, np.ndarray) else -1
+    if n < 1:
+        raise ValidationError("'workload.arrival_s' must be a non-empty 1-D array.")
+    t = as_float_array(workload.arrival_s, "workload.arrival_s", shape=(n,))
+    if np.any(np.diff(t) < 0) or abs(t[-1]) > MAX_SPAN_S or abs(t[0]) > MAX_SPAN_S:
+        raise ValidationError(f"'workload.arrival_s' must be sorted and within "
+                              f"+-{MAX_SPAN_S:g} s.")
+    as_int_array(workload.client, "workload.client", shape=(n,), low=0,
+                 high=scenario.num_clients - 1)
+    as_int_array(workload.output_tokens, "workload.output_tokens", shape=(n,), low=1,
+                 high=scenario.output_tokens)
+
+
+def _check_serves_someone(scenario: Scenario, method: str, placement: Placement,
+                          budget: np.ndarray, workload: Workload) -> None:
+    """"Serves nobody", decided before the event loop: if no chain of the placement has
+    cache for one session of some client even on an idle swarm, that client's requests
+    can never be served (WS-RR drops them at once, PETALS retries them max_attempts times
+    first); when this holds for every client of the workload, the method serves nobody."""
+    alpha, beta = request_time_costs(scenario)
+    routes = shortest_routes(placement, scenario.num_blocks, alpha, beta, budget, math.inf)
+    present = np.unique(workload.client)
+    if not np.isfinite(routes.cost[present]).any():
+        used = np.flatnonzero(placement.num_blocks > 0)
+        j = int(used[np.argmin(budget[used])])  # the placement covers every block: used != []
+        raise ValidationError(
+            f"Method '{method}' serves none of the {workload.num_requests} requests: no chain "
+            f"of its placement has cache for one session (server {j} holds "
+            f"{int(placement.num_blocks[j])} blocks and cache for {int(budget[j])} "
+            "(session, block) pairs).")

@@ -20,7 +20,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, describe, read_text
+from distalloc.llm.limits import check_memory
 
 __all__ = ["Topology", "read_topology", "find_data_dir", "TOPOLOGY_ALIASES"]
 
@@ -51,7 +52,7 @@ def find_data_dir() -> Path | None:
     or beside the source checkout (``../shared/data`` relative to the project root)."""
     env = os.environ.get("DISTALLOC_DATA_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     here = Path(__file__).resolve()
     for base in [Path.cwd(), *Path.cwd().parents, *here.parents]:
         cand = base / "shared" / "data"
@@ -63,18 +64,24 @@ def find_data_dir() -> Path | None:
 def _resolve(name: str) -> Path:
     path = Path(name)
     if path.suffix == ".graph" or path.exists():
-        if not path.exists():
-            raise ValidationError(f"Topology file '{name}' does not exist.")
         return path
     stem = TOPOLOGY_ALIASES.get(name.lower(), name)
     data = find_data_dir()
+    shown = describe(name)[1:-1]
     if data is None:
         raise ValidationError(
-            f"Topology '{name}': data folder not found (set DISTALLOC_DATA_DIR to shared/data).")
-    cand = data / "topologies" / f"{stem}.graph"
-    if not cand.exists():
-        known = sorted(p.stem for p in (data / "topologies").glob("*.graph"))
-        raise ValidationError(f"Unknown topology '{name}' (known: {', '.join(known)}).")
+            f"Topology '{shown}': data folder not found (set DISTALLOC_DATA_DIR to shared/data).")
+    folder = data / "topologies"
+    source = " (from DISTALLOC_DATA_DIR)" if os.environ.get("DISTALLOC_DATA_DIR") else ""
+    cand = folder / f"{stem}.graph"
+    if not cand.is_file():
+        known = sorted(p.stem for p in folder.glob("*.graph")) if folder.is_dir() else []
+        if not known:
+            raise ValidationError(f"Unknown topology '{shown}': no *.graph files in "
+                                  f"'{folder}'{source}; point DISTALLOC_DATA_DIR at the "
+                                  "shared/data folder.")
+        raise ValidationError(f"Unknown topology '{shown}' (known in '{folder}'{source}: "
+                              f"{', '.join(known)}).")
     return cand
 
 
@@ -87,40 +94,54 @@ def read_topology(name: str) -> Topology:
         bad counts, unknown node ids, negative or non-finite delays, a disconnected graph.
     """
     path = _resolve(name)
-    lines = [ln.split() for ln in path.read_text().splitlines()]
-    lines = [ln for ln in lines if ln]
+    text = read_text(path, "Topology file")
+    # (line number, fields) of the non-blank lines; messages name line numbers, never content
+    lines = [(i, ln.split()) for i, ln in enumerate(text.splitlines(), start=1)]
+    lines = [(i, ln) for i, ln in lines if ln]
     where = f"topology file '{path.name}'"
-    try:
-        if lines[0][0] != "NODES":
-            raise ValidationError(f"{where}: first line must be 'NODES <count>'. Got {' '.join(lines[0])!r}.")
-        n_nodes = int(lines[0][1])
-        node_rows = lines[2:2 + n_nodes]
-        labels = [row[0] for row in node_rows]
-        edges_at = 2 + n_nodes
-        if len(node_rows) != n_nodes or lines[edges_at][0] != "EDGES":
-            raise ValidationError(f"{where}: NODES count {n_nodes} does not match the node lines.")
-        n_edges = int(lines[edges_at][1])
-        edge_rows = lines[edges_at + 2:]
-    except (IndexError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            raise
-        raise ValidationError(f"{where}: malformed header ({exc}).") from None
+
+    def count(at: int, keyword: str) -> int:
+        if at >= len(lines) or lines[at][1][0] != keyword:
+            line = lines[at][0] if at < len(lines) else len(text.splitlines()) + 1
+            raise ValidationError(f"{where}: line {line} must be '{keyword} <count>'.")
+        fields = lines[at][1]
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
+            raise ValidationError(f"{where}: line {lines[at][0]} must be '{keyword} <count>' "
+                                  "with a decimal count.")
+        return int(fields[1])
+
+    n_nodes = count(0, "NODES")
     if n_nodes < 2:
         raise ValidationError(f"{where}: needs at least 2 nodes. Got {n_nodes}.")
+    if n_nodes > len(lines):
+        raise ValidationError(f"{where}: NODES count {n_nodes} does not match the node lines.")
+    # the all-pairs delay matrix (and Dijkstra's work array) is n x n doubles
+    check_memory(16.0 * n_nodes * n_nodes, f"the all-pairs delays of a {n_nodes}-node topology")
+    node_rows = [fields for _, fields in lines[2:2 + n_nodes]]
+    edges_at = 2 + n_nodes
+    if len(node_rows) != n_nodes or edges_at >= len(lines) or lines[edges_at][1][0] != "EDGES":
+        raise ValidationError(f"{where}: NODES count {n_nodes} does not match the node lines.")
+    labels = [row[0] for row in node_rows]
+    n_edges = count(edges_at, "EDGES")
+    edge_rows = lines[edges_at + 2:]
     if len(edge_rows) != n_edges:
         raise ValidationError(f"{where}: EDGES count {n_edges} does not match {len(edge_rows)} edge lines.")
     src = np.empty(n_edges, dtype=np.int64)
     dst = np.empty(n_edges, dtype=np.int64)
     delay_us = np.empty(n_edges, dtype=np.float64)
-    for i, row in enumerate(edge_rows):
+    for i, (line, row) in enumerate(edge_rows):
         try:
             s, d, dl = int(row[1]), int(row[2]), float(row[5])
         except (IndexError, ValueError):
-            raise ValidationError(f"{where}: malformed edge line {' '.join(row)!r}.") from None
+            raise ValidationError(f"{where}: line {line} is not an edge line "
+                                  "'label src dest weight bw delay'.") from None
         if not (0 <= s < n_nodes and 0 <= d < n_nodes):
-            raise ValidationError(f"{where}: edge {row[0]} names unknown node id {s if not 0 <= s < n_nodes else d}.")
-        if not np.isfinite(dl) or dl < 0:
-            raise ValidationError(f"{where}: edge {row[0]} has delay {row[5]} (must be finite and >= 0 µs).")
+            bad = s if not 0 <= s < n_nodes else d
+            raise ValidationError(f"{where}: line {line} names unknown node id "
+                                  f"{describe(bad)} (ids are 0..{n_nodes - 1}).")
+        if not np.isfinite(dl) or dl < 0 or dl > 1e15:
+            raise ValidationError(f"{where}: line {line} has delay {dl:g} µs (must be in "
+                                  "[0, 1e15]).")
         src[i], dst[i], delay_us[i] = s, d, dl
     # keep the fastest of parallel links; csgraph drops explicit zeros, so a zero-delay
     # link is stored as a tiny positive delay (1e-12 ms, far below any reported digit)

@@ -9,7 +9,7 @@ from scipy.optimize import minimize
 
 from distalloc._validation import ValidationError, as_generator, check_number
 
-__all__ = ["Problem", "synthetic_regression", "diabetes", "digits", "load_problem"]
+__all__ = ["Problem", "synthetic_regression", "diabetes", "digits", "from_arrays", "load_problem"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +140,46 @@ def _logistic(name, X, y, reg) -> Problem:
                    options={"maxiter": 10_000, "gtol": 1e-12, "ftol": 1e-15})
     return Problem(name, X, y, "logistic", reg, res.x, float(res.fun),
                    np.zeros((X.shape[1], X.shape[1])))
+
+
+def from_arrays(X: Any, y: Any, *, loss: str = "least_squares", reg: float | None = None,
+                name: str = "user") -> Problem:
+    """A user's own data as a Problem (the minimiser by least squares or L-BFGS).
+
+    Parameters
+    ----------
+    X : (m, d) array of float
+    y : (m,) array; {0, 1} for ``loss='logistic'``
+    loss : {'least_squares', 'logistic'}
+    reg : float
+        l2 weight for the logistic loss (default 1e-3; must be > 0 so that w* exists).
+    """
+    try:
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError("'X' and 'y' must be numeric arrays.") from None
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] < 2 or X.shape[1] < 1:
+        raise ValidationError(f"'X' must be (m, d) and 'y' (m,) with m >= 2. Got {X.shape} and "
+                              f"{y.shape} instead.")
+    if X.shape[0] * X.shape[1] > 10**9:
+        raise ValidationError(f"'X' has {X.shape[0] * X.shape[1]:g} entries, more than 1e9.")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValidationError("'X' and 'y' must be finite.")
+    if max(float(np.abs(X).max()), float(np.abs(y).max())) > 1e100:
+        raise ValidationError("'X' and 'y' must be at most 1e100 in magnitude (products would "
+                              "overflow); rescale the data.")
+    if loss == "least_squares":
+        if reg is not None:
+            raise ValidationError("'reg' applies to the logistic loss only.")
+        return _least_squares(name, X, y)
+    if loss == "logistic":
+        if not np.all((y == 0) | (y == 1)):
+            raise ValidationError("'y' must hold 0 and 1 for the logistic loss.")
+        return _logistic(name, X, y, check_number(1e-3 if reg is None else reg, "reg", low=0,
+                                                  low_open=True))
+    raise ValidationError(f"The 'loss' parameter must be least_squares or logistic. Got "
+                          f"{loss!r} instead.")
 
 
 def load_problem(name: str, seed: Any = 0) -> Problem:

@@ -53,7 +53,7 @@ class Schedule:
 def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity: float,
                    noise_var: float, batch: int, initial_gap: float,
                    model: ResponseModel | None = None, rate: float = 1.0, step: int = 1,
-                   k_start: int = 1) -> Schedule:
+                   k_start: int = 1, mu: np.ndarray | None = None) -> Schedule:
     """Switching times t_1 .. of the bound-optimal schedule k = k_start, k_start + step, ...
 
     Parameters
@@ -64,10 +64,23 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
         eta, L, c, sigma^2, s (rows per worker), F(w0) - F*.  Needs eta c < 1.
     model : ResponseModel, optional
         response times (default Exponential(rate)); mu_k from its order statistics.
+    mu : (n,) array, optional
+        mu_1 .. mu_n already computed from ``model``.
 
     Returns
     -------
     Schedule
+        The schedule stops at the last k it ever leaves: a switch whose time is infinite
+        never happens (no noise floor, sigma^2 = 0: the bound of k never gets slower than
+        that of a larger k; or an infinite mean E[X_(k')] of the next k'), so
+        ``switch_times`` may have fewer than (n - k_start) / step entries, and k stays at
+        ``k_values[-1]``.
+
+    Raises
+    ------
+    ValidationError
+        bad input, eta c >= 1, an infinite E[X_(k_start)], or a switch time beyond float64
+        (an lr so small that the bound's contraction 1 - eta c rounds away).
 
     Examples
     --------
@@ -75,7 +88,7 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     >>> [round(t, 1) for t in s.switch_times]
     [2484.6, 3108.1, 3968.3, 5512.6]
     """
-    n = check_number(workers, "workers", low=1, integer=True)
+    n = check_number(workers, "workers", low=1, high=2**40, integer=True)
     eta = check_number(lr, "lr", low=0, low_open=True)
     L = check_number(smoothness, "smoothness", low=0, low_open=True)
     c = check_number(strong_convexity, "strong_convexity", low=0, low_open=True)
@@ -86,24 +99,40 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     k = check_number(k_start, "k_start", low=1, high=n, integer=True)
     if eta * c >= 1:
         raise ValidationError(f"The bound needs lr x strong_convexity < 1. Got {eta * c:g} instead.")
-    model = model or Exponential(check_number(rate, "rate", low=0, low_open=True))
-    mu = model.order_stat_means(n)
-    log_contraction = math.log(1 - eta * c)          # < 0
+    log_contraction = math.log1p(-eta * c)           # < 0 unless eta c underflows
+    if not log_contraction < 0:
+        raise ValidationError(f"lr x strong_convexity = {eta:g} x {c:g} underflows to 0: the "
+                              "bound would never contract.")
+    if model is None:
+        model = Exponential(check_number(rate, "rate", low=0, low_open=True))
+    mu = model.order_stat_means(n) if mu is None else np.asarray(mu, dtype=float)
+    if not math.isfinite(mu[k - 1]):
+        raise ValidationError(f"The schedule starts at k = {k}, whose mean response time is "
+                              f"infinite: {model.infinite_mean_reason(k, n)}.")
 
     def a(kk):
         return eta * L * sigma2 / (2 * c * kk * s)
     ks, times, errors = [k], [], []
     t = 0.0
-    while k + step <= n:
-        k2 = k + step
-        mu_k, mu_k2 = mu[k - 1], mu[k2 - 1]
-        target = (a(k) * mu_k2 - a(k2) * mu_k) / (mu_k2 - mu_k)
-        if e > target:
-            dt = mu_k * math.log((target - a(k)) / (e - a(k))) / log_contraction
-            t += dt
-            e = a(k) + (1 - eta * c) ** (dt / mu_k) * (e - a(k))
-        times.append(t)
-        errors.append(e)
-        k = k2
-        ks.append(k)
+    with np.errstate(all="ignore"):    # every value is checked below
+        while k + step <= n:
+            k2 = k + step
+            mu_k, mu_k2 = mu[k - 1], mu[k2 - 1]
+            # k2 is faster once e - a_k falls to (a_k - a_k2) mu_k / (mu_k2 - mu_k) > 0
+            excess = (a(k) - a(k2)) * mu_k / (mu_k2 - mu_k)
+            if not (math.isfinite(mu_k2) and excess > 0 and math.isfinite(excess)):
+                break                                # the switch never happens
+            if e - a(k) > excess:
+                dt = mu_k * (math.log(excess) - math.log(e - a(k))) / log_contraction
+                t += dt
+                if not math.isfinite(t):
+                    raise ValidationError(
+                        f"The switch from k = {k} to {k2} would come after {t:g} time units, "
+                        f"beyond float64 (lr x strong_convexity = {eta * c:.3g} contracts the "
+                        "bound too slowly); use a larger lr.")
+                e = a(k) + excess
+            times.append(t)
+            errors.append(e)
+            k = k2
+            ks.append(k)
     return Schedule(np.array(ks), np.array(times), np.array(errors), mu)

@@ -1,0 +1,530 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, nonecheck=False
+"""Compiled kernels of chain composition with cache reservation (SPEC 1.10): GBP-CR, GCA
+and the JFFC event loop.
+
+What this module computes, and for whom (callers: ``distalloc.llm.chains`` and
+``distalloc.llm.jffc``; never user code):
+
+* ``gbp_cr``        — Greedy Block Placement with Cache Reservation for one reservation c:
+  block counts m_j(c), the amortised order and the disjoint chains tiled over [0, L) until
+  their total rate reaches the target (notes §2.2, 0-based form §2.4).
+* ``gca``           — Greedy Cache Allocation on any placement: repeatedly the fastest
+  chain on the feasible-link DAG whose servers still have the slots it needs, given as many
+  jobs as its tightest server allows (notes §3.2).  The shortest path is llm_core's
+  ``_route_dp`` in mode 1 with an infinite penalty and the per-server free slots as the
+  budget: a link into j that processes k blocks exists iff j has >= k free slots, which
+  is exactly the global pruning of step (d).
+* ``simulate_jffc`` — the discrete-event simulation of JFFC with one central FCFS queue;
+  every decision is llm_core's ``_jffc_arrive`` / ``_jffc_complete`` (the one copy of the
+  rule, shared with the online engine), the event heap is llm_core's.
+
+Layering: ``cdef inline`` cores in ``llm_core.pxd``, then the ``def`` entry points below,
+which take contiguous typed arrays, release the GIL and never validate user input.
+Blocks are 0-based; server j hosts [first[j], first[j] + num[j]); num[j] == 0: unused.
+Times are ms.
+"""
+from libc.math cimport INFINITY, floor
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, calloc, realloc, free, qsort
+from libc.string cimport memset
+
+from llm_core cimport *
+
+import numpy as np
+
+
+cdef inline int64_t _floor_count(double x) noexcept nogil:
+    """floor(x) that counts (2 - 1) / 0.1 as 10: a relative tolerance of 1e-9 absorbs
+    the rounding of the division (the float-floor trap of the notes §3.4)."""
+    # guard (issue 16): NaN counts 0 and x >= 2^62 counts 2^62, decided in floating point
+    # before the cast (a cast of NaN or of a float beyond int64 is undefined)
+    if not (x > 0.0):
+        return 0
+    if x >= 4611686018427387904.0:
+        return 4611686018427387904
+    return <int64_t> floor(x * (1.0 + 1e-12) + 1e-9)
+
+
+def block_counts(const double[::1] usable_memory_gb, double block_gb, double cache_gb,
+                 int64_t c, int64_t L, int64_t[::1] num_blocks):
+    """m_j(c) = min(floor(M_j / (s_m + s_c c)), L) (Eq. 6); returns sum_j m_j(c)."""
+    cdef Py_ssize_t S = usable_memory_gb.shape[0], j
+    cdef int64_t m, total = 0
+    cdef double per_block = block_gb + cache_gb * c
+    with nogil:
+        for j in range(S):
+            m = _floor_count(usable_memory_gb[j] / per_block)
+            if m > L:
+                m = L
+            num_blocks[j] = m
+            total += m
+    return total
+
+
+def slot_counts(const double[::1] usable_memory_gb, const int64_t[::1] num_blocks,
+                double block_gb, double cache_gb, int64_t[::1] slots):
+    """Free cache slots M~_j = floor((M_j - s_m m_j) / s_c) (Eq. 3), float-floor safe."""
+    cdef Py_ssize_t S = usable_memory_gb.shape[0], j
+    with nogil:
+        for j in range(S):
+            slots[j] = _floor_count((usable_memory_gb[j] - block_gb * num_blocks[j]) / cache_gb)
+
+
+def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
+           const double[::1] beta, double block_gb, double cache_gb, int64_t c, int64_t L,
+           const double[::1] target_rate_per_ms, int64_t[::1] first_block,
+           int64_t[::1] num_blocks, int64_t[::1] chain_of, int64_t[::1] owner,
+           double[::1] amortised_ms, int64_t[::1] order, double[::1] group_rate_per_ms,
+           int64_t[::1] group_chains):
+    """GBP-CR(c) (Alg. 1), 0-based, for G client groups at once (G = 1: the paper's).
+
+    m_j(c) as in ``block_counts``; group g's per-visit times are alpha[g] and its chains'
+    rate target target_rate_per_ms[g] (<= 0: the group needs no chain).  The pairs (g, j)
+    with m_j >= 1 go in increasing (t~_gj, j, g), t~_gj = (alpha[g, j] + beta_j m_j) / m_j.
+    Each pair whose server is still free and whose group has not reached its target places
+    the server in the group's chain under construction: a_j = min(a_g, L - m_j) (all m_j
+    blocks kept: the last server of a chain is shifted back to end at L), T_g += t_gj,
+    a_g = min(a_g + m_j, L); when a_g == L the chain is complete, 1/T_g is added to the
+    group's rate nu_g, the group is done once nu_g >= its target, else its next chain
+    starts at block 0.  The loop stops once every group is done.
+
+    Outputs per server: blocks, ``chain_of`` (complete chains 0..K-1 in order of completion,
+    then incomplete ones in order of start; -1 not placed), ``owner`` (group, -1 not
+    placed), ``amortised_ms`` (t~ of the owner; of the first pair in the order if not
+    placed; inf if m_j = 0), ``order[:n]`` the servers with m_j >= 1 by their first pair.
+    Per group: ``group_rate_per_ms`` nu_g and ``group_chains`` complete chains.
+    Returns (complete chains K, total rate in 1/ms, every group done, servers reached,
+    sum_j m_j).  O(P log P) for P = G x (servers with m_j >= 1).
+    """
+    cdef Py_ssize_t S = usable_memory_gb.shape[0], G = alpha.shape[0], j, i, g
+    cdef Py_ssize_t n_used = 0, n_pairs = 0, n_order = 0, reached = 0, n_ids = 0, pending = 0
+    cdef int64_t m, total = 0, K = 0
+    cdef double per_block = block_gb + cache_gb * c, nu = 0.0
+    cdef KeyIndex* keys = <KeyIndex*> malloc((S * G + 1) * sizeof(KeyIndex))
+    cdef int64_t* a = <int64_t*> calloc(G + 1, sizeof(int64_t))
+    cdef double* T = <double*> calloc(G + 1, sizeof(double))
+    cdef int64_t* cur = <int64_t*> malloc((G + 1) * sizeof(int64_t))
+    cdef unsigned char* done = <unsigned char*> calloc(G + 1, 1)
+    cdef unsigned char* seen = <unsigned char*> calloc(S + 1, 1)
+    cdef int64_t* new_id = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    if not (keys and a and T and cur and done and seen and new_id):
+        free(keys); free(a); free(T); free(cur); free(done); free(seen); free(new_id)
+        raise MemoryError()
+    try:
+        with nogil:
+            for g in range(G):
+                cur[g] = -1
+                group_rate_per_ms[g] = 0.0
+                group_chains[g] = 0
+                if target_rate_per_ms[g] <= 0.0:
+                    done[g] = 1
+                else:
+                    pending += 1
+            for j in range(S):
+                m = _floor_count(usable_memory_gb[j] / per_block)
+                if m > L:
+                    m = L
+                first_block[j] = 0
+                chain_of[j] = -1
+                owner[j] = -1
+                amortised_ms[j] = INFINITY
+                num_blocks[j] = m
+                if m > 0:
+                    total += m
+                    n_used += 1
+                    for g in range(G):
+                        keys[n_pairs].key = (alpha[g, j] + beta[j] * m) / m
+                        keys[n_pairs].index = j * G + g
+                        n_pairs += 1
+            qsort(keys, n_pairs, sizeof(KeyIndex), _cmp_key_index)
+            for i in range(n_pairs):
+                j = keys[i].index // G
+                g = keys[i].index % G
+                if not seen[j]:
+                    seen[j] = 1
+                    order[n_order] = j
+                    n_order += 1
+                    amortised_ms[j] = keys[i].key
+                if pending == 0 or owner[j] >= 0 or done[g]:
+                    continue
+                m = num_blocks[j]
+                owner[j] = g
+                amortised_ms[j] = keys[i].key
+                first_block[j] = a[g] if a[g] < L - m else L - m
+                if cur[g] < 0:
+                    cur[g] = n_ids
+                    new_id[n_ids] = -1
+                    n_ids += 1
+                chain_of[j] = cur[g]
+                reached += 1
+                T[g] += alpha[g, j] + beta[j] * m
+                a[g] = a[g] + m if a[g] + m < L else L
+                if a[g] == L:
+                    group_rate_per_ms[g] += 1.0 / T[g]
+                    group_chains[g] += 1
+                    new_id[cur[g]] = K
+                    K += 1
+                    cur[g] = -1
+                    if group_rate_per_ms[g] >= target_rate_per_ms[g]:
+                        done[g] = 1
+                        pending -= 1
+                    a[g] = 0
+                    T[g] = 0.0
+            # number the incomplete chains after the complete ones, in order of start
+            i = K
+            for j in range(n_ids):
+                if new_id[j] < 0:
+                    new_id[j] = i
+                    i += 1
+            for j in range(S):
+                if owner[j] < 0:
+                    num_blocks[j] = 0
+                else:
+                    chain_of[j] = new_id[chain_of[j]]
+            for g in range(G):
+                nu += group_rate_per_ms[g]
+    finally:
+        free(keys); free(a); free(T); free(cur); free(done); free(seen); free(new_id)
+    return K, nu, pending == 0, reached, total
+
+
+cdef struct ChainBuffers:
+    # GCA's output, grown by doubling: chain q is servers flat_s[offs[q]:offs[q + 1]]
+    # processing flat_k[...] blocks each, with caps[q] jobs, cost costs[q], home homes[q]
+    int64_t* flat_s
+    int64_t* flat_k
+    int64_t* offs
+    int64_t* caps
+    double* costs
+    int64_t* homes
+    Py_ssize_t n_chains
+    Py_ssize_t flat_size
+    Py_ssize_t chain_cap
+    Py_ssize_t flat_cap
+
+
+cdef int _grow(void** buf, Py_ssize_t n, size_t size) noexcept nogil:
+    cdef void* p = realloc(buf[0], n * size)
+    if not p:
+        return -1
+    buf[0] = p
+    return 0
+
+
+cdef inline void _shrink_window(int64_t j, const int64_t* first_block,
+                                const int64_t* num_blocks, const int64_t* free_slots,
+                                int64_t* win_first, int64_t* win_num) noexcept nogil:
+    """Server j's links that can still exist: a link processing k blocks needs k free slots,
+    so only predecessors ending in [end_j - free_j, end_j) qualify (the others cost inf in
+    the DP and can never be chosen); the graph keeps end_j = win_first + win_num."""
+    cdef int64_t end = first_block[j] + num_blocks[j]
+    cdef int64_t lo = end - free_slots[j]
+    if lo < first_block[j]:
+        lo = first_block[j]
+    if lo > end:
+        lo = end
+    if win_num[j] > 0:
+        win_num[j] = end - lo
+    win_first[j] = lo
+
+
+cdef int _gca_rounds(RouteGraph* g, RouteCost* rc, const int64_t* first_block,
+                     const int64_t* num_blocks, int64_t* free_slots, int64_t home,
+                     ChainBuffers* out, double* D, int64_t* arg_server, int64_t* arg_prev,
+                     int64_t* path, int64_t* kbuf, int64_t* win_first,
+                     int64_t* win_num) noexcept nogil:
+    """GCA's rounds on graph ``g`` (whose first/num are the windows win_first/win_num)
+    until no chain is left; 0, or -1 if out of memory."""
+    cdef Py_ssize_t q
+    cdef int64_t j, k, prev, capk, plen = 0
+    cdef double cost
+    while True:
+        cost = _route_dp(g, rc, D, arg_server, arg_prev, NULL, path, &plen)
+        if plen == 0:
+            return 0
+        capk = -1
+        prev = 0
+        for q in range(plen):
+            j = path[q]
+            k = first_block[j] + num_blocks[j] - prev
+            prev = first_block[j] + num_blocks[j]
+            kbuf[q] = k
+            if capk < 0 or free_slots[j] // k < capk:
+                capk = free_slots[j] // k
+        for q in range(plen):
+            free_slots[path[q]] -= capk * kbuf[q]
+            _shrink_window(path[q], first_block, num_blocks, free_slots, win_first, win_num)
+        if out.n_chains == out.chain_cap:
+            out.chain_cap *= 2
+            if (_grow(<void**> &out.offs, out.chain_cap + 1, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.caps, out.chain_cap, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.costs, out.chain_cap, sizeof(double)) < 0
+                    or _grow(<void**> &out.homes, out.chain_cap, sizeof(int64_t)) < 0):
+                return -1
+        if out.flat_size + plen > out.flat_cap:
+            out.flat_cap = 2 * out.flat_cap + plen
+            if (_grow(<void**> &out.flat_s, out.flat_cap, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.flat_k, out.flat_cap, sizeof(int64_t)) < 0):
+                return -1
+        for q in range(plen):
+            out.flat_s[out.flat_size + q] = path[q]
+            out.flat_k[out.flat_size + q] = kbuf[q]
+        out.flat_size += plen
+        out.caps[out.n_chains] = capk
+        out.costs[out.n_chains] = cost
+        out.homes[out.n_chains] = home
+        out.n_chains += 1
+        out.offs[out.n_chains] = out.flat_size
+
+
+def gca(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
+        const double[:, ::1] alpha, const double[::1] beta, const int64_t[::1] slots,
+        const int64_t[::1] owner, const double[::1] shared_alpha):
+    """GCA (Alg. 2) on the placement (first_block, num_blocks) with ``slots[j]`` free cache
+    slots (one slot = one block's cache for one job), per client group, then shared.
+
+    Link (i, j) processing k = end_j - end_i blocks on j costs alpha_j + beta_j k and exists
+    iff first_j <= end_i <= end_j - 1 and j has >= k free slots.  While a chain exists: take
+    the cheapest (llm_core._route_dp, ties as the DP breaks them: lower end block, then lower
+    server index within an end block, then the earlier predecessor), capacity
+    c = min_j floor(free_j / k_j), free_j -= c k_j on its servers.
+
+    Passes: for each group g = 0..G-1 (G = alpha.shape[0]), GCA on the servers with
+    owner[j] == g at the group's costs alpha[g] (home g); then one pass on every placed
+    server with what is left, at ``shared_alpha`` (home -1).  With no owners (all -1) this
+    is the paper's GCA at ``shared_alpha``; with one group owning every placed server and
+    shared_alpha == alpha[0], the last pass finds nothing and the result is the same.
+
+    The DP only visits the links that can still exist (server j's predecessors ending in
+    [end_j - free_j, end_j), ``_shrink_window``), so servers drained by earlier chains cost
+    little in later rounds.
+
+    Returns (servers, blocks, offsets, capacities, cost_ms, home): chain q is
+    servers[offsets[q]:offsets[q + 1]] processing blocks[...] each, in pass order and GCA
+    order within a pass.  O(rounds x (S + sum_j m_j)), rounds <= number of links.
+    """
+    cdef Py_ssize_t S = first_block.shape[0], G = alpha.shape[0], q, gi
+    cdef RouteGraph g
+    cdef RouteCost rc
+    cdef ChainBuffers out
+    cdef int failed = 0
+    cdef int64_t* free_slots = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+    cdef int64_t* masked = <int64_t*> calloc(S + 1, sizeof(int64_t))
+    cdef int64_t* win_first = <int64_t*> calloc(S + 1, sizeof(int64_t))
+    cdef int64_t* zeros = <int64_t*> calloc(S + 1, sizeof(int64_t))
+    cdef double* D = <double*> malloc((L + 1) * sizeof(double))
+    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    cdef int64_t* kbuf = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    out.chain_cap = 64
+    out.flat_cap = 256
+    out.n_chains = 0
+    out.flat_size = 0
+    out.flat_s = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
+    out.flat_k = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
+    out.offs = <int64_t*> malloc((out.chain_cap + 1) * sizeof(int64_t))
+    out.caps = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
+    out.costs = <double*> malloc(out.chain_cap * sizeof(double))
+    out.homes = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
+    cdef int graph_ok = -1
+    g.bucket = NULL
+    g.by_end = NULL
+    try:
+        # guards (llm_core.pxd): shapes, and every index the DP derives from the placement
+        if not (0 < L <= KERNEL_MAX_BLOCKS and num_blocks.shape[0] == S
+                and alpha.shape[1] == S and beta.shape[0] == S and slots.shape[0] == S
+                and owner.shape[0] == S and shared_alpha.shape[0] == S
+                and _placement_ok(&first_block[0], &num_blocks[0], S, L)):
+            raise ValueError("chain_kernels.gca: precondition violated: placement or shapes")
+        graph_ok = _graph_init(&g, win_first, masked, S, L)
+        if not (free_slots and masked and win_first and zeros and D and arg_server and arg_prev and path
+                and kbuf and out.flat_s and out.flat_k and out.offs and out.caps
+                and out.costs and out.homes) or graph_ok < 0:
+            raise MemoryError()
+        with nogil:
+            for q in range(S):
+                free_slots[q] = slots[q]
+            rc.a2 = NULL
+            rc.b1 = &beta[0]
+            rc.b2 = NULL
+            rc.w = 0.0
+            rc.mode = 1
+            rc.capb = free_slots
+            rc.used = zeros
+            rc.penalty = INFINITY
+            rc.lists = NULL
+            rc.now = 0.0
+            out.offs[0] = 0
+            for gi in range(G + 1):
+                for q in range(S):
+                    masked[q] = num_blocks[q] if (gi == G or owner[q] == gi) else 0
+                    _shrink_window(q, &first_block[0], &num_blocks[0], free_slots, win_first,
+                                   masked)
+                _graph_build(&g, S)
+                rc.a1 = &shared_alpha[0] if gi == G else &alpha[gi, 0]
+                if _gca_rounds(&g, &rc, &first_block[0], &num_blocks[0], free_slots,
+                               gi if gi < G else -1, &out, D, arg_server, arg_prev, path,
+                               kbuf, win_first, masked) < 0:
+                    failed = 1
+                    break
+        if failed:
+            raise MemoryError()
+        n = out.n_chains
+        servers = np.empty(out.flat_size, dtype=np.int64)
+        blocks = np.empty(out.flat_size, dtype=np.int64)
+        offsets = np.empty(n + 1, dtype=np.int64)
+        capacities = np.empty(n, dtype=np.int64)
+        cost_ms = np.empty(n, dtype=np.float64)
+        home = np.empty(n, dtype=np.int64)
+        for q in range(out.flat_size):
+            servers[q] = out.flat_s[q]
+            blocks[q] = out.flat_k[q]
+        for q in range(n + 1):
+            offsets[q] = out.offs[q]
+        for q in range(n):
+            capacities[q] = out.caps[q]
+            cost_ms[q] = out.costs[q]
+            home[q] = out.homes[q]
+        return servers, blocks, offsets, capacities, cost_ms, home
+    finally:
+        free(free_slots); free(masked); free(win_first); free(zeros); free(D); free(arg_server)
+        free(arg_prev); free(path); free(kbuf); free(out.flat_s); free(out.flat_k)
+        free(out.offs); free(out.caps); free(out.costs); free(out.homes)
+        free(g.bucket); free(g.by_end)
+
+
+cdef inline const int64_t* _groups_or_null(const int64_t[::1] a, Py_ssize_t n) noexcept nogil:
+    return &a[0] if a.shape[0] == n and n > 0 else NULL
+
+
+def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
+              const int64_t[::1] home, const int64_t[::1] client_group,
+              const int64_t[::1] client, int64_t[::1] chain):
+    """The chain of each request of an offline request set (in order), by JFFC into an
+    empty system (llm_core._jffc_pick / _jffc_occupy, the one copy of the rule): each
+    request takes the first free chain in its client's ranking; when no slot is free, a new
+    wave starts (every slot is released).  ``home``/``client_group`` as in simulate_jffc.
+    chain[r] = -1 only if no chain has a slot at all."""
+    cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = client.shape[0], r, k
+    cdef int64_t pick
+    cdef JFFCState st
+    cdef int init = -1
+    memset(&st, 0, sizeof(JFFCState))
+    # guards (issue 16): every request's client indexes the clients x chains tables
+    cdef bint ok = (rank_ms.shape[1] == K and chain.shape[0] == N
+                    and (K == 0 or _all_in_range(&client[0], N, 0, C)))
+    if ok and K > 0 and C > 0:
+        init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
+                          _groups_or_null(client_group, C))
+    try:
+        if not ok:
+            raise ValueError("chain_kernels.jffc_fill: precondition violated: shapes or clients")
+        if K > 0 and C > 0 and init < 0:
+            raise MemoryError()
+        with nogil:
+            for r in range(N):
+                chain[r] = -1
+                if K == 0:
+                    continue
+                pick = _jffc_pick(&st, client[r])
+                if pick < 0:                          # every slot taken: a new wave
+                    for k in range(K):
+                        while st.busy[k] > 0:
+                            _jffc_vacate(&st, k)
+                    pick = _jffc_pick(&st, client[r])
+                if pick >= 0:
+                    _jffc_occupy(&st, pick)
+                    chain[r] = pick
+    finally:
+        _jffc_release(&st)
+
+
+def simulate_jffc(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
+                  const int64_t[::1] home, const int64_t[::1] client_group,
+                  const double[:, ::1] prefill_ms, const double[:, ::1] token_ms,
+                  const double[::1] arrival_ms, const int64_t[::1] client,
+                  const int64_t[::1] output_tokens, const double[::1] factor, double delay_ms,
+                  double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
+                  double[::1] wait_ms, int64_t[::1] chain):
+    """JFFC with one central FCFS queue on K chains (rank_ms, prefill_ms, token_ms are
+    clients x chains; ``home`` (K) the client group each chain was composed for, -1 shared,
+    and ``client_group`` (C) each client's group, or both empty: no groups).
+
+    Request r (client c, arrivals sorted) is dispatched at arrival_ms[r] + delay_ms by
+    llm_core._jffc_arrive (the first chain with a free slot in client c's ranking: its
+    group's chains, then the others, each by rank_ms[c]; or the queue's tail); a completion on chain k hands the slot to the queue's head
+    (_jffc_complete).  A job of client c on chain k runs for
+    (prefill_ms[c, k] + (output_tokens[r] - 1) token_ms[c, k]) x factor[r] ms; its first
+    token comes prefill_ms[c, k] x factor[r] after its start.  At equal times completions
+    come before arrivals, and completions in request order (the heap's total order).
+
+    Outputs per request: start, end, first-token and wait times (ms) and its chain.
+    Returns the number of events.
+    """
+    cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = arrival_ms.shape[0]
+    cdef Py_ssize_t i_arr = 0, nheap = 0
+    cdef int64_t r, k, c, code, events = 0
+    cdef double now, t_arr, pre
+    cdef JFFCState st
+    cdef int failed = 0
+    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
+    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
+    cdef int init = -1
+    memset(&st, 0, sizeof(JFFCState))
+    # guards (issue 16): the client of every request indexes the clients x chains tables
+    cdef bint ok = (rank_ms.shape[1] == K and prefill_ms.shape[0] == C and prefill_ms.shape[1] == K
+                    and token_ms.shape[0] == C and token_ms.shape[1] == K
+                    and client.shape[0] == N and output_tokens.shape[0] == N
+                    and factor.shape[0] == N and start_ms.shape[0] == N and end_ms.shape[0] == N
+                    and ttft_ms.shape[0] == N and wait_ms.shape[0] == N and chain.shape[0] == N
+                    and _all_in_range(&client[0], N, 0, C))
+    if ok and K > 0 and C > 0:
+        init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
+                          _groups_or_null(client_group, C))
+    try:
+        if not ok:
+            raise ValueError("chain_kernels.simulate_jffc: precondition violated: shapes or clients")
+        if not (ht and hc) or init < 0:
+            raise MemoryError()
+        with nogil:
+            for r in range(N):
+                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
+                chain[r] = -1
+            while i_arr < N or nheap > 0:
+                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
+                events += 1
+                if nheap > 0 and ht[0] <= t_arr:
+                    # completion of request r on chain k: its slot goes to the queue's head
+                    now = ht[0]
+                    code = hc[0]
+                    _heap_pop(ht, hc, &nheap)
+                    k = chain[code >> 1]
+                    r = _jffc_complete(&st, k)
+                    if r < 0:
+                        continue
+                else:
+                    now = t_arr
+                    r = i_arr
+                    i_arr += 1
+                    k = _jffc_arrive(&st, r, client[r])
+                    if k == -2:
+                        failed = 1
+                        break
+                    if k < 0:
+                        continue
+                # request r starts now on chain k
+                c = client[r]
+                pre = prefill_ms[c, k] * factor[r]
+                chain[r] = k
+                start_ms[r] = now
+                wait_ms[r] = now - (arrival_ms[r] + delay_ms)
+                ttft_ms[r] = now + pre
+                end_ms[r] = now + (prefill_ms[c, k] + (output_tokens[r] - 1) * token_ms[c, k]) * factor[r]
+                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
+        if failed:
+            raise MemoryError()
+        return events
+    finally:
+        free(ht); free(hc)
+        _jffc_release(&st)

@@ -1,0 +1,79 @@
+"""Numeric limits of the LLM family, and the checks that keep work and memory predictable.
+
+Every number a scenario or a workload can hold is bounded so that every quantity the
+kernels derive from it stays finite and every count stays an exact int64 (issue 16):
+
+* ``num_blocks`` L <= :data:`MAX_BLOCKS`: routing allocates O(L) per call, placement
+  O(S L m).
+* counts (requests, tokens, ``d_model``, planned sessions) <= :data:`MAX_COUNT` = 2^53,
+  the largest range in which a float64 holds every integer exactly.
+* every time (``decode_ms``, ``prefill_ms``, ``rtt_ms``, ``prefill_rtt_ms``) <=
+  :data:`TIME_LIMIT_MS` / (L x ``output_tokens``).  A chain visits at most L servers and
+  processes L blocks, so the request time of any request on any chain is below
+  2 x :data:`TIME_LIMIT_MS` (~63 000 years): sums of times over requests, waits and
+  back-offs stay far from the float maximum.
+* ``memory_gb - reserve_gb`` <= 2^53 x min(``block_gb``, ``cache_gb``): block and cache
+  counts stay exact integers.
+* arrival spans (Poisson, trace, allocation delay) <= :data:`MAX_SPAN_S`.
+
+Work whose size is known up front (requests to simulate, servers to build) is estimated
+before it starts and refused, with the estimate and the option that raises the limit,
+when it would need more memory than :func:`default_max_memory_gb`.
+"""
+from __future__ import annotations
+
+import os
+
+from distalloc._validation import ValidationError, check_real
+
+__all__ = ["MAX_BLOCKS", "MAX_COUNT", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
+           "MAX_RPS", "BYTES_PER_REQUEST", "time_bound_ms", "default_max_memory_gb", "check_memory",
+           "max_memory_limit"]
+
+MAX_BLOCKS = 1 << 20
+MAX_COUNT = 1 << 53
+TIME_LIMIT_MS = 1e15
+MAX_SPAN_S = 1e12
+MAX_NOISE = 10.0
+MAX_RPS = 1e15
+
+#: memory per offline request while a plan is built and reported (the request array, the
+#: route lists and the performance-model arrays), an upper estimate for chains of ~10 hops
+BYTES_PER_REQUEST = 400
+
+_GB = 1e9
+
+
+def time_bound_ms(num_blocks: int, output_tokens: int) -> float:
+    """The largest time (ms) any per-block or per-visit time may have: TIME_LIMIT_MS / (L x
+    l_out), so that no request time can exceed 2 x TIME_LIMIT_MS."""
+    return TIME_LIMIT_MS / (float(num_blocks) * float(output_tokens))
+
+
+def default_max_memory_gb() -> float:
+    """Half the machine's physical memory, at most 8 GB (8 GB when it cannot be read)."""
+    try:
+        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GB
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8.0
+    return min(8.0, 0.5 * phys)
+
+
+def max_memory_limit(max_memory_gb: float | None) -> float:
+    """``max_memory_gb`` validated, or the default."""
+    if max_memory_gb is None:
+        return default_max_memory_gb()
+    return check_real(max_memory_gb, "max_memory_gb", low=0, low_open=True)
+
+
+def check_memory(estimate_bytes: float, what: str, max_memory_gb: float | None = None) -> None:
+    """Refuse work whose memory estimate exceeds the limit, before it starts.
+
+    The message gives the estimate, the limit and how to raise it (``--max-memory-gb`` on
+    the command line, ``max_memory_gb=`` in Python)."""
+    limit = max_memory_limit(max_memory_gb)
+    need = estimate_bytes / _GB
+    if need > limit:
+        raise ValidationError(
+            f"{what} needs about {need:.3g} GB of memory, more than the limit of {limit:.3g} GB; "
+            "raise it with --max-memory-gb (max_memory_gb= in Python) if the machine has room.")
