@@ -211,8 +211,9 @@ def test_quick_start_is_two_commands():
 
 
 def test_every_shown_command_is_checked():
-    """A `$ distalloc ...` line outside a console block, or an untyped fence, would be an
-    example nobody runs."""
+    """A `$ distalloc ...` line (a command shown with its output) outside a console block,
+    or an untyped fence, would be an example nobody runs.  Commands to type without an
+    output (templates naming the reader's own files) go in ```bash blocks, without `$ `."""
     for b in BLOCKS:
         assert b.lang, f"README.md:{b.line}: a fenced block needs a language (console, " \
                        "python, text, toml, bash, ...)"
