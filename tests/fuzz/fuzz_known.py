@@ -75,6 +75,9 @@ KNOWN: list[Known] = [
     Known(r"parse_model", r"OverflowError", SGD,
           "parse_model('lognormal:1000:1').order_stat_mean(1, 1)  (OverflowError: math range "
           "error)"),
+    Known(r"synthetic_regression", r"out of memory|MemoryError", SGD,
+          "synthetic_regression(num_samples=2**31, dim=2)  (MemoryError allocating 32 GiB: no "
+          "estimate before allocating)"),
     Known(r"fastest_k_average", r"TypeError|ValueError", SGD,
           "fastest_k_average({}, grads, 1) or k=[[]]  (numpy errors instead of a "
           "ValidationError)"),
