@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from fuzz_entries import BY_NAME, ENTRY_POINTS
 from fuzz_known import known
