@@ -191,7 +191,8 @@ def chain_map(scenario, plans: Sequence, path: str, max_chains: int = 12) -> Non
     import numpy as np
     plt = _pyplot()
     S = scenario.num_servers
-    fig, axes = plt.subplots(1, len(plans), figsize=(5.5 * len(plans), 0.25 * S + 2.0),
+    fig, axes = plt.subplots(1, len(plans), figsize=(5.5 * len(plans),
+                                                     min(MAX_HEIGHT_IN, 0.22 * S + 2.0)),
                              squeeze=False, sharey=True)
     cmap = plt.get_cmap("viridis")
     for ax, p in zip(axes[0], plans):
@@ -226,10 +227,13 @@ def chain_map(scenario, plans: Sequence, path: str, max_chains: int = 12) -> Non
         ax.invert_yaxis()
         if shown:
             ax.legend(fontsize=7, title="chain: T_k x c_k", title_fontsize=7, loc="lower right")
-    axes[0][0].set_yticks(range(S))
-    axes[0][0].set_yticklabels(scenario.server_names, fontsize=7 if S > 20 else 9)
+    every = max(1, math.ceil(S / 40))
+    ticks = list(range(0, S, every))
+    axes[0][0].set_yticks(ticks)
+    axes[0][0].set_yticklabels([scenario.server_names[j] for j in ticks],
+                               fontsize=9 if S <= 20 else 7 if S <= 40 else 6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
@@ -250,6 +254,11 @@ def response_vs_reservation(curve: dict, path: str, title: str = "") -> None:
         ax.axvline(curve["best"], color="tab:blue", ls=":", lw=1,
                    label=f"c* = {curve['best']} (lower bound)")
     ax.set_yscale("log")
+    values = np.concatenate([np.asarray(curve["lower_s"], float), np.asarray(curve["upper_s"], float),
+                             sim[ok]])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        _plain_log_axis(ax.yaxis, float(values.min()), float(values.max()))
     ax.set_xlabel("cache reservation c (jobs per GBP-CR chain)")
     ax.set_ylabel("mean response time (s)")
     ax.set_title(title)
