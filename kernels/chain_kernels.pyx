@@ -14,9 +14,11 @@ What this module computes, and for whom (callers: ``distalloc.llm.chains`` and
   ``_route_dp`` in mode 1 with an infinite penalty and the per-server free slots as the
   budget: a link into j that processes k blocks exists iff j has >= k free slots, which
   is exactly the global pruning of step (d).
-* ``simulate_jffc`` — the discrete-event simulation of JFFC with one central FCFS queue;
-  every decision is llm_core's ``_jffc_arrive`` / ``_jffc_complete`` (the one copy of the
-  rule, shared with the online engine), the event heap is llm_core's.
+* ``jffc_fill``      — the offline JFFC assignment of a request set (``llm plan``).
+
+JFFC's discrete-event simulation is the online engine's event loop
+(``swarm_kernels.simulate`` with the 'jffc' policy), so simulation and embedding share
+every decision; GCA's rounds and JFFC's rule are llm_core's (one copy each).
 
 Layering: ``cdef inline`` cores in ``llm_core.pxd``, then the ``def`` entry points below,
 which take contiguous typed arrays, release the GIL and never validate user input.
@@ -261,7 +263,8 @@ def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
     """The chain of each request of an offline request set (in order), by JFFC into an
     empty system (llm_core._jffc_pick / _jffc_occupy, the one copy of the rule): each
     request takes the first free chain in its client's ranking; when no slot is free, a new
-    wave starts (every slot is released).  ``home``/``client_group`` as in simulate_jffc.
+    wave starts (every slot is released).  ``home`` (K) the client group each chain was
+    composed for (-1 shared), ``client_group`` (C) each client's group; both empty: none.
     chain[r] = -1 only if no chain has a slot at all."""
     cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = client.shape[0], r, k
     cdef int64_t pick
@@ -294,94 +297,4 @@ def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
                     _jffc_occupy(&st, pick)
                     chain[r] = pick
     finally:
-        _jffc_release(&st)
-
-
-def simulate_jffc(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
-                  const int64_t[::1] home, const int64_t[::1] client_group,
-                  const double[:, ::1] prefill_ms, const double[:, ::1] token_ms,
-                  const double[::1] arrival_ms, const int64_t[::1] client,
-                  const int64_t[::1] output_tokens, const double[::1] factor, double delay_ms,
-                  double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
-                  double[::1] wait_ms, int64_t[::1] chain):
-    """JFFC with one central FCFS queue on K chains (rank_ms, prefill_ms, token_ms are
-    clients x chains; ``home`` (K) the client group each chain was composed for, -1 shared,
-    and ``client_group`` (C) each client's group, or both empty: no groups).
-
-    Request r (client c, arrivals sorted) is dispatched at arrival_ms[r] + delay_ms by
-    llm_core._jffc_arrive (the first chain with a free slot in client c's ranking: its
-    group's chains, then the others, each by rank_ms[c]; or the queue's tail); a completion on chain k hands the slot to the queue's head
-    (_jffc_complete).  A job of client c on chain k runs for
-    (prefill_ms[c, k] + (output_tokens[r] - 1) token_ms[c, k]) x factor[r] ms; its first
-    token comes prefill_ms[c, k] x factor[r] after its start.  At equal times completions
-    come before arrivals, and completions in request order (the heap's total order).
-
-    Outputs per request: start, end, first-token and wait times (ms) and its chain.
-    Returns the number of events.
-    """
-    cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = arrival_ms.shape[0]
-    cdef Py_ssize_t i_arr = 0, nheap = 0
-    cdef int64_t r, k, c, code, events = 0
-    cdef double now, t_arr, pre
-    cdef JFFCState st
-    cdef int failed = 0
-    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
-    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef int init = -1
-    memset(&st, 0, sizeof(JFFCState))
-    # guards (issue 16): the client of every request indexes the clients x chains tables
-    cdef bint ok = (rank_ms.shape[1] == K and prefill_ms.shape[0] == C and prefill_ms.shape[1] == K
-                    and token_ms.shape[0] == C and token_ms.shape[1] == K
-                    and client.shape[0] == N and output_tokens.shape[0] == N
-                    and factor.shape[0] == N and start_ms.shape[0] == N and end_ms.shape[0] == N
-                    and ttft_ms.shape[0] == N and wait_ms.shape[0] == N and chain.shape[0] == N
-                    and _all_in_range(&client[0], N, 0, C))
-    if ok and K > 0 and C > 0:
-        init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
-                          _groups_or_null(client_group, C))
-    try:
-        if not ok:
-            raise ValueError("chain_kernels.simulate_jffc: precondition violated: shapes or clients")
-        if not (ht and hc) or init < 0:
-            raise MemoryError()
-        with nogil:
-            for r in range(N):
-                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                chain[r] = -1
-            while i_arr < N or nheap > 0:
-                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
-                events += 1
-                if nheap > 0 and ht[0] <= t_arr:
-                    # completion of request r on chain k: its slot goes to the queue's head
-                    now = ht[0]
-                    code = hc[0]
-                    _heap_pop(ht, hc, &nheap)
-                    k = chain[code >> 1]
-                    r = _jffc_complete(&st, k)
-                    if r < 0:
-                        continue
-                else:
-                    now = t_arr
-                    r = i_arr
-                    i_arr += 1
-                    k = _jffc_arrive(&st, r, client[r])
-                    if k == -2:
-                        failed = 1
-                        break
-                    if k < 0:
-                        continue
-                # request r starts now on chain k
-                c = client[r]
-                pre = prefill_ms[c, k] * factor[r]
-                chain[r] = k
-                start_ms[r] = now
-                wait_ms[r] = now - (arrival_ms[r] + delay_ms)
-                ttft_ms[r] = now + pre
-                end_ms[r] = now + (prefill_ms[c, k] + (output_tokens[r] - 1) * token_ms[c, k]) * factor[r]
-                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
-        if failed:
-            raise MemoryError()
-        return events
-    finally:
-        free(ht); free(hc)
         _jffc_release(&st)

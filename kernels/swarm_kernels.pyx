@@ -36,7 +36,7 @@ WS-RR booking: at every instant, the sessions holding cache on a server fit its 
 from libc.math cimport INFINITY, floor, log
 from libc.stdint cimport int64_t, int8_t, uint8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memmove, memcpy
+from libc.string cimport memmove, memcpy, memset
 
 from llm_core cimport *
 
@@ -46,13 +46,15 @@ import numpy as np
 cdef enum:
     POLICY_WSRR = 0
     POLICY_PETALS = 1
-    POLICY_JFFC = 2          # reserved: join-the-fastest-free-chain (SPEC 1.10), not wired
+    POLICY_JFFC = 2          # join the fastest free chain (SPEC 1.10), chains composed by GCA
     JOIN_CG = 0
     JOIN_PETALS = 1
+    JOIN_CHAINS = 2          # the chain method's join: GCA on the slots no chain reserves
     ROUTE_BOOKED = 0
     ROUTE_NO_CHAIN = 1       # no live chain covers every block (or one larger than a budget)
     ROUTE_BUSY = 2           # PETALS: the chosen chain lacks free cache now (back off)
     ROUTE_UNSUPPORTED = 3
+    ROUTE_QUEUED = 4         # JFFC: every chain is full; the session waits in the central queue
     PETALS_MAX_PASSES = 64   # cap on the passes of PETALS's simulated re-choices
     ST_FREE = 0
     ST_ACTIVE = 1
@@ -60,9 +62,11 @@ cdef enum:
 
 #: policy name -> engine code; routing outcomes, for the Python door
 POLICIES = {"ws-rr": POLICY_WSRR, "petals": POLICY_PETALS, "jffc": POLICY_JFFC}
-JOIN_RULES = {"cg-bp": JOIN_CG, "petals": JOIN_PETALS}
+JOIN_RULES = {"cg-bp": JOIN_CG, "petals": JOIN_PETALS, "chains": JOIN_CHAINS}
+ROUTE_QUEUED_CODE = ROUTE_QUEUED
 ROUTE_STATUS = {ROUTE_BOOKED: "booked", ROUTE_NO_CHAIN: "no chain",
-                ROUTE_BUSY: "no free cache", ROUTE_UNSUPPORTED: "unsupported"}
+                ROUTE_BUSY: "no free cache", ROUTE_UNSUPPORTED: "unsupported",
+                ROUTE_QUEUED: "queued"}
 
 
 cdef struct Session:
@@ -72,11 +76,17 @@ cdef struct Session:
     double end            # predicted end (+inf: late, holds its cache until finished)
     double service        # end - start
     double pre            # prefill part of the service (first token at start + pre)
+    double routed         # when it was routed (its wait counts from there)
     int64_t off           # chain: arena[off:off + len]
     int64_t len
     int64_t seq           # booking order
     int64_t id            # the Python door's session id (-1: none)
     int64_t client
+    int64_t lo            # output tokens
+    double noise          # service-time factor
+    int64_t chain         # JFFC: the chain it runs on (-1: none, or queued)
+    int64_t pchain        # JFFC, queued: the predicted chain (-1: unknown)
+    int8_t queued         # JFFC: waiting in the central queue (no cache held)
     int8_t state          # ST_FREE, ST_ACTIVE, ST_DONE
 
 
@@ -84,6 +94,24 @@ cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t> 0xBF58476D1CE4E5B9
     z = (z ^ (z >> 27)) * <uint64_t> 0x94D049BB133111EB
     return z ^ (z >> 31)
+
+
+cdef inline uint64_t _next_u64(uint64_t* state) noexcept nogil:
+    """The next draw of a splitmix64 stream."""
+    state[0] += <uint64_t> 0x9E3779B97F4A7C15
+    return _mix64(state[0])
+
+
+cdef inline void _shuffle(int64_t* a, Py_ssize_t n, uint64_t* state) noexcept nogil:
+    """Fisher-Yates shuffle of a[0:n] from a splitmix64 stream (i = n-1 .. 1 swaps a[i]
+    with a[draw % (i + 1)])."""
+    cdef Py_ssize_t i, r
+    cdef int64_t x
+    for i in range(n - 1, 0, -1):
+        r = <Py_ssize_t> (_next_u64(state) % <uint64_t> (i + 1))
+        x = a[i]
+        a[i] = a[r]
+        a[r] = x
 
 
 cdef inline double _exp_draw(uint64_t* state, double mean) noexcept nogil:
@@ -106,6 +134,7 @@ cdef class Engine:
     cdef readonly int64_t dp_runs           # routes that needed the DP (static chain full)
     cdef readonly int64_t static_runs       # static-chain DPs (placement changed, new client)
     cdef double prev_clock
+    cdef public bint reroute_waiting    # WS-RR: re-route waiting bookings at a join (opt-in)
     cdef double block_gb, cache_gb, penalty_ms, balance_quality, cg_tmax
     cdef object _keep
     cdef const double* rtt
@@ -142,6 +171,7 @@ cdef class Engine:
     cdef double* T
     cdef int64_t* under_prefix
     cdef int64_t* tmp_first
+    cdef int64_t* perm              # PETALS's shuffled order of the holders
     cdef KeyIndex* holders          # servers holding blocks, by the join rule's key
     cdef Py_ssize_t nholders
     # each client's static cheapest chain (valid while the placement is unchanged)
@@ -171,9 +201,46 @@ cdef class Engine:
     cdef Py_ssize_t slot_head, slot_size, slot_cap
     cdef int64_t* free_slots
     cdef Py_ssize_t nfree
+    # sessions whose chain or start a later decision set (JFFC starts from the queue, WS-RR
+    # waiting bookings re-routed when capacity appears): (slot, id) pairs until drained
+    cdef int64_t* upd
+    cdef Py_ssize_t nupd, updcap
+    # PETALS's random re-choice order (splitmix64)
+    cdef uint64_t shuffle_state
+    # JFFC (policy 'jffc'): the chains (dead ones keep their index with capacity 0), the
+    # slots they reserve per server, the composition's costs for GCA, the central queue
+    cdef readonly Py_ssize_t K
+    cdef Py_ssize_t kcap
+    cdef int64_t* ch_off
+    cdef int64_t* ch_len
+    cdef int64_t* ch_cap
+    cdef int64_t* ch_home
+    cdef double* ch_cost
+    cdef double* ch_pre           # kcap * C, chain-major: prefill time of client c's job
+    cdef double* ch_tok           # per-token time
+    cdef double* ch_rank          # ranking time (at the composition's job length)
+    cdef int64_t* ch_srv          # chain arena: servers
+    cdef int64_t* ch_blk          # and the blocks processed on each
+    cdef Py_ssize_t ch_size, ch_arena_cap, ch_live
+    cdef int64_t* reserved        # slots reserved by live chains, per server
+    cdef int64_t* owner           # client group each server was placed for (-1 none)
+    cdef int64_t* cgroup          # client group of each client (NULL: no groups)
+    cdef double* galpha           # G x S per-visit times of each group (GCA)
+    cdef double* salpha           # S shared per-visit times (GCA)
+    cdef double* cbeta            # S per-block times (GCA)
+    cdef Py_ssize_t G
+    cdef double rank_tokens
+    cdef JFFCState js
+    cdef bint js_ready
+    cdef object score_owner
+    cdef bint pred_valid          # queued sessions' predicted chains/starts are current
+    cdef double* pht              # the prediction replay's heap of predicted ends
+    cdef int64_t* phc
+    cdef Py_ssize_t pn, pcap
 
     def __cinit__(self):
         self.lists = NULL
+        memset(&self.js, 0, sizeof(JFFCState))
 
     def __init__(self, first_block, num_blocks, int64_t L, rtt_ms, prefill_rtt_ms, decode_ms,
                  prefill_ms, petals_alpha, petals_beta, usable_memory_gb, max_rtt_ms,
@@ -237,6 +304,7 @@ cdef class Engine:
         self.T = <double*> malloc((L + 1) * sizeof(double))
         self.under_prefix = <int64_t*> malloc((L + 2) * sizeof(int64_t))
         self.tmp_first = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+        self.perm = <int64_t*> malloc((S + 1) * sizeof(int64_t))
         self.holders = <KeyIndex*> malloc((S + 1) * sizeof(KeyIndex))
         self.ckey = <int64_t*> malloc((C + 1) * sizeof(int64_t))
         self.clen = <int64_t*> malloc((C + 1) * sizeof(int64_t))
@@ -246,7 +314,8 @@ cdef class Engine:
         cdef int ok = _graph_init(&self.g, self.first, self.num, S, L)
         if not (self.lists and self.D and self.arg_server and self.arg_prev and self.W
                 and self.path and self.wbuf and self.wbest and self.blockval and self.T
-                and self.under_prefix and self.tmp_first and self.holders and self.ckey
+                and self.under_prefix and self.tmp_first and self.perm and self.holders
+                and self.ckey
                 and self.clen and self.cpath and self.cD and self.cmin) or ok < 0:
             raise MemoryError()
         # CG-BP's dummy amortised time: the slowest server that could ever hold blocks
@@ -275,12 +344,19 @@ cdef class Engine:
                 free(self.lists[j].end); free(self.lists[j].blocks); free(self.lists[j].req)
         free(self.lists); free(self.D); free(self.arg_server); free(self.arg_prev)
         free(self.W); free(self.path); free(self.wbuf); free(self.wbest); free(self.blockval)
-        free(self.T); free(self.under_prefix); free(self.tmp_first); free(self.holders)
+        free(self.T); free(self.under_prefix); free(self.tmp_first); free(self.perm)
+        free(self.holders)
         free(self.ckey); free(self.clen); free(self.cpath); free(self.cD); free(self.cmin)
         free(self.g.bucket); free(self.g.by_end)
         free(self.ss)
         free(self.arena); free(self.ht); free(self.hc); free(self.slot_of)
-        free(self.free_slots)
+        free(self.free_slots); free(self.upd)
+        free(self.ch_off); free(self.ch_len); free(self.ch_cap); free(self.ch_home)
+        free(self.ch_cost); free(self.ch_pre); free(self.ch_tok); free(self.ch_rank)
+        free(self.ch_srv); free(self.ch_blk); free(self.reserved); free(self.owner)
+        free(self.cgroup); free(self.galpha); free(self.salpha); free(self.cbeta)
+        free(self.pht); free(self.phc)
+        _jffc_release(&self.js)
 
     # ----------------------------------------------------------------------------------
     # storage
@@ -300,6 +376,9 @@ cdef class Engine:
             self.ss[s].off = -1
             self.ss[s].len = 0
             self.ss[s].id = -1
+            self.ss[s].chain = -1
+            self.ss[s].pchain = -1
+            self.ss[s].queued = 0
         self.ncap = n
         return 0
 
@@ -372,7 +451,10 @@ cdef class Engine:
         self.num[j] = m
         if self.alv[j]:
             spare = self.usable[j] - self.block_gb * m
-            b = <int64_t> floor(spare / self.cache_gb)
+            if self.policy == POLICY_JFFC:
+                b = _floor_count(spare / self.cache_gb)     # GCA's slot count (SPEC 1.10)
+            else:
+                b = <int64_t> floor(spare / self.cache_gb)
             if b < 0:
                 b = 0
         self.capb[j] = b
@@ -381,7 +463,9 @@ cdef class Engine:
         # CG-BP visits servers by amortised time t~_j = tau_j + t*_j / m_j; PETALS by join rank
         if self.join_rule == JOIN_CG:
             return self.dec[j] + self.maxrtt[j] / self.num[j]
-        return self.join_rank[j]
+        if self.join_rule == JOIN_PETALS:
+            return self.join_rank[j]
+        return <double> j
 
     cdef void _placement_changed(self) noexcept nogil:
         """Rebuild the routing DAG's buckets and the ordered holder list; drop every
@@ -491,10 +575,20 @@ cdef class Engine:
             s = self.planned
         return s if s > 0 else 0
 
+    cdef int64_t _cg_free_sessions(self, Py_ssize_t h) noexcept nogil:
+        """The session slots CG-BP credits holder h with, less the sessions' worth of cache
+        booked on it now (rounded up): s_h - ceil(used_h / m_h), at least 0.  On an idle
+        swarm this is CG-BP's s_h."""
+        cdef int64_t m = self.num[h], busy = (self.used[h] + m - 1) // m
+        cdef int64_t s = self._cg_sessions(h, m) - busy
+        return s if s > 0 else 0
+
     cdef Py_ssize_t _cg_join_window(self, Py_ssize_t j, int64_t m) noexcept nogil:
-        """CG-BP's window for server j of m blocks given the servers holding blocks now,
-        credited in CG-BP's amortised order as CG-BP itself does: joining onto an empty
-        swarm in that order reproduces CG-BP's placement.  O(sum_j m_j + L m)."""
+        """CG-BP's window for server j of m blocks given the servers holding blocks now and
+        their load, credited in CG-BP's amortised order as CG-BP itself does, each with
+        the session slots it has free (_cg_free_sessions): blocks whose servers are booked
+        up count as under-served.  Joining onto an empty, idle swarm in that order
+        reproduces CG-BP's placement.  O(sum_j m_j + L m)."""
         cdef Py_ssize_t i, h, b, L = self.L
         cdef double tmax = self.cg_tmax, tj = self.dec[j] + self.maxrtt[j] / m, dummy
         cdef int64_t under = L
@@ -510,7 +604,7 @@ cdef class Engine:
         for i in range(self.nholders):
             h = self.holders[i].index
             under -= _cg_credit(self.blockval, self.T, self.first[h], self.num[h], self.planned,
-                                self._cg_sessions(h, self.num[h]), dummy - self.holders[i].key)
+                                self._cg_free_sessions(h), dummy - self.holders[i].key)
         return _cg_window(self.blockval, self.T, L, m, self.planned, under, self.under_prefix,
                           self.wbuf, self.wbest)
 
@@ -538,18 +632,27 @@ cdef class Engine:
         self._petals_block_throughput(self.first)
         return _lexmin_sorted_window(self.blockval, self.L, m, self.wbuf, self.wbest)
 
-    cdef void _join(self, Py_ssize_t j, int64_t* a_out, int64_t* m_out) noexcept nogil:
-        """Server j (not alive) joins and picks its blocks by the join rule."""
+    cdef int _join(self, Py_ssize_t j, int64_t* a_out, int64_t* m_out) noexcept nogil:
+        """Server j (not alive) joins at the clock and picks its blocks by the join rule;
+        under WS-RR the sessions still waiting are then routed again (_reroute_waiting),
+        under JFFC the chains it completes are added and the queue's head jobs take their
+        slots.  0, or -1 if out of memory."""
         cdef int64_t m = self.join_blocks[j], a = 0
+        cdef int rc = 0
         self.alv[j] = 1
-        if m > 0:
-            if self.join_rule == JOIN_CG:
-                a = self._cg_join_window(j, m)
-            else:
-                a = self._petals_join_window(j, m)
-        self._move_server(j, a, m)
+        if m > 0 and self.join_rule == JOIN_CHAINS:
+            rc = self._compose_residual(j, m, self.clock_ms, &a)
+        else:
+            if m > 0:
+                if self.join_rule == JOIN_CG:
+                    a = self._cg_join_window(j, m)
+                else:
+                    a = self._petals_join_window(j, m)
+            self._move_server(j, a, m)
+            rc = self._reroute_waiting(self.clock_ms)
         a_out[0] = self.first[j]
         m_out[0] = self.num[j]
+        return rc
 
     # ----------------------------------------------------------------------------------
     # sessions: booking, release, late finishes
@@ -581,7 +684,24 @@ cdef class Engine:
 
     cdef int _book(self, int64_t s, int64_t c, int64_t lo, double start, double pre,
                    double tok, double noise, const int64_t* path, Py_ssize_t plen) noexcept nogil:
-        """Book session s on ``path``: cache on every server from now to its end."""
+        """Book a new session s on ``path``: cache on every server from now to its end."""
+        self.ss[s].client = c
+        self.ss[s].lo = lo
+        self.ss[s].noise = noise
+        self.ss[s].chain = -1
+        self.ss[s].pchain = -1
+        self.ss[s].queued = 0
+        self.ss[s].seq = self.seq
+        self.seq += 1
+        self.ss[s].state = ST_ACTIVE
+        self.nactive += 1
+        return self._book_path(s, start, pre, tok, path, plen)
+
+    cdef int _book_path(self, int64_t s, double start, double pre, double tok,
+                        const int64_t* path, Py_ssize_t plen) noexcept nogil:
+        """Session s (client, lo, noise set; not listed) holds cache on ``path`` from now
+        to its end, starting at ``start``; ``pre``/``tok``: the path's prefill and
+        per-token times for its client."""
         if self._arena_reserve(plen) < 0:
             return -1
         memcpy(self.arena + self.arena_size, path, plen * sizeof(int64_t))
@@ -589,24 +709,33 @@ cdef class Engine:
         self.ss[s].len = plen
         self.arena_size += plen
         self.arena_live += plen
-        self.ss[s].client = c
-        self.ss[s].pre = pre * noise
-        self.ss[s].service = (pre + (lo - 1) * tok) * noise
+        self.ss[s].pre = pre * self.ss[s].noise
+        self.ss[s].service = (pre + (self.ss[s].lo - 1) * tok) * self.ss[s].noise
         self.ss[s].start = start
         self.ss[s].planned = start
         self.ss[s].end = start + self.ss[s].service
-        self.ss[s].seq = self.seq
-        self.seq += 1
-        self.ss[s].state = ST_ACTIVE
-        self.nactive += 1
         if self._list(s) < 0:
             return -1
         return self._heap_add(self.ss[s].end, 2 * s)
 
+    cdef int _note(self, int64_t s) noexcept nogil:
+        """A decision after routing set session s's chain or start (drained by the door's
+        take_updates and by the simulator)."""
+        cdef void* p
+        if self.nupd + 2 > self.updcap:
+            self.updcap = 2 * self.updcap + 64
+            p = realloc(self.upd, self.updcap * sizeof(int64_t))
+            if not p: return -1
+            self.upd = <int64_t*> p
+        self.upd[self.nupd] = s
+        self.upd[self.nupd + 1] = self.ss[s].id
+        self.nupd += 2
+        return 0
+
     cdef void _release(self, int64_t s) noexcept nogil:
         """Free session s's cache on its chain, exactly once."""
         self._unlist(s)
-        if self.ss[s].end == INFINITY:
+        if self.ss[s].end == INFINITY and self.policy != POLICY_JFFC:
             self.need_rebook = True       # sessions may be blocked behind it
         self.ss[s].state = ST_DONE
         self.nactive -= 1
@@ -676,6 +805,8 @@ cdef class Engine:
         cdef int64_t s, skip = -1
         cdef double t
         cdef bint found
+        if self.policy == POLICY_JFFC:
+            return self._advance_jffc(now)
         self.prev_clock = self.clock_ms
         self.clock_ms = now
         if finishing >= 0 and self.ss[finishing].start < self.prev_clock:
@@ -715,8 +846,11 @@ cdef class Engine:
         """Route and book session s of client c (lo output tokens) at ``now``; its service
         time is the performance model's times ``noise``.  Returns ROUTE_*; -1 if out of
         memory."""
+        self.ss[s].routed = now
         if self.policy == POLICY_WSRR or self.policy == POLICY_PETALS:
             return self._route_shortest(s, c, lo, now, noise)
+        if self.policy == POLICY_JFFC:
+            return self._route_jffc(s, c, lo, now, noise)
         return ROUTE_UNSUPPORTED
 
     cdef int _route_shortest(self, int64_t s, int64_t c, int64_t lo, double now,
@@ -725,9 +859,39 @@ cdef class Engine:
         time plus the wait until it has cache for this request's k_j blocks; booked at
         once, starting when every server of the chain has the cache.  PETALS (SPEC 1.6):
         Dijkstra costs plus a penalty where j lacks free cache now; ROUTE_BUSY if the
-        chosen chain lacks it.  A chain that is cheapest without waits and has free cache
-        now is optimal with them, so each client's static cheapest chain is cached and
-        the DP runs only on contention."""
+        chosen chain lacks it."""
+        cdef int64_t plen = 0
+        cdef double start, pre, tok
+        cdef int st = self._choose_shortest(c, lo, now, &plen, &start)
+        if st != ROUTE_BOOKED:
+            return st
+        self._path_times(c, plen, &pre, &tok)
+        if self._book(s, c, lo, start, pre, tok, noise, self.path, plen) < 0:
+            return -1
+        return ROUTE_BOOKED
+
+    cdef void _path_times(self, int64_t c, int64_t plen, double* pre_out,
+                          double* tok_out) noexcept nogil:
+        """Prefill and per-token time of client c on the chain in self.path (SPEC 1.1)."""
+        cdef Py_ssize_t q, S = self.S
+        cdef int64_t j, k, prev = 0
+        cdef double pre = 0.0, tok = 0.0
+        for q in range(plen):
+            j = self.path[q]
+            k = self.first[j] + self.num[j] - prev
+            prev = self.first[j] + self.num[j]
+            pre += self.prtt[c * S + j] + self.pre[j] * k
+            tok += self.rtt[c * S + j] + self.dec[j] * k
+        pre_out[0] = pre
+        tok_out[0] = tok
+
+    cdef int _choose_shortest(self, int64_t c, int64_t lo, double now, int64_t* plen_out,
+                              double* start_out) noexcept nogil:
+        """The chain WS-RR or PETALS's Dijkstra gives client c now, into self.path, and its
+        start (WS-RR: when every server has the cache).  A chain that is cheapest without
+        waits and has free cache now is optimal with them, so each client's static cheapest
+        chain is cached and the DP runs only on contention.  Returns ROUTE_BOOKED (a chain
+        to book), ROUTE_NO_CHAIN or ROUTE_BUSY."""
         cdef RouteCost* rc = &self.rc
         cdef Py_ssize_t L = self.L, S = self.S, q
         cdef int64_t j, k, prev, plen = 0
@@ -800,18 +964,468 @@ cdef class Engine:
                 return ROUTE_NO_CHAIN      # larger than some server's whole budget
         if not wsrr and not fits:
             return ROUTE_BUSY
-        pre = 0.0
-        tok = 0.0
-        prev = 0
-        for q in range(plen):
-            j = self.path[q]
-            k = self.first[j] + self.num[j] - prev
-            prev = self.first[j] + self.num[j]
-            pre += self.prtt[c * S + j] + self.pre[j] * k
-            tok += self.rtt[c * S + j] + self.dec[j] * k
-        if self._book(s, c, lo, start, pre, tok, noise, self.path, plen) < 0:
-            return -1
+        plen_out[0] = plen
+        start_out[0] = start
         return ROUTE_BOOKED
+
+    cdef int _reroute_waiting(self, double now) noexcept nogil:
+        """WS-RR when capacity appears (a join or a re-plan), if ``reroute_waiting`` (off by
+        default: measured to hurt, see the README's churn section): every session booked
+        but not started by ``now`` (start > now), in booking order, is routed again at
+        ``now`` as if it arrived now with every other booking in place, and moves to the
+        new chain only if it finishes strictly earlier there (its old booking stays
+        feasible, since every session moved before it was routed around it, so no session
+        finishes later).  Started sessions never move (SPEC 5.1).  Moved sessions are
+        noted.  O(W x route) for W waiting sessions; 0, or -1 if out of memory."""
+        cdef Py_ssize_t n = 0, i, s, q
+        cdef int64_t plen = 0, c
+        cdef double start, pre, tok, end
+        cdef int st
+        cdef KeyIndex* mv
+        if self.policy != POLICY_WSRR or not self.reroute_waiting:
+            return 0
+        for s in range(self.ncap):
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].start > now:
+                n += 1
+        if n == 0:
+            return 0
+        mv = <KeyIndex*> malloc((n + 1) * sizeof(KeyIndex))
+        if not mv:
+            return -1
+        n = 0
+        for s in range(self.ncap):
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].start > now:
+                mv[n].key = <double> self.ss[s].seq
+                mv[n].index = s
+                n += 1
+        qsort(mv, n, sizeof(KeyIndex), _cmp_key_index)
+        for i in range(n):
+            s = mv[i].index
+            c = self.ss[s].client
+            self._unlist(s)
+            st = self._choose_shortest(c, self.ss[s].lo, now, &plen, &start)
+            end = INFINITY
+            if st == ROUTE_BOOKED and start < INFINITY:
+                self._path_times(c, plen, &pre, &tok)
+                end = start + (pre + (self.ss[s].lo - 1) * tok) * self.ss[s].noise
+            if end < self.ss[s].end:
+                self.arena_live -= self.ss[s].len
+                if self._book_path(s, start, pre, tok, self.path, plen) < 0 or self._note(s) < 0:
+                    free(mv)
+                    return -1
+            elif self._list(s) < 0:
+                free(mv)
+                return -1
+        free(mv)
+        return 0
+
+    # ----------------------------------------------------------------------------------
+    # JFFC: chains with reserved slots, one central FCFS queue (SPEC 1.10, 5.1)
+    # ----------------------------------------------------------------------------------
+    cdef int _advance_jffc(self, double now) noexcept nogil:
+        """JFFC's late-finish rule: a running job whose predicted end passed without finish
+        is late (end inf): it holds its slot until finish, and the queued jobs' predictions
+        no longer count on it.  Jobs start only when a slot is handed to them, so nothing
+        else moves.  O(1) when no job is late."""
+        cdef int64_t s
+        self.prev_clock = self.clock_ms
+        self.clock_ms = now
+        while self.nheap > 0 and self.ht[0] < now:
+            s = self.hc[0] >> 1
+            if (self.ss[s].state == ST_ACTIVE and not self.ss[s].queued
+                    and self.ss[s].end == self.ht[0]):
+                _heap_pop(self.ht, self.hc, &self.nheap)
+                if self._set_end(s, INFINITY) < 0:
+                    return -1
+                self.pred_valid = False
+            else:
+                _heap_pop(self.ht, self.hc, &self.nheap)
+        return 0
+
+    cdef int _jffc_start(self, int64_t s, int64_t k, double now) noexcept nogil:
+        """Session s (client, lo, noise set) starts now on chain k: its cache is booked on
+        every server of the chain until its end."""
+        cdef int64_t c = self.ss[s].client
+        self.ss[s].chain = k
+        self.ss[s].pchain = -1
+        self.ss[s].queued = 0
+        self.pred_valid = False
+        return self._book_path(s, now, self.ch_pre[k * self.C + c], self.ch_tok[k * self.C + c],
+                               &self.ch_srv[self.ch_off[k]], self.ch_len[k])
+
+    cdef int _route_jffc(self, int64_t s, int64_t c, int64_t lo, double now,
+                         double noise) noexcept nogil:
+        """JFFC: the job takes the first free chain of its client's ranking (or the user
+        score's choice) and starts now, else it waits in the central FCFS queue
+        (ROUTE_QUEUED).  O(K / 64) (one score call per free chain with a score)."""
+        cdef int64_t k
+        if not self.js_ready:
+            return ROUTE_NO_CHAIN
+        self.ss[s].client = c
+        self.ss[s].lo = lo
+        self.ss[s].noise = noise
+        self.ss[s].chain = -1
+        self.ss[s].pchain = -1
+        self.ss[s].seq = self.seq
+        self.seq += 1
+        k = _jffc_arrive(&self.js, s, c)
+        if k == -2:
+            return -1
+        self.ss[s].state = ST_ACTIVE
+        self.nactive += 1
+        if k >= 0:
+            if self._jffc_start(s, k, now) < 0:
+                return -1
+            return ROUTE_BOOKED
+        # every chain is full: in the queue, no cache held, start unknown until predicted
+        self.ss[s].queued = 1
+        self.ss[s].off = -1
+        self.ss[s].len = 0
+        self.ss[s].start = INFINITY
+        self.ss[s].planned = INFINITY
+        self.ss[s].end = INFINITY
+        self.ss[s].service = 0.0
+        self.ss[s].pre = 0.0
+        self._predict_append(s)
+        return ROUTE_QUEUED
+
+    cdef int _finish(self, int64_t s, double now) noexcept nogil:
+        """Session s ended at ``now`` (after _advance): its cache is released; under JFFC
+        its slot goes to the queue's head, which starts now (noted), and a queued session
+        that finishes is cancelled (it leaves the queue).  0, or -1 if out of memory."""
+        cdef int64_t k, h
+        if self.policy != POLICY_JFFC:
+            self._release(s)
+            return 0
+        self.pred_valid = False
+        if self.ss[s].queued:
+            _jffc_cancel(&self.js, s)
+            self.ss[s].queued = 0
+            self.ss[s].state = ST_DONE
+            self.nactive -= 1
+            return 0
+        k = self.ss[s].chain
+        self._release(s)
+        self.ss[s].chain = -1
+        h = _jffc_complete(&self.js, k)
+        if h >= 0:
+            if self._jffc_start(h, k, now) < 0 or self._note(h) < 0:
+                return -1
+        return 0
+
+    cdef void _remove_chain(self, int64_t k) noexcept nogil:
+        """Chain k takes no more jobs (its jobs are gone); its slots are free again."""
+        cdef Py_ssize_t q
+        for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+            self.reserved[self.ch_srv[q]] -= self.ch_cap[k] * self.ch_blk[q]
+        self.ch_cap[k] = 0
+        self.ch_live -= self.ch_len[k]
+        _jffc_remove(&self.js, k)
+        self.pred_valid = False
+
+    cdef Py_ssize_t _drop_server_chains(self, Py_ssize_t j, double now,
+                                        int64_t* out) noexcept nogil:
+        """Every chain through server j is removed and its running jobs are released (into
+        ``out``, counted as interrupted); queued jobs stay queued."""
+        cdef Py_ssize_t n = self._interrupt_server(j, now, out), k, q
+        for k in range(self.K):
+            if self.ch_cap[k] <= 0:
+                continue
+            for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+                if self.ch_srv[q] == j:
+                    self._remove_chain(k)
+                    break
+        return n
+
+    cdef int _append_chain(self, const int64_t* servers, const int64_t* blocks,
+                           Py_ssize_t plen, int64_t cap, double cost, int64_t home) noexcept nogil:
+        """Add a chain to the table (a dead index is reused) and reserve its slots; the
+        JFFC ranking is rebuilt by _jffc_chains_changed.  Its per-client times are SPEC
+        1.1's, summed along the chain.  0, or -1 if out of memory."""
+        cdef Py_ssize_t k = -1, q, c, S = self.S, C = self.C, pos = 0, i
+        cdef int64_t j, nk
+        cdef double pre, tok
+        cdef void* p
+        cdef int64_t* fs
+        cdef int64_t* fb
+        for q in range(self.K):
+            if self.ch_cap[q] == 0 and (not self.js_ready or self.js.busy[q] == 0):
+                k = q
+                break
+        if k < 0:
+            if self.K == self.kcap:
+                nk = 2 * self.kcap + 16
+                if (_grow(<void**> &self.ch_off, nk, sizeof(int64_t)) < 0
+                        or _grow(<void**> &self.ch_len, nk, sizeof(int64_t)) < 0
+                        or _grow(<void**> &self.ch_cap, nk, sizeof(int64_t)) < 0
+                        or _grow(<void**> &self.ch_home, nk, sizeof(int64_t)) < 0
+                        or _grow(<void**> &self.ch_cost, nk, sizeof(double)) < 0
+                        or _grow(<void**> &self.ch_pre, nk * C + 1, sizeof(double)) < 0
+                        or _grow(<void**> &self.ch_tok, nk * C + 1, sizeof(double)) < 0
+                        or _grow(<void**> &self.ch_rank, nk * C + 1, sizeof(double)) < 0):
+                    return -1
+                self.kcap = nk
+            k = self.K
+            self.K += 1
+        if self.ch_size + plen > self.ch_arena_cap:
+            if self.ch_live + plen <= self.ch_arena_cap // 2:
+                # compact the arena: dead chains' paths go
+                fs = <int64_t*> malloc((self.ch_arena_cap + 1) * sizeof(int64_t))
+                fb = <int64_t*> malloc((self.ch_arena_cap + 1) * sizeof(int64_t))
+                if not (fs and fb):
+                    free(fs); free(fb)
+                    return -1
+                for i in range(self.K):
+                    if i == k or self.ch_cap[i] <= 0:
+                        continue
+                    memcpy(fs + pos, self.ch_srv + self.ch_off[i], self.ch_len[i] * sizeof(int64_t))
+                    memcpy(fb + pos, self.ch_blk + self.ch_off[i], self.ch_len[i] * sizeof(int64_t))
+                    self.ch_off[i] = pos
+                    pos += self.ch_len[i]
+                free(self.ch_srv); free(self.ch_blk)
+                self.ch_srv = fs
+                self.ch_blk = fb
+                self.ch_size = pos
+            else:
+                nk = 2 * self.ch_arena_cap + plen + 64
+                if (_grow(<void**> &self.ch_srv, nk, sizeof(int64_t)) < 0
+                        or _grow(<void**> &self.ch_blk, nk, sizeof(int64_t)) < 0):
+                    return -1
+                self.ch_arena_cap = nk
+        self.ch_off[k] = self.ch_size
+        self.ch_len[k] = plen
+        for q in range(plen):
+            self.ch_srv[self.ch_size + q] = servers[q]
+            self.ch_blk[self.ch_size + q] = blocks[q]
+            self.reserved[servers[q]] += cap * blocks[q]
+        self.ch_size += plen
+        self.ch_live += plen
+        self.ch_cap[k] = cap
+        self.ch_home[k] = home
+        self.ch_cost[k] = cost
+        for c in range(C):
+            pre = 0.0
+            tok = 0.0
+            for q in range(plen):
+                j = servers[q]
+                pre += self.prtt[c * S + j] + self.pre[j] * blocks[q]
+                tok += self.rtt[c * S + j] + self.dec[j] * blocks[q]
+            self.ch_pre[k * C + c] = pre
+            self.ch_tok[k * C + c] = tok
+            self.ch_rank[k * C + c] = pre + (self.rank_tokens - 1.0) * tok
+        return 0
+
+    cdef int _jffc_chains_changed(self, double now) noexcept nogil:
+        """Re-rank the chains for every client (llm_core._jffc_rerank, queue kept), then
+        let the queue's head jobs take the free slots that appeared, in queue order (each
+        takes the chain an arrival would, and starts now; noted).  0, or -1 if out of
+        memory."""
+        cdef Py_ssize_t k, c, K = self.K, C = self.C
+        cdef int64_t h, kk
+        cdef double* table = <double*> malloc((C * K + 1) * sizeof(double))
+        cdef int rc
+        if not table:
+            return -1
+        for c in range(C):
+            for k in range(K):
+                table[c * K + k] = self.ch_rank[k * C + c]
+        rc = _jffc_rerank(&self.js, K, self.ch_cap, table, self.ch_home, self.cgroup)
+        free(table)
+        if rc < 0:
+            return -1
+        self.pred_valid = False
+        while self.js.qsize > 0:
+            h = _jffc_queued(&self.js, 0)
+            kk = _jffc_admit(&self.js, self.ss[h].client)
+            if kk < 0:
+                break
+            if self._jffc_start(h, kk, now) < 0 or self._note(h) < 0:
+                return -1
+        return 0
+
+    cdef int _compose_residual(self, Py_ssize_t j, int64_t m, double now,
+                               int64_t* a_out) noexcept nogil:
+        """The chain method's rule on a live swarm (SPEC 1.10 GCA, SPEC 5.1 join): GCA on
+        the slots no chain reserves (each live server holding blocks: its slots minus what
+        its chains reserve), per client group then shared, and the chains found are added.
+        With a joining server j (m blocks, not placed yet): it takes the window of m blocks
+        where that GCA adds the most service rate sum_k c_k / T_k (ties: the smaller start);
+        if no window adds any, the window whose blocks have the fewest residual slots (the
+        weakest coverage, as PETALS's rule on slots), and j is placed there.  Running jobs
+        never move.  Cost: O((L - m + 1) x GCA) on the servers with residual slots only.
+        0, or -1 if out of memory."""
+        cdef Py_ssize_t S = self.S, L = self.L, G = self.G, n = 0, q, i, g, a, b, qj = -1
+        cdef Py_ssize_t best_a = 0, nwin
+        cdef double gain, best_gain = 0.0
+        cdef int64_t r
+        cdef int fail = 0
+        cdef int64_t* idx = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef int64_t* cf = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef int64_t* cn = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef int64_t* co = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef int64_t* free0 = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef int64_t* cfree = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+        cdef double* csal = <double*> malloc((S + 2) * sizeof(double))
+        cdef double* cbt = <double*> malloc((S + 2) * sizeof(double))
+        cdef double* cal = <double*> malloc((G * (S + 2) + 1) * sizeof(double))
+        cdef int64_t* gs = NULL
+        cdef GCAWork w
+        cdef ChainBuffers out
+        memset(&w, 0, sizeof(GCAWork))
+        memset(&out, 0, sizeof(ChainBuffers))
+        if not (idx and cf and cn and co and free0 and cfree and csal and cbt and cal):
+            fail = 1
+        if not fail:
+            # in index order (j too), so GCA breaks ties as on the whole swarm
+            for i in range(S):
+                if i == j:
+                    qj = n
+                    idx[n] = j
+                    free0[n] = _floor_count((self.usable[j] - self.block_gb * m) / self.cache_gb)
+                    n += 1
+                    continue
+                if not self.alv[i] or self.num[i] <= 0:
+                    continue
+                r = self.capb[i] - self.reserved[i]
+                if r > 0:
+                    idx[n] = i
+                    free0[n] = r
+                    n += 1
+            for q in range(n):
+                i = idx[q]
+                cf[q] = self.first[i]
+                cn[q] = self.num[i] if i != j else m
+                co[q] = self.owner[i]
+                csal[q] = self.salpha[i]
+                cbt[q] = self.cbeta[i]
+                for g in range(G):
+                    cal[g * n + q] = self.galpha[g * S + i]
+            if _gca_work_init(&w, n, L) < 0 or _chains_init(&out) < 0:
+                fail = 1
+        if not fail and j >= 0:
+            nwin = L - m + 1
+            best_a = -1
+            for a in range(nwin):
+                cf[qj] = a
+                for q in range(n):
+                    cfree[q] = free0[q]
+                out.n_chains = 0
+                out.flat_size = 0
+                if _gca_run(&w, cf, cn, G, cal, cbt, csal, co, cfree, &out) < 0:
+                    fail = 1
+                    break
+                gain = 0.0
+                for q in range(out.n_chains):
+                    gain = gain + out.caps[q] / out.costs[q]
+                if gain > best_gain:
+                    best_gain = gain
+                    best_a = a
+            if not fail and best_a < 0:
+                # no window adds a chain: the weakest window by residual slots
+                for b in range(L):
+                    self.blockval[b] = 0.0
+                for q in range(n):
+                    if q != qj:
+                        for b in range(cf[q], cf[q] + cn[q]):
+                            self.blockval[b] += <double> free0[q]
+                best_a = _lexmin_sorted_window(self.blockval, L, m, self.wbuf, self.wbest)
+            cf[qj] = best_a
+            a_out[0] = best_a
+        if not fail and n > 0:
+            for q in range(n):
+                cfree[q] = free0[q]
+            out.n_chains = 0
+            out.flat_size = 0
+            if _gca_run(&w, cf, cn, G, cal, cbt, csal, co, cfree, &out) < 0:
+                fail = 1
+        if not fail and j >= 0:
+            self._move_server(j, best_a, m)
+        if not fail and out.n_chains > 0:
+            gs = <int64_t*> malloc((out.flat_size + 1) * sizeof(int64_t))
+            if not gs:
+                fail = 1
+            else:
+                for q in range(out.flat_size):
+                    gs[q] = idx[out.flat_s[q]]
+                for q in range(out.n_chains):
+                    if self._append_chain(&gs[out.offs[q]], &out.flat_k[out.offs[q]],
+                                          out.offs[q + 1] - out.offs[q], out.caps[q],
+                                          out.costs[q], out.homes[q]) < 0:
+                        fail = 1
+                        break
+                if not fail and self._jffc_chains_changed(now) < 0:
+                    fail = 1
+        free(idx); free(cf); free(cn); free(co); free(free0); free(cfree); free(csal)
+        free(cbt); free(cal); free(gs)
+        _gca_work_free(&w)
+        _chains_free(&out)
+        return -1 if fail else 0
+
+    cdef int _predict_heap_add(self, double t, int64_t code) noexcept nogil:
+        cdef Py_ssize_t cap
+        cdef void* p
+        if self.pn == self.pcap:
+            cap = 2 * self.pcap + 64
+            p = realloc(self.pht, cap * sizeof(double))
+            if not p: return -1
+            self.pht = <double*> p
+            p = realloc(self.phc, cap * sizeof(int64_t))
+            if not p: return -1
+            self.phc = <int64_t*> p
+            self.pcap = cap
+        _heap_push(self.pht, self.phc, &self.pn, t, code)
+        return 0
+
+    cdef void _predict_one(self, int64_t h) noexcept nogil:
+        """Queued session h takes the earliest predicted end left in the replay's heap:
+        its chain and start are that job's (JFFC hands a finishing job's slot to the
+        queue's head), its end is pushed; unknown (inf, chain -1) once only late jobs are
+        left."""
+        cdef int64_t s0, k, c
+        cdef double t
+        if self.pn == 0:
+            self.ss[h].pchain = -1
+            self.ss[h].start = INFINITY
+            self.ss[h].end = INFINITY
+            return
+        t = self.pht[0]
+        s0 = self.phc[0] >> 1
+        _heap_pop(self.pht, self.phc, &self.pn)
+        k = self.ss[s0].chain if not self.ss[s0].queued else self.ss[s0].pchain
+        c = self.ss[h].client
+        self.ss[h].pchain = k
+        self.ss[h].start = t
+        self.ss[h].planned = t
+        self.ss[h].pre = self.ch_pre[k * self.C + c] * self.ss[h].noise
+        self.ss[h].service = (self.ch_pre[k * self.C + c]
+                              + (self.ss[h].lo - 1) * self.ch_tok[k * self.C + c]) * self.ss[h].noise
+        self.ss[h].end = t + self.ss[h].service
+        if self._predict_heap_add(self.ss[h].end, 2 * h) < 0:
+            self.pn = 0                   # out of memory: the rest stays unknown
+
+    cdef void _predict(self) noexcept nogil:
+        """The queued sessions' predicted chains and starts: JFFC replayed on the predicted
+        ends (every running job finishing at its predicted end, late ones never; at equal
+        ends in slot order, as the simulator's event heap).  O((R + Q) log R) for R running
+        and Q queued jobs; kept while nothing but queued arrivals happens."""
+        cdef Py_ssize_t s, i
+        if self.pred_valid:
+            return
+        self.pn = 0
+        for s in range(self.ncap):
+            if (self.ss[s].state == ST_ACTIVE and not self.ss[s].queued
+                    and self.ss[s].end < INFINITY):
+                if self._predict_heap_add(self.ss[s].end, 2 * s) < 0:
+                    self.pn = 0
+                    return
+        for i in range(self.js.qsize):
+            self._predict_one(_jffc_queued(&self.js, i))
+        self.pred_valid = True
+
+    cdef void _predict_append(self, int64_t h) noexcept nogil:
+        """A session joined the queue's tail: extend a current replay by one step."""
+        if self.pred_valid:
+            self._predict_one(h)
 
     # ----------------------------------------------------------------------------------
     # churn
@@ -840,17 +1454,24 @@ cdef class Engine:
         return n
 
     cdef Py_ssize_t _leave(self, Py_ssize_t j, double now, int64_t* out) noexcept nogil:
-        """Server j leaves: its sessions are released (into ``out``), it holds no blocks."""
-        cdef Py_ssize_t n = self._interrupt_server(j, now, out)
+        """Server j leaves: its sessions are released (into ``out``), it holds no blocks.
+        JFFC: every chain through it is removed (its jobs are those sessions)."""
+        cdef Py_ssize_t n
+        if self.policy == POLICY_JFFC:
+            n = self._drop_server_chains(j, now, out)
+        else:
+            n = self._interrupt_server(j, now, out)
         self.alv[j] = 0
         self._move_server(j, 0, 0)
         return n
 
     cdef bint _petals_check(self, Py_ssize_t j, int64_t* new_start) noexcept nogil:
         """PETALS's ``should_choose_other_blocks`` for server j (balance quality, eps
-        1e-3), with the servers' simulated re-choices in index order instead of a random
-        shuffle.  On True, ``new_start`` is where j goes: the best window without j."""
-        cdef Py_ssize_t L = self.L, i, h, b, passes = 0
+        1e-3): each pass of the servers' simulated re-choices visits the holders in a
+        fresh random order (the holders by index, shuffled from the engine's seeded
+        stream, as PETALS's ``np.random.shuffle``).  On True, ``new_start`` is where j
+        goes: the best window without j."""
+        cdef Py_ssize_t L = self.L, i, h, b, passes = 0, nh = 0, t_i
         cdef double eps = 1e-3, initial, newmin, t
         cdef int64_t ns, m = self.num[j]
         cdef bint moved
@@ -883,9 +1504,14 @@ cdef class Engine:
         while moved and passes < PETALS_MAX_PASSES:
             moved = False
             passes += 1
+            nh = 0
             for h in range(self.S):
-                if self.num[h] <= 0:
-                    continue
+                if self.num[h] > 0:
+                    self.perm[nh] = h
+                    nh += 1
+            _shuffle(self.perm, nh, &self.shuffle_state)
+            for t_i in range(nh):
+                h = self.perm[t_i]
                 t = self._petals_throughput(h, self.num[h])
                 for b in range(self.tmp_first[h], self.tmp_first[h] + self.num[h]):
                     thr[b] -= t * (1 + eps)
@@ -971,7 +1597,9 @@ cdef class Engine:
         return 1 if self._slot(sid) >= 0 else 2
 
     def route(self, int64_t client, int64_t output_tokens, double now_ms):
-        """(status, session id, chain, start_ms, end_ms); id -1 unless booked."""
+        """(status, session id, chain, start_ms, end_ms); id -1 unless booked or queued.
+        A queued session (JFFC) shows its predicted chain and start ([] and inf when
+        unknown)."""
         cdef int64_t s = self._new_slot()
         cdef int st
         if s < 0:
@@ -980,16 +1608,17 @@ cdef class Engine:
             st = self._advance(now_ms, -1)
             if st == 0:
                 st = self._route(s, client, output_tokens, now_ms, 1.0)
-            if st == ROUTE_BOOKED:
-                st = self._new_id(s)
+            if st == ROUTE_BOOKED or st == ROUTE_QUEUED:
+                if self._new_id(s) < 0:
+                    st = -1
         if st < 0:
             raise MemoryError()
-        if st != ROUTE_BOOKED or self.ss[s].state != ST_ACTIVE:
+        if (st != ROUTE_BOOKED and st != ROUTE_QUEUED) or self.ss[s].state != ST_ACTIVE:
             self.free_slots[self.nfree] = s
             self.nfree += 1
             return st, -1, None, 0.0, 0.0
-        chain = [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)]
-        return st, self.ss[s].id, chain, self.ss[s].start, self.ss[s].end
+        _, start, end, chain = self.session(self.ss[s].id)
+        return st, self.ss[s].id, chain, start, end
 
     def advance(self, double now_ms):
         cdef int st
@@ -1005,8 +1634,9 @@ cdef class Engine:
         cdef double start
         with nogil:
             st = self._advance(now_ms, s)
-            start = self.ss[s].start
-            self._release(s)
+            start = self.ss[s].start if not self.ss[s].queued else INFINITY
+            if st == 0:
+                st = self._finish(s, now_ms)
             self._forget(sid)
             if st == 0 and self.need_rebook:
                 st = self._rebook(-1)
@@ -1041,16 +1671,171 @@ cdef class Engine:
         cdef int st
         with nogil:
             st = self._advance(now_ms, -1)
-            self._join(server, &a, &m)
+            if st == 0:
+                st = self._join(server, &a, &m)
         if st < 0:
             raise MemoryError()
         return int(a), int(m)
 
+    def take_updates(self):
+        """Sessions whose chain or start a decision after routing set, since the last call
+        (JFFC: a queued session that started; WS-RR: a waiting booking re-routed), each
+        once, as (id, chain, start_ms, end_ms), in the order of the decisions; sessions
+        over since are left out."""
+        cdef Py_ssize_t i
+        cdef int64_t s
+        rows = []
+        for i in range(0, self.nupd, 2):
+            s = self.upd[i]
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].id == self.upd[i + 1] \
+                    and self.upd[i + 1] >= 0:
+                rows.append(self.upd[i + 1])
+        self.nupd = 0
+        out, done = [], set()
+        for sid in reversed(rows):           # the latest state of each, in decision order
+            if sid not in done:
+                done.add(sid)
+                _, start, end, chain = self.session(sid)
+                out.append((sid, chain, start, end))
+        return out[::-1]
+
+    def drop_updates(self):
+        self.nupd = 0
+
+    # ---- JFFC ---------------------------------------------------------------------------
+    def set_chains(self, servers, blocks, offsets, capacities, cost_ms, home, prefill_ms,
+                   token_ms, rank_ms, owner, group_alpha_ms, shared_alpha_ms, beta_ms,
+                   client_group, double rank_tokens):
+        """Install the composed chains (GCA order; chain q is servers[offsets[q]:
+        offsets[q + 1]] processing blocks[...]), their capacities, GCA costs and home
+        groups, each client's prefill/per-token/ranking times on them (C x K), and the
+        composition's GCA costs for later re-compositions: owner (S), group_alpha_ms
+        (G x S), shared_alpha_ms (S), beta_ms (S), client_group (C, or empty: no groups),
+        rank_tokens (the job length chains are ranked for).  Policy 'jffc' only, on a
+        fresh engine."""
+        cdef Py_ssize_t S = self.S, C = self.C, K = len(capacities), k, c, q, G
+        _require(self.policy == POLICY_JFFC and self.K == 0 and self.nactive == 0,
+                 "set_chains: a fresh jffc engine")
+        srv = np.ascontiguousarray(servers, dtype=np.int64)
+        blk = np.ascontiguousarray(blocks, dtype=np.int64)
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        cap = np.ascontiguousarray(capacities, dtype=np.int64)
+        pre = np.ascontiguousarray(prefill_ms, dtype=np.float64)
+        tok = np.ascontiguousarray(token_ms, dtype=np.float64)
+        rnk = np.ascontiguousarray(rank_ms, dtype=np.float64)
+        ga = np.ascontiguousarray(group_alpha_ms, dtype=np.float64)
+        G = ga.shape[0] if ga.ndim == 2 else 0
+        _require(off.shape == (K + 1,) and off[0] == 0 and srv.shape == blk.shape
+                 and off[K] == srv.shape[0] and bool(np.all(np.diff(off) >= 1))
+                 and bool(np.all((srv >= 0) & (srv < S))) and bool(np.all(cap >= 0))
+                 and np.shape(cost_ms) == (K,) and np.shape(home) == (K,)
+                 and pre.shape == (C, K) and tok.shape == (C, K) and rnk.shape == (C, K)
+                 and np.shape(owner) == (S,) and (G == 0 or ga.shape[1] == S)
+                 and np.shape(shared_alpha_ms) == (S,) and np.shape(beta_ms) == (S,)
+                 and np.shape(client_group) in ((0,), (C,)), "set_chains: shapes")
+        # every chain is a valid route of the placement processing blocks[...] on each
+        for k in range(K):
+            prev = 0
+            for q in range(off[k], off[k + 1]):
+                j = srv[q]
+                e = self.first[j] + self.num[j]
+                _require(self.num[j] > 0 and self.first[j] <= prev < e
+                         and blk[q] == e - prev, "set_chains: a chain is not a route")
+                prev = e
+            _require(prev == self.L, "set_chains: a chain does not end at L")
+        self.G = G
+        self.rank_tokens = rank_tokens
+        self.reserved = <int64_t*> calloc(S + 1, sizeof(int64_t))
+        self.owner = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+        self.galpha = <double*> malloc((G * S + 1) * sizeof(double))
+        self.salpha = <double*> malloc((S + 1) * sizeof(double))
+        self.cbeta = <double*> malloc((S + 1) * sizeof(double))
+        if not (self.reserved and self.owner and self.galpha and self.salpha and self.cbeta):
+            raise MemoryError()
+        for j in range(S):
+            self.owner[j] = owner[j]
+            self.salpha[j] = shared_alpha_ms[j]
+            self.cbeta[j] = beta_ms[j]
+        for q in range(G * S):
+            self.galpha[q] = ga.ravel()[q]
+        if len(client_group) == C and C > 0:
+            self.cgroup = <int64_t*> malloc((C + 1) * sizeof(int64_t))
+            if not self.cgroup:
+                raise MemoryError()
+            for c in range(C):
+                self.cgroup[c] = client_group[c]
+        cdef int64_t[::1] sv = srv, bv = blk
+        for k in range(K):
+            if self._append_chain(&sv[off[k]], &bv[off[k]], off[k + 1] - off[k], cap[k],
+                                  float(cost_ms[k]), int(home[k])) < 0:
+                raise MemoryError()
+            for c in range(C):           # the caller's times exactly (as the plan reports)
+                self.ch_pre[k * C + c] = pre[c, k]
+                self.ch_tok[k * C + c] = tok[c, k]
+                self.ch_rank[k * C + c] = rnk[c, k]
+        for j in range(S):
+            _require(self.reserved[j] <= self.capb[j] or not self.alv[j],
+                     "set_chains: the chains reserve more slots than a server has")
+        table = np.ascontiguousarray(rnk.reshape(C, K) if K else np.zeros((C, 0)))
+        cdef double[:, ::1] tv = table
+        cdef int64_t[::1] hv = np.ascontiguousarray(home, dtype=np.int64)
+        if _jffc_init(&self.js, K, C, self.ch_cap, &tv[0, 0] if K and C else NULL,
+                      &hv[0] if K else NULL, self.cgroup) < 0:
+            raise MemoryError()
+        self.js_ready = True
+        self.pred_valid = False
+
+    def set_score(self, size_t address, owner):
+        """A user's dispatch score (SPEC 5.2; distalloc.llm.compiled_dispatch), called
+        through its C function pointer; 0: the built-in rule.  ``owner`` keeps the
+        compiled code alive."""
+        _require(self.js_ready, "set_score: no chains")
+        _jffc_set_score(&self.js, <chain_score_fn> address if address else NULL)
+        self.score_owner = owner
+
+    def chains(self):
+        """The live chains: (index, servers, blocks, capacity, busy, cost_ms, home)."""
+        cdef Py_ssize_t k, q
+        out = []
+        for k in range(self.K):
+            if self.ch_cap[k] > 0:
+                out.append((k, [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])],
+                            [self.ch_blk[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])],
+                            self.ch_cap[k], self.js.busy[k], self.ch_cost[k], self.ch_home[k]))
+        return out
+
+    def chain_times(self, Py_ssize_t k):
+        """(prefill_ms, token_ms, rank_ms) of chain k for each client."""
+        cdef Py_ssize_t c, C = self.C
+        return ([self.ch_pre[k * C + c] for c in range(C)],
+                [self.ch_tok[k * C + c] for c in range(C)],
+                [self.ch_rank[k * C + c] for c in range(C)])
+
+    def queue(self):
+        """Session ids in the central queue, head first."""
+        cdef Py_ssize_t i
+        return [self.ss[_jffc_queued(&self.js, i)].id for i in range(self.js.qsize)] \
+            if self.js_ready else []
+
+    def join_blocks_of(self, Py_ssize_t j):
+        return self.join_blocks[j]
+
+    def reserved_slots(self):
+        cdef Py_ssize_t j
+        return [self.reserved[j] if self.reserved else 0 for j in range(self.S)]
+
+    # -------------------------------------------------------------------------------------
+    def seed_shuffle(self, uint64_t key):
+        """Seed the stream of PETALS's random orders (rebalance)."""
+        self.shuffle_state = _mix64(key)
+
     def rebalance_petals(self, double now_ms):
-        """Each server holding blocks, in index order, runs PETALS's check and moves if it
-        says so.  Returns (moves [(server, first, num)], interrupted session ids)."""
+        """Each server holding blocks runs PETALS's check and moves if it says so, in a
+        random order (the holders by index, shuffled from the seeded stream: PETALS's
+        servers check on their own timers).  Returns (moves [(server, first, num)],
+        interrupted session ids)."""
         cdef int64_t[::1] buf = np.empty(max(self.nactive, 1), dtype=np.int64)
-        cdef Py_ssize_t j, n = 0
+        cdef Py_ssize_t j, n = 0, i, nh = 0
         cdef int64_t ns
         cdef int st
         moves = []
@@ -1058,23 +1843,39 @@ cdef class Engine:
             st = self._advance(now_ms, -1)
         if st < 0:
             raise MemoryError()
+        order = np.empty(self.S + 1, dtype=np.int64)
+        cdef int64_t[::1] ov = order
         for j in range(self.S):
+            if self.num[j] > 0:
+                ov[nh] = j
+                nh += 1
+        _shuffle(&ov[0], nh, &self.shuffle_state)
+        for i in range(nh):
+            j = ov[i]
             if self.num[j] > 0 and self._petals_check(j, &ns):
                 n += self._interrupt_server(j, now_ms, &buf[n])
                 self._move_server(j, ns, self.num[j])
                 moves.append((j, int(ns), int(self.num[j])))
         if self.need_rebook and self._rebook(-1) < 0:
             raise MemoryError()
+        if moves and self._reroute_waiting(now_ms) < 0:
+            raise MemoryError()
         return moves, self._ids(buf, n)
 
-    def set_placement(self, first_block, num_blocks, double now_ms):
-        """Move every server whose blocks change (CG-BP's re-plan); returns (moves,
-        interrupted session ids)."""
+    def set_placement(self, first_block, num_blocks, double now_ms, owner=None):
+        """Move every server whose blocks change (CG-BP's or GBP-CR's re-plan); returns
+        (moves, interrupted session ids).  WS-RR: the sessions still waiting are then
+        routed again.  JFFC: the chains through a moved server go (their jobs interrupted),
+        the others stay, ``owner`` (S) replaces the servers' client groups and GCA on the
+        slots no chain reserves adds chains, whose slots the queue's head jobs take."""
         cdef int64_t[::1] a = np.ascontiguousarray(first_block, dtype=np.int64)
         cdef int64_t[::1] m = np.ascontiguousarray(num_blocks, dtype=np.int64)
         cdef int64_t[::1] buf = np.empty(max(self.nactive, 1), dtype=np.int64)
         cdef Py_ssize_t j, n = 0
         cdef int st
+        cdef int64_t dummy
+        cdef bint jffc = self.policy == POLICY_JFFC
+        _require(_placement_ok(&a[0], &m[0], self.S, self.L), "set_placement: placement")
         moves = []
         with nogil:
             st = self._advance(now_ms, -1)
@@ -1084,12 +1885,24 @@ cdef class Engine:
             if not self.alv[j]:
                 continue
             if m[j] != self.num[j] or (m[j] > 0 and a[j] != self.first[j]):
-                n += self._interrupt_server(j, now_ms, &buf[n])
+                if jffc:
+                    n += self._drop_server_chains(j, now_ms, &buf[n])
+                else:
+                    n += self._interrupt_server(j, now_ms, &buf[n])
                 self._set_blocks(j, a[j], m[j])
                 moves.append((j, int(self.first[j]), int(self.num[j])))
         self._placement_changed()
-        if self.need_rebook and self._rebook(-1) < 0:
-            raise MemoryError()
+        if jffc:
+            if owner is not None:
+                for j in range(self.S):
+                    self.owner[j] = owner[j]
+            if self._compose_residual(-1, 0, now_ms, &dummy) < 0:
+                raise MemoryError()
+        else:
+            if self.need_rebook and self._rebook(-1) < 0:
+                raise MemoryError()
+            if self._reroute_waiting(now_ms) < 0:
+                raise MemoryError()
         return moves, self._ids(buf, n)
 
     def session_lists(self):
@@ -1099,24 +1912,43 @@ cdef class Engine:
                  for i in range(self.lists[j].head, self.lists[j].head + self.lists[j].size)]
                 for j in range(self.S)]
 
+    cdef list _chain_of(self, int64_t s):
+        cdef Py_ssize_t q
+        cdef int64_t k
+        if self.ss[s].queued:
+            k = self.ss[s].pchain
+            if k < 0:
+                return []
+            return [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])]
+        return [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)]
+
     def sessions(self):
-        """Sessions in progress by id: (ids, clients, start_ms, end_ms, chains)."""
-        cdef Py_ssize_t s, q
+        """Sessions in progress by id: (ids, clients, start_ms, end_ms, chains); a queued
+        session (JFFC) shows its predicted chain and start ([] and inf when unknown)."""
+        cdef Py_ssize_t s
         rows = []
+        if self.policy == POLICY_JFFC:
+            self._predict()
         for s in range(self.ncap):
             if self.ss[s].state == ST_ACTIVE:
-                rows.append((self.ss[s].id, self.ss[s].client, self.ss[s].start, self.ss[s].end,
-                             [self.arena[q] for q in range(self.ss[s].off,
-                                                           self.ss[s].off + self.ss[s].len)]))
+                rows.append((self.ss[s].id, self.ss[s].client, self.ss[s].start,
+                             self.ss[s].end, self._chain_of(s)))
         rows.sort()
         return rows
 
     def session(self, int64_t sid):
-        """(client, start_ms, end_ms, chain) of a session in progress."""
+        """(client, start_ms, end_ms, chain) of a session in progress (queued: predicted)."""
         cdef int64_t s = self._slot(sid)
-        cdef Py_ssize_t q
-        return (self.ss[s].client, self.ss[s].start, self.ss[s].end,
-                [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)])
+        if self.policy == POLICY_JFFC and self.ss[s].queued:
+            self._predict()
+        return (self.ss[s].client, self.ss[s].start, self.ss[s].end, self._chain_of(s))
+
+    def is_queued(self, int64_t sid):
+        cdef int64_t s = self._slot(sid)
+        return bool(self.ss[s].queued)
+
+    def routed_ms(self, int64_t sid):
+        return self.ss[self._slot(sid)].routed
 
     def check(self):
         """Internal consistency (for tests): every server's booked cache equals the sum of
@@ -1144,10 +1976,23 @@ cdef class Engine:
             if not self.alv[j] and (self.num[j] or self.capb[j] or self.used[j]):
                 return f"server {j} left but holds blocks or cache"
         n = 0
+        busy = {}
         for s in range(self.ncap):
             if self.ss[s].state != ST_ACTIVE:
                 continue
             n += 1
+            if self.ss[s].queued:
+                if self.ss[s].len or self.ss[s].chain >= 0:
+                    return f"queued session slot {s} holds a chain"
+                continue
+            if self.policy == POLICY_JFFC:
+                k = self.ss[s].chain
+                if k < 0 or self.ch_cap[k] <= 0:
+                    return f"session slot {s} runs on no live chain ({k})"
+                if [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)] \
+                        != [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])]:
+                    return f"session slot {s} is not on the servers of chain {k}"
+                busy[k] = busy.get(k, 0) + 1
             prev = 0
             for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len):
                 j = self.arena[q]
@@ -1159,6 +2004,35 @@ cdef class Engine:
             return f"stray list entries {sorted(count)[:3]}"
         if n != self.nactive:
             return f"{n} sessions in progress, counter says {self.nactive}"
+        if self.policy == POLICY_JFFC and self.js_ready:
+            res = [0] * self.S
+            for k in range(self.K):
+                if self.js.cap[k] != self.ch_cap[k]:
+                    return f"chain {k}: capacity {self.ch_cap[k]} != the rule's {self.js.cap[k]}"
+                if self.js.busy[k] != busy.get(k, 0):
+                    return f"chain {k}: {busy.get(k, 0)} jobs, the rule counts {self.js.busy[k]}"
+                if self.ch_cap[k] <= 0:
+                    continue
+                for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+                    j = self.ch_srv[q]
+                    if not self.alv[j]:
+                        return f"chain {k} runs through server {j}, which left"
+                    res[j] += self.ch_cap[k] * self.ch_blk[q]
+            for j in range(self.S):
+                if res[j] != self.reserved[j]:
+                    return f"server {j}: reserved {self.reserved[j]} != chains' {res[j]}"
+                if res[j] > self.capb[j]:
+                    return f"server {j}: chains reserve {res[j]} slots > its {self.capb[j]}"
+                if self.used[j] > res[j]:
+                    return f"server {j}: jobs hold {self.used[j]} slots > reserved {res[j]}"
+            if self.js.qsize:
+                for k in range(self.K):
+                    if self.js.busy[k] < self.js.cap[k]:
+                        return f"jobs queue while chain {k} has a free slot"
+            qd = sum(1 for s in range(self.ncap)
+                     if self.ss[s].state == ST_ACTIVE and self.ss[s].queued)
+            if qd != self.js.qsize:
+                return f"{qd} sessions marked queued, the queue holds {self.js.qsize}"
         return None
 
     def nbytes(self):
@@ -1175,6 +2049,15 @@ cdef class Engine:
         tot += self.arena_cap * sizeof(int64_t) + self.heap_cap * (sizeof(double) + sizeof(int64_t))
         tot += self.slot_cap * sizeof(int64_t)
         tot += 4 * S * sizeof(int64_t) + S                                # numpy state arrays
+        tot += (S + 1) * sizeof(int64_t)                                  # shuffle order
+        if self.js_ready:                                                 # JFFC
+            tot += self.kcap * (5 * sizeof(int64_t) + 3 * C * sizeof(double))
+            tot += 2 * self.ch_arena_cap * sizeof(int64_t)
+            tot += (3 * S + self.G * S + 2 * S) * sizeof(double)
+            tot += self.js.K * (3 * sizeof(int64_t) + 2 * C * sizeof(int64_t) + C * sizeof(double))
+            tot += self.js.C * self.js.words * 8 + self.js.qcap * sizeof(int64_t)
+            tot += self.pcap * (sizeof(double) + sizeof(int64_t))
+        tot += self.updcap * sizeof(int64_t)
         return int(tot)
 
 

@@ -124,12 +124,22 @@ call(np.array([0, 2]), np.array([2, 2]), np.array([0, 0, 0]))""",
     "chain gca bad placement": """from distalloc._compiled import chain_kernels as CK
 expect_error(CK.gca, np.array([0, 3]), np.array([2, 9]), 4, np.ones((1, 2)), np.ones(2),
              np.full(2, 5), np.full(2, -1), np.ones(2))""",
-    "chain simulate_jffc bad client": """from distalloc._compiled import chain_kernels as CK
+    "chain jffc engine bad client": """from distalloc._compiled import chain_kernels as CK, swarm_kernels as SK
 N = 3
 none = np.zeros(0, np.int64)
-expect_error(CK.simulate_jffc, np.array([1]), np.ones((1, 1)), none, none, np.ones((1, 1)),
-             np.ones((1, 1)), np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3),
-             np.ones(N), 0.0, *[np.empty(N) for _ in range(4)], np.empty(N, np.int64))
+eng = SK.Engine(np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.zeros((1, 1)), np.zeros((1, 1)),
+                np.zeros(1), np.zeros(1), np.zeros((1, 1)), np.zeros(1), np.full(1, 3.0),
+                np.zeros(1), np.zeros(1), np.zeros(1), np.ones(1, np.int64), np.zeros(1), 1.0, 1.0,
+                1, SK.POLICIES["jffc"], SK.JOIN_RULES["chains"], 1e4, 0.75)
+eng.set_chains(np.zeros(1, np.int64), np.ones(1, np.int64), np.array([0, 1]), np.array([2]),
+               np.ones(1), np.full(1, -1), np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)),
+               np.full(1, -1), np.zeros((0, 1)), np.zeros(1), np.zeros(1), none, 1.0)
+expect_error(SK.simulate, eng, np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3),
+             np.ones(N), 0.0, 1e3, 6e4, 10, 0.0, 0.0, 0, *[np.empty(N) for _ in range(4)],
+             *[np.empty(N, np.int64) for _ in range(4)])
+expect_error(eng.set_chains, np.zeros(1, np.int64), np.ones(1, np.int64), np.array([0, 1]),
+             np.array([2]), np.ones(1), np.full(1, -1), np.ones((1, 1)), np.ones((1, 1)),
+             np.ones((1, 1)), np.full(1, -1), np.zeros((0, 1)), np.zeros(1), np.zeros(1), none, 1.0)
 expect_error(CK.jffc_fill, np.array([1]), np.ones((1, 1)), none, none, np.array([0, 4, 0]),
              np.empty(N, np.int64))""",
     "chain block counts NaN and huge": """from distalloc._compiled import chain_kernels as CK

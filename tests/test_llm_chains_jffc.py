@@ -1,6 +1,7 @@
-"""JFFC: the compiled simulator against a pure-Python event loop (same decisions, request by
-request), against the exact truncated CTMC of JFFC within confidence intervals and between
-Theorem 4's bounds; --service for every method; the CLI contract of SPEC 1.10."""
+"""JFFC: the compiled simulator (the online engine's event loop with the 'jffc' policy)
+against a pure-Python event loop (same decisions, request by request), against the exact
+truncated CTMC of JFFC within confidence intervals and between Theorem 4's bounds; --service
+for every method; the CLI contract of SPEC 1.10."""
 import heapq
 import json
 import math
@@ -13,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import stats
 
 from conftest import random_scenario_dict
-from distalloc._compiled import chain_kernels
+from distalloc._compiled import swarm_kernels
 from distalloc.cli import main
 from distalloc.llm import clustered, jffc_bounds, scenario_from_dict
 from distalloc.llm.chains import compose_chains
@@ -99,21 +100,48 @@ def ctmc_mean_response(mu, cap, lam, qmax=400):
     return float(pi @ jobs) / (lam * (1 - lost))
 
 
+def jffc_simulate(cap, rank, home, group, pre, tok, arrival, client, out_tok, factor,
+                  delay=0.0, score=None):
+    """The simulator's event loop around a 'jffc' engine whose chains are given as tables:
+    K servers holding the one block, chain k = server k with cap[k] slots, client c's job on
+    it taking (pre[c, k] + (l - 1) tok[c, k]) x factor, ranked by rank[c, k].  Returns
+    (start, end, first token, wait, chain, events)."""
+    K, C, N = len(cap), rank.shape[0], len(arrival)
+    cap = np.asarray(cap, dtype=np.int64)
+    zeros = np.zeros(K)
+    eng = swarm_kernels.Engine(
+        np.zeros(K, dtype=np.int64), np.ones(K, dtype=np.int64), 1, np.zeros((C, K)),
+        np.zeros((C, K)), zeros, zeros, np.zeros((C, K)), zeros, 1.0 + cap, zeros, zeros,
+        zeros, np.ones(K, dtype=np.int64), zeros, 1.0, 1.0, 1, swarm_kernels.POLICIES["jffc"],
+        swarm_kernels.JOIN_RULES["chains"], 1e4, 0.75)
+    eng.set_chains(np.arange(K), np.ones(K, dtype=np.int64), np.arange(K + 1), cap,
+                   np.ones(K), np.asarray(home if len(home) else np.full(K, -1)),
+                   np.asarray(pre, float), np.asarray(tok, float), np.asarray(rank, float),
+                   np.full(K, -1), np.zeros((0, K)), zeros, zeros, np.asarray(group, np.int64),
+                   1.0)
+    if score is not None:
+        eng.set_score(score.address, score)
+    out = [np.empty(N) for _ in range(4)] + [np.empty(N, dtype=np.int64) for _ in range(4)]
+    chains, events, *_ = swarm_kernels.simulate(
+        eng, np.asarray(arrival, float), np.asarray(client, np.int64),
+        np.asarray(out_tok, np.int64), np.asarray(factor, float), delay, 1e3, 6e4, 10,
+        0.0, 0.0, 0, *out)
+    start, end, ttft, wait, _, _, offset, _ = out
+    chain = np.where(offset >= 0, chains[np.maximum(offset, 0)], -1)
+    return start, end, ttft, wait, chain, events
+
+
 def run_kernel(cap, mu, lam, n, seed):
-    """JFFC kernel with one client and Exp(1) work: per-job response times (s)."""
+    """JFFC with one client and Exp(1) work: per-job response times (s)."""
     rng = np.random.default_rng(seed)
     arrival = np.cumsum(rng.exponential(1.0 / lam, n)) * 1000.0
     factor = rng.exponential(1.0, n)
     T = (1000.0 / np.asarray(mu))[None, :]
     K = len(cap)
-    out = [np.empty(n) for _ in range(4)]
-    chain = np.empty(n, dtype=np.int64)
     none = np.zeros(0, dtype=np.int64)
-    chain_kernels.simulate_jffc(np.asarray(cap, dtype=np.int64), np.ascontiguousarray(T),
-                                none, none, np.ascontiguousarray(T), np.zeros((1, K)), arrival,
-                                np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
-                                factor, 0.0, *out, chain)
-    return (out[1] - arrival) / 1000.0
+    _, end, *_ = jffc_simulate(cap, T, none, none, T, np.zeros((1, K)), arrival,
+                               np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), factor)
+    return (end - arrival) / 1000.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -146,12 +174,8 @@ def test_kernel_matches_naive_jffc_decision_by_decision(seed):
         home = group = np.zeros(0, dtype=np.int64)
         want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
                                             arrival.tolist(), client.tolist())
-    start, end, ttft, wait = (np.empty(N) for _ in range(4))
-    chain = np.empty(N, dtype=np.int64)
-    events = chain_kernels.simulate_jffc(cap.astype(np.int64), rank, home, group, pre, tok,
-                                         arrival,
-                                         client.astype(np.int64), out_tok.astype(np.int64),
-                                         np.ones(N), 0.0, start, end, ttft, wait, chain)
+    start, end, ttft, wait, chain, events = jffc_simulate(
+        cap, rank, home, group, pre, tok, arrival, client, out_tok, np.ones(N))
     assert chain.tolist() == want_chain
     np.testing.assert_array_equal(start, want_start)
     np.testing.assert_array_equal(wait, start - arrival)

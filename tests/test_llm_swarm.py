@@ -160,7 +160,7 @@ class Watcher:
         self.ended(sid, now, start)
         self.check()
 
-    def _interrupting(self, call, now):
+    def _interrupting(self, call, now, check=True):
         self.sw.advance(now)
         self.check()
         before = {s["session"]: s for s in self.sw.to_dict()["sessions"]}
@@ -169,7 +169,8 @@ class Watcher:
         lost = out if isinstance(out, list) else out.interrupted
         for sid in lost:
             self.ended(sid, now, starts[sid])
-        self.check()
+        if check:
+            self.check()
         return out, before
 
     def leave(self, j, now):
@@ -177,16 +178,43 @@ class Watcher:
         assert lost == sorted(s for s, x in before.items() if j in x["servers"])
         return lost
 
+    def _ends(self):
+        return {sid: (start, end) for sid, _, start, end, _ in self.sw._engine.sessions()}
+
+    def updates(self, before):
+        """WS-RR's waiting bookings re-routed when capacity appeared: only sessions not
+        started, each finishing strictly earlier than it was booked to; the others keep
+        their chain (checked by check())."""
+        now = self.sw._engine.clock_ms
+        for a in self.sw.take_updates():
+            start0, end0 = before[a.session]
+            assert start0 > now, f"session {a.session} had started and moved"
+            assert a.session not in self.confirmed
+            _, start, end, chain = self.sw._engine.session(a.session)
+            assert chain == a.servers and end < end0 and start >= now
+            info = self.live[a.session]
+            info.update(servers=a.servers, k=self.blocks(a.servers), service=end - start)
+            if self.stats is not None:
+                self.stats["rerouted"] = self.stats.get("rerouted", 0) + 1
+
     def join(self, j, now):
+        self.sw.advance(now)            # the late rule first: what is waiting at `now`
+        self.check()
+        before = self._ends()
         a, m = self.sw.join(j, now)
         assert self.sw.placement.num_blocks[j] == m and self.sw.placement.first_block[j] == a
+        self.updates(before)
         self.check()
         return a, m
 
     def rebalance(self, now):
-        out, before = self._interrupting(lambda: self.sw.rebalance(now), now)
+        self.sw.advance(now)
+        before = self._ends()
+        out, before_s = self._interrupting(lambda: self.sw.rebalance(now), now, check=False)
+        self.updates(before)
+        self.check()
         moved = {mv["server"] for mv in out.moves}
-        assert out.interrupted == sorted(s for s, x in before.items()
+        assert out.interrupted == sorted(s for s, x in before_s.items()
                                          if moved & set(x["servers"]))
         return out
 
@@ -491,8 +519,9 @@ def test_rebalance_cg_re_plans_on_the_servers_alive():
 @given(st.integers(0, 2**32 - 1))
 @settings(max_examples=30)
 def test_rebalance_petals_is_petals_check(seed):
-    """Each server runs PETALS's should_choose_other_blocks (index order): the moves equal
-    a pure-Python port's, and the weakest block never gets weaker."""
+    """Each server runs PETALS's should_choose_other_blocks, the servers and each check's
+    passes in random orders from the seeded stream (PETALS's np.random.shuffle): the moves
+    equal a pure-Python port's drawing the same orders."""
     rng = np.random.default_rng(seed)
     sc = online_scenario(rng)
     S, L = sc.num_servers, sc.num_blocks
@@ -502,7 +531,8 @@ def test_rebalance_petals_is_petals_check(seed):
                policy="petals")
     thr = sc.server_throughput(m)
     ref_first = list(sw.placement.first_block)
-    want = naive.petals_rebalance(ref_first, list(m), list(thr), L, list(range(S)), 0.75)
+    want = naive.petals_rebalance(ref_first, list(m), list(thr), L, list(range(S)), 0.75,
+                                  naive.ShuffleStream(sw._shuffle_key))
     out = sw.rebalance(1.0)
     assert [(mv["server"], mv["first_block"]) for mv in out.moves] == want
     assert sw._engine.check() is None
