@@ -21,7 +21,7 @@ from distalloc import ValidationError
 from distalloc.llm import clustered, compiled_dispatch, jffc_bounds, scenario_from_dict
 from distalloc.llm.chains import compose_chains
 from distalloc.llm.jffc import chain_times_ms
-from distalloc.llm.simulation import ONLINE_METHODS, poisson_workload, simulate
+from distalloc.llm.simulation import ONLINE_METHODS, simulate
 
 
 # ------------------------------------------------------------------------------------------

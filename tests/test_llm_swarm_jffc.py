@@ -16,7 +16,6 @@ from test_llm_swarm import swarm_scenario
 from distalloc import ValidationError
 from distalloc._compiled import chain_kernels
 from distalloc.llm import Swarm, clustered, scenario_from_dict
-from distalloc.llm.chains import compose_chains
 from distalloc.llm.simulation import ONLINE_METHODS, poisson_workload, simulate
 
 

@@ -3,7 +3,8 @@ response time and the discrete-event simulation (SPEC 1.10; 2604.14993 §3.2).
 
 JFFC: an arrival takes a free slot on its client's fastest chain that has one (with client
 groups, its group's chains first: :mod:`distalloc.llm.chain_groups`), else it waits in one
-central FCFS queue; a finishing job's slot goes to the head of the queue; no migration.  The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
+central FCFS queue; a finishing job's slot goes to the head of the queue; no migration.
+The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
 (shared with the online engine); the event loop is the online engine's
 (``swarm_kernels.simulate``, see :mod:`distalloc.llm.swarm_chains`).
 """
