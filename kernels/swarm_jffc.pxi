@@ -112,6 +112,8 @@ cdef int _chain_append(Engine self, const int64_t* servers, const int64_t* block
             k = q
             break
     if k < 0:
+        if self.K >= 2147483647:          # chain indices are 32-bit in a session
+            return -1
         if self.K == self.kcap:
             nk = 2 * self.kcap + 16
             if (_grow(<void**> &self.ch_off, nk, sizeof(int64_t)) < 0

@@ -34,7 +34,7 @@ is confirmed started and never moves.  Re-booking in booking order keeps the inv
 WS-RR booking: at every instant, the sessions holding cache on a server fit its budget.
 """
 from libc.math cimport INFINITY, floor, log
-from libc.stdint cimport int64_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
 from libc.string cimport memmove, memcpy, memset
 
@@ -70,22 +70,23 @@ ROUTE_STATUS = {ROUTE_BOOKED: "booked", ROUTE_NO_CHAIN: "no chain",
 
 
 cdef struct Session:
-    # one session slot; times in ms
+    # one session slot; times in ms (counts that fit 32 bits are 32 bits: the simulator
+    # keeps one slot per request, so the struct's size is its memory traffic)
     double start          # current start (may move while not confirmed started)
     double planned        # start given at booking (a start never moves before it)
     double end            # predicted end (+inf: late, holds its cache until finished)
     double service        # end - start
     double pre            # prefill part of the service (first token at start + pre)
     double routed         # when it was routed (its wait counts from there)
+    double noise          # service-time factor
     int64_t off           # chain: arena[off:off + len]
-    int64_t len
     int64_t seq           # booking order
     int64_t id            # the Python door's session id (-1: none)
-    int64_t client
     int64_t lo            # output tokens
-    double noise          # service-time factor
-    int64_t chain         # JFFC: the chain it runs on (-1: none, or queued)
-    int64_t pchain        # JFFC, queued: the predicted chain (-1: unknown)
+    int32_t len           # chain length (<= L + 1 <= 2^30 + 1)
+    int32_t client
+    int32_t chain         # JFFC: the chain it runs on (-1: none, or queued)
+    int32_t pchain        # JFFC, queued: the predicted chain (-1: unknown)
     int8_t queued         # JFFC: waiting in the central queue (no cache held)
     int8_t state          # ST_FREE, ST_ACTIVE, ST_DONE
 
@@ -251,6 +252,7 @@ cdef class Engine:
         # preconditions (llm_core.pxd): shapes and every index taken from data, before any
         # buffer is sized or written
         _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+        _require(rtt_ms.shape[0] < 2**31, "clients beyond 32 bits")
         _require(len(first_block) == S and np.shape(rtt_ms) == (C, S)
                  and np.shape(prefill_rtt_ms) == (C, S) and np.shape(petals_alpha) == (C, S)
                  and all(np.shape(x) == (S,) for x in (
