@@ -1385,10 +1385,10 @@ cdef class Engine:
                 raise MemoryError()
             for c in range(C):
                 self.cgroup[c] = client_group[c]
-        cdef int64_t[::1] sv = srv, bv = blk
+        cdef int64_t[::1] sv = srv, bv = blk, ov = off
         for k in range(K):
-            if _chain_append(self, &sv[off[k]], &bv[off[k]], off[k + 1] - off[k], cap[k],
-                                  float(cost_ms[k]), int(home[k])) < 0:
+            if _chain_append(self, &sv[ov[k]], &bv[ov[k]], ov[k + 1] - ov[k], cap[k],
+                             float(cost_ms[k]), int(home[k])) < 0:
                 raise MemoryError()
             for c in range(C):           # the caller's times exactly (as the plan reports)
                 self.ch_pre[k * C + c] = pre[c, k]
