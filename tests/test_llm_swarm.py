@@ -488,7 +488,7 @@ def test_petals_policy_leaves_back_off_to_the_caller():
     assert sw.route(0, 3.0).start_s == 3.0
 
 
-def test_jffc_has_its_slot_but_needs_the_chain_method():
+def test_jffc_needs_a_chain_method_and_bad_policies_are_refused():
     with pytest.raises(ValidationError, match="jffc"):
         Swarm(clustered(), policy="jffc")
     with pytest.raises(ValidationError, match="'policy'"):
