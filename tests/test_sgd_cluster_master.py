@@ -20,13 +20,15 @@ class FakeFuture:
 
 
 class FakeActor:
-    """Answers (array [worker, iteration], 0) after the delay it is given; ``fail`` makes
-    the call raise as a lost connection does, ``hang`` makes it never answer."""
+    """Takes the real message [iteration, delay_s, w...] and answers [seconds, worker,
+    iteration] after the delay; ``fail`` makes the call raise as a lost connection does,
+    ``hang`` makes it never answer."""
 
     def __init__(self, i, log):
         self.i, self.log, self.fail, self.hang = i, log, False, False
 
-    def gradient(self, w, iteration, delay_s):
+    def gradient(self, message):
+        iteration, delay_s = int(message[0]), float(message[1])
         self.log.append((iteration, self.i))
         return self._answer(iteration, delay_s)
 
@@ -36,7 +38,7 @@ class FakeActor:
         await asyncio.sleep(delay_s)
         if self.fail:
             raise OSError("Unable to contact Actor's worker")
-        return np.array([self.i, iteration], dtype=float), delay_s
+        return np.array([delay_s, self.i, iteration], dtype=float)
 
     async def stop(self):
         return None

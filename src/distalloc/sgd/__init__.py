@@ -21,8 +21,8 @@ from distalloc.sgd.cluster import TrainResult, train
 
 __all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
            "Heterogeneous", "Empirical", "WithOverhead", "parse_model", "Problem",
-           "synthetic_regression",
-           "diabetes", "digits", "from_arrays", "load_problem", "SGDResult", "run",
+           "synthetic_regression", "diabetes", "digits", "from_arrays", "load_problem",
+           "SGDResult", "run",
            "DivergenceError", "parse_policy", "Schedule", "bound_schedule",
            "fastest_k_average", "KController", "CompiledPolicy", "compiled_policy",
            "KPOLICY_SIGNATURE", "expected_order_statistics", "FitResult",

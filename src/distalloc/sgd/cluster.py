@@ -59,11 +59,13 @@ class ShardWorker:
         self.newest = -1
         self._wake: asyncio.Event | None = None
 
-    async def gradient(self, w: np.ndarray, iteration: int, delay_s: float):
-        """After ``delay_s`` seconds (unless a newer iteration arrives first: then None),
-        (the shard's gradient sum at w, seconds spent here).  A call for an iteration older
-        than one already received returns None at once."""
+    async def gradient(self, message: np.ndarray):
+        """``message`` = [iteration, delay_s, w...] (one array: one serialisation per call).
+        After ``delay_s`` seconds, unless a newer iteration arrives first (then None):
+        [seconds spent here, the shard's gradient sum at w...].  A call for an iteration
+        older than one already received returns None at once."""
         t0 = time.perf_counter()
+        iteration, delay_s, w = int(message[0]), float(message[1]), message[2:]
         if iteration <= self.newest:
             return None
         self.newest = iteration
@@ -78,12 +80,14 @@ class ShardWorker:
                 pass
             if self.newest != iteration:
                 return None
+        out = np.empty(w.size + 1)
         if self.X.size <= INLINE_ENTRIES:
-            g = shard_gradient(self.X, self.y, self.loss, w)
+            out[1:] = shard_gradient(self.X, self.y, self.loss, w)
         else:                               # large shards: keep the event loop responsive
-            g = await asyncio.get_running_loop().run_in_executor(
+            out[1:] = await asyncio.get_running_loop().run_in_executor(
                 None, shard_gradient, self.X, self.y, self.loss, w)
-        return g, time.perf_counter() - t0
+        out[0] = time.perf_counter() - t0
+        return out
 
     async def stop(self) -> None:
         """Abandon any waiting call and refuse later ones (the end of a run)."""
@@ -315,9 +319,14 @@ class _Pool:
         self.iteration += 1
         t_sub = time.perf_counter()
 
+        message = np.empty(w.size + 2)
+        message[0], message[2:] = it, w
+
         async def call(i):
+            msg = message.copy()
+            msg[1] = delays[i]
             try:
-                res = await self.actors[i].gradient(w, it, float(delays[i]))
+                res = await self.actors[i].gradient(msg)
             except Exception as exc:       # OSError: connection lost; RuntimeError: actor lost
                 res = exc
             return i, res, time.perf_counter() - t_sub
@@ -338,7 +347,7 @@ class _Pool:
                     if isinstance(res, BaseException):
                         self._lose(i, label, t_start)
                     elif res is not None:
-                        got.append((i, res[0], rt))
+                        got.append((i, res[1:], rt))
                 for t in list(pending):    # the scheduler saw the worker go
                     i = tasks[t]
                     if self.futures[i].status != "finished" or not self.alive[i]:
