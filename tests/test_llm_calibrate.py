@@ -171,11 +171,11 @@ HEADER = ",".join(MEASUREMENT_COLUMNS)
     (HEADER + "\na>b,1,0>0,8,8,5,2\n", r"row 1: the 'blocks' column has 1 entries but 'servers' has 2"),
     (HEADER + "\na,1,0,8,8,5,2\na>,1>1,0>0,8,8,5,2\n", r"row 2: the 'servers' column must be a '>'-separated"),
     (HEADER + "\na,x,0,8,8,5,2\n", r"row 1: the 'blocks' column must be an int\.$"),
-    (HEADER + "\na,0,0,8,8,5,2\n", r"'blocks' parameter of .*row 1 must be an int in \[1, inf\). Got 0"),
+    (HEADER + "\na,0,0,8,8,5,2\n", r"'blocks' parameter of .*row 1 must be an int in \[1, 2\^20\]. Got 0"),
     (HEADER + "\na,1.5,0,8,8,5,2\n", r"'blocks' parameter .* must be an int"),
     (HEADER + "\na,1,-3,8,8,5,2\n", r"'rtt_ms' parameter .* Got -3.0"),
     (HEADER + "\na,1,0,8,8,5,nan\n", r"'token_ms' parameter .* Got nan"),
-    (HEADER + "\na,1,0,8,8,0,2\n", r"'ttft_ms' parameter .* \(0, inf\)"),
+    (HEADER + "\na,1,0,8,8,0,2\n", r"'ttft_ms' parameter .* \[1e-06, 1e\+15\]"),
     (HEADER + "\na,1,0,8,8,5\n", "row 1: expected 7 fields"),
     (HEADER + "\na,1,0,8,8,5,2,9\n", "row 1: expected 7 fields"),
 ])

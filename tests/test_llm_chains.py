@@ -264,7 +264,7 @@ def test_theorem4_table_of_the_notes_and_large_capacity():
     assert jffc_bounds([1.0], [2], 2.0) == (math.inf, math.inf)   # λ >= ν
     with pytest.raises(ValidationError, match="'service_rates_per_s\\[1\\]'"):
         jffc_bounds([1.0, -1.0], [1, 1], 0.5)
-    with pytest.raises(ValidationError, match="same length"):
+    with pytest.raises(ValidationError, match=r"'capacities' must have shape \(2,\)"):
         jffc_bounds([1.0, 2.0], [1], 0.5)
 
 

@@ -331,7 +331,8 @@ def test_calibration_files_and_profiles(tmp_path, capsys):
     assert_one_line_error(capsys, "llm", "plan", "clustered", "--profile", str(prof),
                           needle="is not UTF-8 text")
     sc = clustered()
-    huge = Profile({n: ServerProfile(1e308, 1.0, 0.0) for n in sc.server_names}, 0.0, 0.0, 0.0)
+    # within the profile's own bound (1e15 ms) but not the scenario's (1e15 / (L l_out) ms)
+    huge = Profile({n: ServerProfile(1e14, 1.0, 0.0) for n in sc.server_names}, 0.0, 0.0, 0.0)
     with pytest.raises(ValidationError, match="'decode_ms' parameter of servers"):
         apply_profile(sc, huge)
     ok = Profile({n: ServerProfile(2.0, 30.0, 0.1) for n in sc.server_names}, 0.0, 0.0, 0.0)

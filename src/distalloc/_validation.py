@@ -196,8 +196,8 @@ def as_int_array(value: Any, name: str, *, ndim: int = 1, shape: tuple | None = 
     elif arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2 ** 63:
         raise ValidationError(f"'{name}' must hold integers that fit in int64. Got "
                               f"{int(arr.max())} instead.")
+    _check_shape(arr, name, ndim, shape)     # before ascontiguousarray (scalar -> (1,))
     arr = np.ascontiguousarray(arr, dtype=np.int64)
-    _check_shape(arr, name, ndim, shape)
     if arr.size and low is not None and int(arr.min()) < low:
         raise ValidationError(f"'{name}' must have entries >= {low}. Got {int(arr.min())} "
                               f"at index {_first(arr < low)} instead.")
@@ -225,12 +225,14 @@ def as_float_array(value: Any, name: str, *, ndim: int = 1, shape: tuple | None 
                    for x in arr.ravel()):
             raise ValidationError(f"'{name}' must be an array of numbers. Got "
                                   f"{describe(value)} instead.")
+    # the shape before ascontiguousarray, which turns a scalar into shape (1,) (issue 16:
+    # nothing is coerced)
+    _check_shape(arr, name, ndim, shape)
     try:
         arr = np.ascontiguousarray(arr, dtype=np.float64)
     except (OverflowError, ValueError, TypeError):
         raise ValidationError(f"'{name}' must hold numbers that fit in a float. Got "
                               f"{describe(value)} instead.") from None
-    _check_shape(arr, name, ndim, shape)
     bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
     if bad.any():
         i = _first(bad)
@@ -249,7 +251,8 @@ def _first(mask: np.ndarray) -> int:
 def _check_shape(arr: np.ndarray, name: str, ndim: int, shape: tuple | None) -> None:
     if arr.ndim != ndim or (shape is not None and any(
             want is not None and got != want for got, want in zip(arr.shape, shape))):
-        want = ("(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        want = ("(" + ", ".join("any" if s is None else str(s) for s in shape)
+                + ("," if len(shape) == 1 else "") + ")"
                 if shape is not None else f"{ndim}-D")
         raise ValidationError(f"'{name}' must have shape {want}. Got shape {arr.shape} instead.")
 
@@ -291,3 +294,13 @@ def read_text(path: Any, what: str) -> str:
         return p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise file_error(p, what, exc) from None
+
+
+def check_choice(value: Any, name: str, choices: Any, owner: str | None = None) -> str:
+    """A string among ``choices`` (a dict's keys, a tuple...); anything else, including
+    values that cannot even be compared with a string (lists, dicts, NaN), is the one-line
+    "must be one of" error."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValidationError(f"The '{name}' parameter{_where(owner)} must be one of "
+                          f"{', '.join(choices)}. Got {describe(value)} instead.")

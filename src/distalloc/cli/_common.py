@@ -109,8 +109,18 @@ def check_plot_path(path: str, option: str = "plot") -> Path:
     if ext not in PLOT_FORMATS:
         raise ValidationError(f"The '{option}' option must be a file ending in "
                               f"{', '.join('.' + f for f in PLOT_FORMATS)}. Got {path!r} instead.")
-    if p.is_dir():
+    return check_output_file(path, option)
+
+
+def check_output_file(path: str, option: str) -> Path:
+    """``--out FILE`` (and the like): not a folder, not an existing read-only file, in a
+    writable folder — checked before anything is computed."""
+    p = Path(path)
+    if not str(path) or p.is_dir():
         raise ValidationError(f"The '{option}' option names a folder: {path!r}.")
+    if p.exists() and not p.is_file():
+        raise ValidationError(f"The '{option}' option names something that is not a regular "
+                              f"file: {path!r}.")
     if p.exists() and not os.access(p, os.W_OK):
         raise ValidationError(f"The '{option}' file {path!r} exists and is not writable.")
     check_writable_folder(p.parent, f"the '{option}' file")

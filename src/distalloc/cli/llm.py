@@ -376,14 +376,34 @@ def _cmd_llm_compare(args) -> int:
 
 
 
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so that an
+    earlier file is never left half-written (a full disk is a one-line error)."""
+    import os
+    import tempfile
+    from pathlib import Path
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".",
+                               prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ValidationError(f"Cannot write '{path}': {exc.strerror or exc}.") from None
+
+
 def _cmd_llm_calibrate(args) -> int:
+    from distalloc.cli._common import check_output_file
     from distalloc.llm.calibrate import calibrate, parse_classes
+    if args.out:                        # checked before any work (issue 16)
+        check_output_file(args.out, "out")
     cal = calibrate(args.file, validate=args.validate,
                     classes=parse_classes(args.classes) if args.classes else None)
     d = cal.to_dict()
     if args.out:
-        from pathlib import Path
-        Path(args.out).write_text(json.dumps(d, indent=1) + "\n")
+        _write_atomic(args.out, json.dumps(d, indent=1) + "\n")
     if args.json:
         print_json(d)
         return 0

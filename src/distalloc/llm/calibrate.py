@@ -33,8 +33,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from distalloc._validation import (ValidationError, check_keys, check_number,
-                                   check_readable_file, check_real, file_error, read_text)
+from distalloc._validation import (ValidationError, check_count, check_keys, check_number,
+                                   check_readable_file, check_real, describe, file_error,
+                                   read_text)
+from distalloc.llm.limits import MAX_BLOCKS, MAX_COUNT, TIME_LIMIT_MS
 from distalloc.llm.scenario import Scenario, revalidated
 
 __all__ = ["Measurement", "ServerProfile", "Profile", "Calibration", "Prediction",
@@ -87,7 +89,57 @@ def _num(text: str, column: str, where: str, *, integer: bool = False, low: floa
         raise ValidationError(f"{where}: the '{column}' column must be {kind}.") from None
     if integer and value.is_integer() and abs(value) < 2 ** 53:
         value = int(value)  # an integer cell, parsed through float above
-    return check_number(value, column, where, low=low, low_open=low_open, integer=integer)
+    if integer:
+        return check_count(value, column, where, low=int(low), high=_HIGH[column])
+    return check_number(value, column, where, low=low, low_open=low_open, high=_HIGH[column])
+
+
+#: bounds of the measured values (issue 16): times at most TIME_LIMIT_MS, so that the sums
+#: over hops, the weighted least squares and the predictions stay finite; measured times at
+#: least MIN_MEASURED_MS (1 ns), so that the weights 1 / time and the relative errors do
+#: (a subnormal 1e-320 ms would make them overflow to inf)
+MIN_MEASURED_MS = 1e-6
+_HIGH = {"blocks": MAX_BLOCKS, "input_tokens": MAX_COUNT, "output_tokens": MAX_COUNT,
+         "rtt_ms": TIME_LIMIT_MS, "ttft_ms": TIME_LIMIT_MS, "token_ms": TIME_LIMIT_MS}
+
+
+def check_measurement(m: Any, where: str = "row") -> Measurement:
+    """A :class:`Measurement` built in Python checked as a CSV row is: names, hops of the
+    same length, every number in its range (one line naming the field otherwise)."""
+    if not isinstance(m, Measurement):
+        raise ValidationError(f"{where} must be a Measurement. Got {describe(m)} instead.")
+    for col in ("servers", "blocks", "rtt_ms"):
+        v = getattr(m, col)
+        if not isinstance(v, (tuple, list)) or not v:
+            raise ValidationError(f"{where}: '{col}' must be a non-empty tuple (one entry per "
+                                  f"hop). Got {describe(v)} instead.")
+        if len(v) != len(m.servers):
+            raise ValidationError(f"{where}: '{col}' has {len(v)} entries but 'servers' has "
+                                  f"{len(m.servers)} (one per hop).")
+    for s in m.servers:
+        if not isinstance(s, str) or not s.strip() or ">" in s:
+            raise ValidationError(f"{where}: 'servers' must hold non-empty names without '>'. "
+                                  f"Got {describe(s)} instead.")
+    for k in m.blocks:
+        check_count(k, "blocks", where, low=1, high=MAX_BLOCKS)
+    for x in m.rtt_ms:
+        check_real(x, "rtt_ms", where, low=0, high=TIME_LIMIT_MS)
+    for col in ("input_tokens", "output_tokens"):
+        check_count(getattr(m, col), col, where, low=1, high=MAX_COUNT)
+    for col in ("ttft_ms", "token_ms"):
+        check_real(getattr(m, col), col, where, low=MIN_MEASURED_MS, high=TIME_LIMIT_MS)
+    return m
+
+
+def _rows(value: Any, name: str) -> list[Measurement]:
+    """``measurements``/``validate`` of :func:`calibrate`: a path, or a sequence of
+    :class:`Measurement` (each checked)."""
+    if isinstance(value, (str, Path)):
+        return read_measurements(value)
+    if isinstance(value, Measurement) or not isinstance(value, Sequence):
+        raise ValidationError(f"The '{name}' parameter must be a path to a measurements CSV or "
+                              f"a sequence of Measurement. Got {describe(value)} instead.")
+    return [check_measurement(m, f"{name}[{i}]") for i, m in enumerate(value)]
 
 
 def parse_measurement(row: Mapping[str, str], where: str = "row") -> Measurement:
@@ -105,8 +157,8 @@ def parse_measurement(row: Mapping[str, str], where: str = "row") -> Measurement
         servers=tuple(servers), blocks=blocks, rtt_ms=rtt,
         input_tokens=int(_num(row["input_tokens"], "input_tokens", where, integer=True, low=1)),
         output_tokens=int(_num(row["output_tokens"], "output_tokens", where, integer=True, low=1)),
-        ttft_ms=float(_num(row["ttft_ms"], "ttft_ms", where, low=0, low_open=True)),
-        token_ms=float(_num(row["token_ms"], "token_ms", where, low=0, low_open=True)))
+        ttft_ms=float(_num(row["ttft_ms"], "ttft_ms", where, low=MIN_MEASURED_MS)),
+        token_ms=float(_num(row["token_ms"], "token_ms", where, low=MIN_MEASURED_MS)))
 
 
 def read_measurements(path: str | Path) -> list[Measurement]:
@@ -217,12 +269,29 @@ def profile_from_dict(data: Any, where: str = "profile") -> Profile:
     for name, s in servers.items():
         w = f"{where}.servers[{name!r}]"
         check_keys(s, w, _SERVER_KEYS)
-        out[name] = ServerProfile(*(float(check_real(s[k], k, w, low=0))
+        # bounded (issue 16): predictions sum these over hops and blocks
+        out[name] = ServerProfile(*(float(check_real(s[k], k, w, low=0, high=TIME_LIMIT_MS))
                                     for k in ("decode_ms", "prefill_ms_intercept",
                                               "prefill_ms_per_token")))
-    return Profile(out, *(float(check_real(data.get(k, 0.0), k, where, low=0))
+    return Profile(out, *(float(check_real(data.get(k, 0.0), k, where, low=0,
+                                           high=TIME_LIMIT_MS))
                           for k in ("hop_overhead_ms", "prefill_hop_overhead_ms",
                                     "prefill_hop_overhead_ms_per_token")))
+
+
+def _checked_profile(profile: Any) -> Profile:
+    """A :class:`Profile` (built in Python or read from a file) checked as a profile file
+    is: finite constants in [0, TIME_LIMIT_MS] (issue 16)."""
+    if not isinstance(profile, Profile):
+        raise ValidationError(f"The 'profile' parameter must be a Profile (see load_profile). "
+                              f"Got {type(profile).__name__} instead.")
+    try:
+        d = profile.to_dict()
+    except (AttributeError, TypeError):
+        raise ValidationError("The 'profile' parameter must be a Profile whose servers map "
+                              "names to ServerProfile.") from None
+    profile_from_dict(d)
+    return profile
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -261,6 +330,10 @@ def apply_profile(scenario: Scenario, profile: Profile, *, strict: bool = True) 
         a scenario server the profile does not name (``strict``), naming it.
     """
     from dataclasses import replace
+    if not isinstance(scenario, Scenario):
+        raise ValidationError(f"The 'scenario' parameter must be a Scenario. "
+                              f"Got {type(scenario).__name__} instead.")
+    profile = _checked_profile(profile)
     missing = [n for n in scenario.server_names if n not in profile.servers]
     if strict and missing:
         raise ValidationError(f"Server '{missing[0]}' of scenario '{scenario.name}' is not in "
@@ -319,8 +392,12 @@ def predict(profile: Profile, rows: Sequence[Measurement]) -> Prediction:
     Raises
     ------
     ValidationError
-        a row uses a server the profile does not name.
+        no rows, a bad row, a bad profile, or a row using a server the profile does not name.
     """
+    profile = _checked_profile(profile)
+    rows = _rows(rows, "rows")
+    if not rows:
+        raise ValidationError("predict needs at least one measured request. Got none.")
     tok = np.empty(len(rows))
     ttft = np.empty(len(rows))
     for i, m in enumerate(rows):
@@ -485,11 +562,15 @@ def calibrate(measurements: Sequence[Measurement] | str | Path,
     >>> round(p.servers["a"].decode_ms, 6), round(p.hop_overhead_ms, 6)
     (3.0, 2.0)
     """
-    rows = read_measurements(measurements) if isinstance(measurements, (str, Path)) else list(measurements)
+    rows = _rows(measurements, "measurements")
     if not rows:
         raise ValidationError("calibrate needs at least one measured request. Got none.")
     seen = sorted({s for m in rows for s in m.servers})
     if servers is not None:
+        if isinstance(servers, str) or not isinstance(servers, Sequence) or not all(
+                isinstance(s, str) for s in servers):
+            raise ValidationError(f"The 'servers' parameter must be a sequence of server "
+                                  f"names. Got {describe(servers)} instead.")
         absent = [s for s in servers if s not in seen]
         if absent:
             raise ValidationError(f"Server '{absent[0]}' never appears in the measurements "
@@ -532,7 +613,7 @@ def calibrate(measurements: Sequence[Measurement] | str | Path,
                       prefill_hop_overhead_ms_per_token=float(y[2 * S + 1]))
     held_out = None
     if validate is not None:
-        vrows = read_measurements(validate) if isinstance(validate, (str, Path)) else list(validate)
+        vrows = _rows(validate, "validate")
         held_out = predict(profile, vrows).summary()
     extra = {"server_classes": class_of} if classes is not None else {}
     return Calibration(profile, predict(profile, rows), held_out, extra)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, describe
 from distalloc.llm.scenario import Scenario
 
 __all__ = ["ClientGroups", "client_costs", "make_groups", "client_groupings", "GROUPINGS"]
@@ -170,7 +170,14 @@ def client_groupings(weights: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
                 seen.add(key)
                 out.append(g)
         return out
-    raw = list(client_groups)
+    try:
+        raw = list(client_groups)
+    except TypeError:
+        raw = None
+    if raw is None:
+        raise ValidationError(f"The 'client_groups' parameter must be one of "
+                              f"{', '.join(GROUPINGS)} or a list of one group per client. "
+                              f"Got {describe(client_groups)} instead.")
     if len(raw) != C or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
                                 and x >= 0 for x in raw):
         raise ValidationError(f"The 'client_groups' parameter must list one group (int >= 0) "

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import chain_kernels
-from distalloc._validation import ValidationError, check_count, check_number
+from distalloc._validation import ValidationError, check_choice, check_count, check_number
 from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.chain_groups import ClientGroups, client_costs, client_groupings
 from distalloc.llm.chain_types import (CHAIN_METHODS, DEFAULT_TARGET_LOAD, OBJECTIVES, Chain,
@@ -365,9 +365,7 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
     Cost: per (grouping, c) one GBP-CR, O(G S log(G S)), and one GCA on the servers it
     placed; O(log C) groupings.
     """
-    if objective not in OBJECTIVES:
-        raise ValidationError(f"The 'objective' parameter must be one of {', '.join(OBJECTIVES)}. "
-                              f"Got {objective!r} instead.")
+    check_choice(objective, "objective", OBJECTIVES)
     t0 = time.perf_counter()
     lam = rate_per_s
     weights = resolve_client_weights(scenario, client_weights)
@@ -491,9 +489,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
         chains ('auto'), or no chain at all.
     """
     t0 = time.perf_counter()
-    if method not in CHAIN_METHODS:
-        raise ValidationError(f"The 'method' parameter must be one of {', '.join(CHAIN_METHODS)}. "
-                              f"Got {method!r} instead.")
+    check_choice(method, "method", CHAIN_METHODS)
     lam = check_number(rate_per_s if rate_per_s is not None
                        else scenario.online.get("rate_per_s", 0.5),
                        "rate_per_s", low=0, low_open=True)

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from distalloc._validation import ValidationError, check_count, check_number
+from distalloc._validation import (ValidationError, as_float_array, as_int_array, check_number,
+                                   check_real)
 from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.chains import (DEFAULT_TARGET_LOAD, ChainComposition, compose_chains)
 from distalloc.llm.scenario import Scenario
@@ -101,17 +102,19 @@ def jffc_bounds(service_rates_per_s: Sequence[float], capacities: Sequence[int],
     >>> [round(x, 3) for x in jffc_bounds([1.0, 0.25], [2, 4], 1.5)]
     [1.348, 2.898]
     """
-    mu = np.asarray(service_rates_per_s, dtype=np.float64)
-    cap = np.asarray(capacities)
-    if mu.ndim != 1 or cap.shape != mu.shape:
-        raise ValidationError(f"'service_rates_per_s' and 'capacities' must be 1-D of the same "
-                              f"length. Got shapes {mu.shape} and {cap.shape} instead.")
+    # shapes and types before any arithmetic (issue 16): ragged lists, dicts, strings
+    mu = as_float_array(service_rates_per_s, "service_rates_per_s", ndim=1)
+    cap = as_int_array(capacities, "capacities", shape=(mu.size,), low=0, high=MAX_COUNT)
     for k in range(mu.size):
         check_number(float(mu[k]), f"service_rates_per_s[{k}]", low=0, low_open=True)
-        check_count(cap[k].item() if hasattr(cap[k], "item") else cap[k], f"capacities[{k}]",
-                    low=0, high=MAX_COUNT)  # bounded: cast to int64 below
-    lam = check_number(rate_per_s, "rate_per_s", low=0, low_open=True)
-    return jffc_bounds_arrays(mu, cap.astype(np.int64), lam)
+    lam = check_real(rate_per_s, "rate_per_s", low=0, low_open=True)
+    # ν = Σ c_k μ_k and the partial sums of the slots' rates must stay finite
+    with np.errstate(over="ignore"):
+        nu = float(np.dot(mu, cap.astype(np.float64)))
+    if not np.isfinite(nu):
+        raise ValidationError(f"The total service rate Σ c_k μ_k of 'service_rates_per_s' and "
+                              f"'capacities' must be finite. Got {nu!r} instead.")
+    return jffc_bounds_arrays(mu, cap, lam)
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import ValidationError, as_generator, check_choice, check_number
 from distalloc.llm.chains import CHAIN_METHODS
 from distalloc.llm.chains_plan import chains_plan
 from distalloc.llm.milp import solve_milp
@@ -79,9 +79,7 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     ValidationError
         unknown method or bad parameters, before any work.
     """
-    if method not in METHODS:
-        raise ValidationError(f"The 'method' parameter must be one of {', '.join(METHODS)}. "
-                              f"Got {method!r} instead.")
+    check_choice(method, "method", METHODS)
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
     as_generator(seed)  # validate early
     unknown = sorted(set(options) - set(CHAIN_OPTIONS))

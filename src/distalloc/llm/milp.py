@@ -90,7 +90,7 @@ from typing import Any
 
 import numpy as np
 
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import as_generator, check_number
 from distalloc.llm.milp_model import FORMULATIONS, build_model
 from distalloc.llm.milp_solvers import SOLVERS, solve_cpsat, solve_highs
 from distalloc.llm.model import Placement
@@ -121,10 +121,8 @@ def _trivial_bound_ms(sc: Scenario) -> float:
 
 
 def _check_choice(value: str, name: str, choices) -> str:
-    if value not in choices:
-        raise ValidationError(f"The '{name}' parameter must be one of {', '.join(choices)}. "
-                              f"Got {value!r} instead.")
-    return value
+    from distalloc._validation import check_choice
+    return check_choice(value, name, choices)
 
 
 def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float = 1e-7,

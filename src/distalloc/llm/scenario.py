@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from distalloc._validation import (ValidationError, check_count, check_keys, check_real,
-                                   describe, range_error, read_text)
+from distalloc._validation import (ValidationError, check_choice, check_count, check_keys,
+                                   check_real, describe, range_error, read_text)
 from distalloc.llm import devices as _devices_module
 from distalloc.llm.devices import A100, DTYPE_BYTES
 from distalloc.llm.limits import (BYTES_PER_REQUEST, MAX_BLOCKS, MAX_COUNT, MAX_RPS, MAX_SPAN_S,
@@ -476,10 +476,7 @@ def _online_workload(workload: dict, num_clients: int) -> dict:
                                   f"Got {describe(workload['trace'])} instead.")
         out["trace"] = workload["trace"]
     if "trace_format" in workload:
-        if workload["trace_format"] not in TRACE_FORMAT_NAMES:
-            raise ValidationError(f"The 'trace_format' parameter of workload must be one of "
-                                  f"{', '.join(TRACE_FORMAT_NAMES)}. Got "
-                                  f"{describe(workload['trace_format'])} instead.")
+        check_choice(workload["trace_format"], "trace_format", TRACE_FORMAT_NAMES, "workload")
         out["trace_format"] = workload["trace_format"]
     return out
 

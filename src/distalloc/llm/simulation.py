@@ -21,8 +21,8 @@ import numpy as np
 
 from distalloc._compiled import swarm_kernels
 from distalloc._validation import (ValidationError, as_float_array, as_generator,
-                                   as_int_array, check_count, check_number, check_real,
-                                   describe)
+                                   as_int_array, check_choice, check_count, check_number,
+                                   check_real)
 from distalloc.llm.limits import (MAX_COUNT, MAX_NOISE, MAX_SPAN_S, check_memory,
                                   max_memory_limit)
 from distalloc.llm.model import Placement
@@ -449,9 +449,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     cache, and a DP over the placement, O(S + sum m_j) plus the sessions of short servers,
     otherwise.  No quadratic term in requests or servers.
     """
-    if method not in ONLINE_METHODS:
-        raise ValidationError(f"The 'method' parameter must be one of {', '.join(ONLINE_METHODS)}. "
-                              f"Got {method!r} instead.")
+    check_choice(method, "method", ONLINE_METHODS)
     # ---- validation, before any work (the LLM hardening pass owns this block) ----------
     delay_s = parse_allocation_delay(allocation_delay_s, method)
     if delay_s > MAX_SPAN_S:
@@ -462,9 +460,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     if planned_requests is not None:
         planned_requests = check_count(planned_requests, "planned_requests", low=1,
                                        high=MAX_COUNT)
-    if service not in SERVICE_MODELS:
-        raise ValidationError(f"The 'service' parameter must be one of "
-                              f"{', '.join(SERVICE_MODELS)}. Got {describe(service)} instead.")
+    check_choice(service, "service", SERVICE_MODELS)
     memory_limit = max_memory_limit(max_memory_gb)
     churn_s = parse_churn(churn)
     if reroute_waiting and ONLINE_METHODS[method][1] != "ws-rr":

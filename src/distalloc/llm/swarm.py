@@ -18,7 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import swarm_kernels
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import (ValidationError, as_generator, as_int_array, check_choice, check_count,
+                                   check_number, check_real)
+from distalloc.llm.limits import MAX_COUNT, MAX_SPAN_S
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
@@ -251,15 +253,11 @@ class Swarm:
         if not isinstance(scenario, Scenario):
             raise ValidationError(f"The 'scenario' parameter must be a Scenario. "
                                   f"Got {type(scenario).__name__} instead.")
-        if method not in SWARM_METHODS:
-            raise ValidationError(f"The 'method' parameter must be one of "
-                                  f"{', '.join(SWARM_METHODS)}. Got {method!r} instead.")
+        check_choice(method, "method", SWARM_METHODS)
         chained = method in CHAIN_METHODS
         if policy is None:
             policy = "jffc" if chained else "ws-rr"
-        if policy not in SWARM_POLICIES:
-            raise ValidationError(f"The 'policy' parameter must be one of "
-                                  f"{', '.join(SWARM_POLICIES)}. Got {policy!r} instead.")
+        check_choice(policy, "policy", SWARM_POLICIES)
         if chained != (policy == "jffc"):
             raise ValidationError(
                 f"The 'policy' parameter 'jffc' goes with the chain methods (chains, "
@@ -315,12 +313,8 @@ class Swarm:
         else:
             placement = placement_from_any(scenario, placement)
         if block_counts is not None:
-            counts = np.asarray([check_number(x, f"block_counts[{j}]", low=0,
-                                              high=scenario.num_blocks, integer=True)
-                                 for j, x in enumerate(block_counts)], dtype=np.int64)
-            if counts.shape != (S,):
-                raise ValidationError(f"'block_counts' must have {S} entries (one per server). "
-                                      f"Got {counts.shape[0]} instead.")
+            counts = as_int_array(block_counts, "block_counts", shape=(S,), low=0,
+                                  high=scenario.num_blocks)
             if np.any(scenario.block_gb * counts > scenario.usable_memory_gb * (1 + 1e-12)):
                 j = int(np.flatnonzero(scenario.block_gb * counts > scenario.usable_memory_gb)[0])
                 raise ValidationError(f"'block_counts[{j}]' = {counts[j]} blocks do not fit "
@@ -356,8 +350,9 @@ class Swarm:
 
     # -- validation (all of it before any state changes) --------------------------------
     def _time(self, now_s: Any) -> float:
-        if type(now_s) is not float or not math.isfinite(now_s):
-            now_s = check_number(now_s, "now_s")
+        # bounded (issue 16): the engine works in ms and adds request times (< 2e12 s)
+        if type(now_s) is not float or not 0.0 <= now_s <= MAX_SPAN_S:
+            now_s = check_real(now_s, "now_s", low=0, high=MAX_SPAN_S)
         if now_s < self._now_s:
             raise ValidationError(f"The 'now_s' parameter must be >= the swarm's clock "
                                   f"{self._now_s!r} s (time cannot go backwards). "
@@ -370,8 +365,8 @@ class Swarm:
         return check_number(value, name, low=0, high=high - 1, integer=True)
 
     def _session(self, session: Any) -> int:
-        sid = session if type(session) is int else check_number(session, "session", low=0,
-                                                                integer=True)
+        sid = (session if type(session) is int and 0 <= session <= MAX_COUNT else
+               check_count(session, "session", low=0, high=MAX_COUNT))
         state = self._engine.session_state(sid)
         if state != 1:
             why = "it already finished or was interrupted" if state == 2 else "no such session"

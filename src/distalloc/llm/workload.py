@@ -38,8 +38,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from distalloc._validation import (ValidationError, as_generator, check_count, check_readable_file,
-                                   check_real, describe, file_error)
+from distalloc._validation import (ValidationError, as_generator, check_choice, check_count,
+                                   check_readable_file, check_real, describe, file_error)
 from distalloc.llm.limits import MAX_COUNT, MAX_SPAN_S, check_memory
 from distalloc.llm.scenario import Scenario
 
@@ -407,9 +407,8 @@ def trace_workload(scenario: Scenario, path: str | Path, *, time_scale: float = 
     scale = check_real(time_scale, "time_scale", low=0, low_open=True)
     if num_requests is not None:
         num_requests = check_count(num_requests, "num_requests", low=1, high=MAX_COUNT)
-    if trace_format is not None and trace_format not in TRACE_FORMATS:
-        raise ValidationError(f"The 'trace_format' parameter must be one of "
-                              f"{', '.join(TRACE_FORMATS)}. Got {describe(trace_format)} instead.")
+    if trace_format is not None:
+        check_choice(trace_format, "trace_format", TRACE_FORMATS)
     probs = client_probs(scenario, client_weights)
     reader = _TraceReader(p, TRACE_FORMATS.get(trace_format) if trace_format else None,
                           num_requests)
