@@ -4,6 +4,10 @@
 # leave, join) is one call of the engine's cdef methods, without the GIL; this file only
 # orders the events and records the outputs.
 
+class ChurnEventLimit(RuntimeError):
+    """The churn log reached ``max_churn_events`` before the workload was over."""
+
+
 cdef inline void _record(Engine eng, int64_t r, double decided, double[::1] start_ms,
                          double[::1] end_ms, double[::1] ttft_ms, double[::1] wait_ms,
                          int64_t[::1] path_offset, int64_t[::1] path_len) noexcept nogil:
@@ -37,7 +41,8 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
              double mtbf_ms, double mttr_ms, uint64_t churn_key,
              double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
              double[::1] wait_ms, int64_t[::1] retries, int64_t[::1] interruptions,
-             int64_t[::1] path_offset, int64_t[::1] path_len):
+             int64_t[::1] path_offset, int64_t[::1] path_len,
+             int64_t max_churn_events=-1):
     """Event-driven simulation of online sessions on ``eng`` (fresh: no session yet).
 
     Requests arrive at ``arrival_ms`` (sorted) and are routed ``delay_ms`` later by the
@@ -58,7 +63,9 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
     between the routing decision and the (last) start, retries, interruptions, and its last
     chain as ``path_offset``/``path_len`` into the returned chains.
     Returns (chains, events, churn log (time_ms, server, 0 fail / 1 repair), lost_ms,
-    lost_tokens, up_ms (server-ms alive), horizon_ms).
+    lost_tokens, up_ms (server-ms alive), horizon_ms).  Raises ChurnEventLimit when the
+    failures and repairs exceed ``max_churn_events`` (>= 0; -1: no limit): the run's cost
+    is bounded even when servers fail far faster than sessions end.
     """
     cdef Py_ssize_t S = eng.S, N = arrival_ms.shape[0], i_arr = 0, nr = 0, nch = 0, q, n
     cdef Py_ssize_t nlog = 0, logcap = 0
@@ -158,6 +165,9 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                     log_t[nlog] = now
                     log_c[nlog] = code
                     nlog += 1
+                    if max_churn_events >= 0 and nlog > max_churn_events:
+                        failed = 2
+                        break
                     if eng._advance(now, -1) < 0:
                         failed = 1
                         break
@@ -254,6 +264,8 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                 for j in range(S):
                     if eng.alv[j]:
                         up += last - up_since[j]
+        if failed == 2:
+            raise ChurnEventLimit(nlog - 1, now)
         if failed:
             raise MemoryError()
         chains = np.empty(eng.arena_size, dtype=np.int64)

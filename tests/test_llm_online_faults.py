@@ -235,3 +235,71 @@ def test_calibrate_cli_checks_out_before_any_work_and_never_clobbers(tmp_path, m
     assert json.loads((tmp_path / "p.json").read_text())["hop_overhead_ms"] == \
         pytest.approx(5.0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".p.json")]
+
+
+# ------------------------------------------------------------------------------------------
+# one Poisson request: its realised rate is undefined, the rate asked for is not (the chain
+# methods refused it, CG-BP planned for an infinite rate, |R| = R_max)
+# ------------------------------------------------------------------------------------------
+def test_one_poisson_request_is_designed_for_the_rate_asked_for(capsys):
+    from distalloc.llm.simulation import choose_planned_requests
+    sc = clustered()
+    r = simulate(sc, "chains", num_requests=1, rate_per_s=0.5)
+    assert r.extra["design_rate_per_s"] == 0.5 and r.dropped == 0
+    assert math.isfinite(r.to_dict()["mean_token_s"])
+    r = simulate(sc, "cg-bprr", num_requests=1, rate_per_s=0.5)
+    counts = np.bincount(r.workload.client, minlength=sc.num_clients)
+    assert r.planned_requests == choose_planned_requests(sc, 0.5, counts / counts.sum())
+    assert main(["llm", "simulate", "clustered", "--method", "chains", "--num-requests",
+                 "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["design_rate_per_s"] == 0.5
+
+
+# ------------------------------------------------------------------------------------------
+# rates the chain methods are designed for: a subnormal rate made GBP-CR "feasible" with no
+# chain and Theorem 4's lower bound 0; a group whose target underflows still gets a chain
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rate", [5e-324, 1e-300, 0.0, 1e300])
+def test_chain_rates_are_bounded(rate):
+    sc = clustered()
+    for call in (lambda: gbp_cr(sc, 1, rate), lambda: compose_chains(sc, rate_per_s=rate),
+                 lambda: jffc_bounds([1.0], [3], rate),
+                 lambda: simulate(sc, "chains", num_requests=3, design_rate_per_s=rate)):
+        with pytest.raises(ValidationError) as e:
+            call()
+        one_line(e, "rate_per_s", "1e-12")
+
+
+def test_light_load_limits_are_right():
+    # λ -> 0: every job finds the system empty; the bounds tend to the fastest and the
+    # slowest slot's time (Theorem 4), here at the smallest rate accepted
+    lo, up = jffc_bounds([4.0, 0.5], [2, 3], 1e-12)
+    assert lo == pytest.approx(0.25, rel=1e-9) and up == pytest.approx(2.0, rel=1e-9)
+    p = gbp_cr(clustered(), 1, 1e-12)
+    assert p.feasible and p.num_chains == 1 and p.covers_all_blocks(clustered().num_blocks)
+
+
+# ------------------------------------------------------------------------------------------
+# churn whose failures outnumber what a run can afford (the event loop ran for minutes,
+# its log growing, when servers failed far faster than sessions end)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("churn, words", [("1e-9", "failures and repairs, more than the limit"),
+                                          ("5e-324", "default MTTR"),
+                                          ("1e300", "(0, 1e+12]"),
+                                          ((1.0, math.inf), "MTTR_S")])
+def test_churn_cost_is_checked_before_the_run(churn, words):
+    with pytest.raises(ValidationError) as e:
+        simulate(clustered(), "cg-bprr", num_requests=20, churn=churn)
+    one_line(e, words)
+
+
+@pytest.mark.parametrize("method", ["cg-bprr", "chains"])
+def test_churn_that_never_drains_stops_at_the_event_limit(method):
+    # MTBF 1 s against sessions of ~80 s: the expected events over the arrivals are few,
+    # but no session ever finishes; the loop stops at max_churn_events
+    with pytest.raises(ValidationError) as e:
+        simulate(clustered(), method, num_requests=3, rate_per_s=5.0, churn="1:1",
+                 max_churn_events=20_000)
+    one_line(e, "more than 20000 failures and repairs", "max_churn_events")
+    r = simulate(clustered(), method, num_requests=20, churn="100:10")   # drains: runs
+    assert r.dropped == 0 and r.to_dict()["failures"] > 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -270,6 +272,11 @@ def _placement_arg(case, sc):
     return None
 
 
+def _often(idx) -> bool:
+    """Three known ids in four pick from the live pool."""
+    return idx[0] == "known" and idx[1] % 4 != 0
+
+
 def run_swarm(case) -> dict:
     """Builds the Swarm and plays the calls; returns what the check judges: the problems
     seen after every call (a ValidationError from a call is expected, the state must stay
@@ -288,7 +295,9 @@ def run_swarm(case) -> dict:
     swarm = Swarm(sc, _placement_arg(case, sc), case["method"], case["policy"], **kw)
     L, S = sc.num_blocks, sc.num_servers
     problems: list[str] = []
-    sessions: list[int] = []
+    sessions: list[int] = []        # every session routed
+    live: set[int] = set()          # ... not finished nor lost yet (mostly chosen)
+    left: list[int] = []            # servers that left (mostly chosen to join)
     calls = 0
 
     def ident(x, pool_size, pool=None):
@@ -374,14 +383,19 @@ def run_swarm(case) -> dict:
                 a = swarm.route(client, when, extra)
                 if a is not None:
                     sessions.append(a.session)
+                    live.add(a.session)
                     problems += assignment(a, where, swarm.now_s)
             elif op == "finish":
-                swarm.finish(ident(idx, 0, sessions), when)
+                sid = ident(idx, 0, sorted(live) if live and _often(idx) else sessions)
+                swarm.finish(sid, when)
+                live.discard(sid)
             elif op == "advance":
                 swarm.advance(when)
             elif op in ("leave", "leave_same"):
                 j = ident(idx, S)
                 lost = swarm.leave(j, when)
+                left.append(j)
+                live.difference_update(lost)
                 if op == "leave_same":      # the same server again: must be refused
                     try:
                         swarm.leave(j, when)
@@ -397,31 +411,42 @@ def run_swarm(case) -> dict:
                     except ValidationError:
                         pass
             elif op == "join":
-                first, num = swarm.join(ident(idx, S), when)
+                j = ident(idx, S, left if left and _often(idx) else None)
+                first, num = swarm.join(j, when)
+                left.remove(j) if j in left else None
                 if not (0 <= first and 0 <= num and first + num <= L):
                     problems.append(f"{where}: join gave blocks ({first}, {num}), L = {L}")
             elif op == "rebalance":
                 r = swarm.rebalance(when)
+                live.difference_update(r.interrupted)
                 problems += json_problems(r.to_dict(), f"{where}: Rebalance.to_dict()")
             elif op == "take_updates":
                 for a in swarm.take_updates():
                     problems += assignment(a, where, 0.0)
             elif op == "session":
-                s = swarm.session(ident(idx, 0, sessions))
+                s = swarm.session(ident(idx, 0, sorted(live) if live and _often(idx) else sessions))
                 problems += json_problems(s, f"{where}: session()")
             else:
                 swarm.to_dict()
         except ValidationError as exc:
+            OP_STATS[(swarm.policy, op, "refused")] += 1
+            OP_MSG[(swarm.policy, op, re.sub(r"\d[\d.e+-]*", "N", str(exc))[:90])] += 1
             if "\n" in str(exc):
                 problems.append(f"{where}: multi-line error {exc}")
             after = json.dumps(swarm.to_dict(), sort_keys=True)
             if after != before and op not in ("leave_same",):
                 problems.append(f"{where}: refused ({exc}) but the state changed")
             continue
+        OP_STATS[(swarm.policy, op, "done")] += 1
         problems += state(where)
         if problems:
             break
     return {"problems": problems}
+
+
+#: (policy, call, done|refused) counts of the Swarm calls played (to see what a budget reached)
+OP_STATS: Counter = Counter()
+OP_MSG: Counter = Counter()
 
 
 # ------------------------------------------------------------------------------------------
@@ -1072,6 +1097,71 @@ def check_calibrate_cli(case, result) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------
+# distalloc.llm.simulate with the online options: chains, churn, service, dispatch
+# ------------------------------------------------------------------------------------------
+CHURN_API = Opt(st.one_of(st.none(), st.sampled_from([600.0, "3600:60", (50.0, 5.0), "100", 0,
+                                                      "none", (1e4,)])),
+                st.one_of(st.sampled_from([math.nan, -1.0, (1.0, 2.0, 3.0), "1:2:3", (0.0, 1.0),
+                                           1e-300, "x", (math.inf, 1.0), [], {}, 1e308,
+                                           (1e308, 1e308), "5e-324"]), weird_value))
+
+
+@st.composite
+def simulate_online_api_case(draw):
+    kind = draw(st.integers(0, 5))
+    scen = (("builtin", "clustered", None) if kind < 2 else
+            ("dict", draw(scenario_dict())) if kind < 5 else draw(scenario_spec()))
+    method = _rarely_weird(draw, api_arg(st.sampled_from(
+        ["chains", "chains", "jffc-whole", "cg-bprr", "petals", "petals-opt-routing"])))
+    kw = {"num_requests": _rarely_weird(draw, api_arg(st.integers(1, 60))),
+          "rate_per_s": _rarely_weird(draw, api_arg(small_floats(0.05, 3.0))),
+          "seed": draw(st.integers(0, 5))}
+    kw["churn"] = _rarely_weird(draw, CHURN_API)
+    if draw(st.booleans()):
+        kw["service"] = _rarely_weird(draw, Opt(st.sampled_from(["model", "exponential"]),
+                                                st.sampled_from(["gamma", None, 1])))
+    if draw(st.integers(0, 3)) == 1:
+        kw["noise"] = _rarely_weird(draw, api_arg(small_floats(0.0, 1.0)))
+    chained = method in ("chains", "jffc-whole")
+    if chained or draw(st.integers(0, 9)) == 3:      # (or refused for the other methods)
+        for k in ("reservation", "target_load", "client_groups"):
+            if draw(st.integers(0, 2)) == 1:
+                kw[k] = _rarely_weird(draw, CHAIN_KW[k] if k != "reservation" else RESERVATION)
+        if draw(st.integers(0, 3)) == 1:
+            kw["design_rate_per_s"] = _rarely_weird(draw, api_arg(small_floats(0.05, 3.0)))
+        if draw(st.integers(0, 4)) == 1:
+            kw["dispatch"] = draw(st.sampled_from(GOOD_DISPATCHERS * 3 + DISPATCHERS))
+    elif draw(st.integers(0, 3)) == 1:
+        kw["reroute_waiting"] = True
+    if draw(st.integers(0, 5)) == 1:
+        kw["max_memory_gb"] = _rarely_weird(draw, api_arg(st.sampled_from([8.0, 1e-6])))
+    return {"scenario": scen, "method": method, "kw": kw}
+
+
+def call_simulate_online(c):
+    from distalloc.llm import simulate
+    kw = dict(c["kw"])
+    if isinstance(kw.get("dispatch"), str):
+        kw["dispatch"] = _dispatch(kw["dispatch"])
+    return simulate(build_scenario(c["scenario"]), c["method"], **kw)
+
+
+def check_simulate_online_api(c, r) -> list[str]:
+    d = r.to_dict()
+    p = json_problems({k: v for k, v in d.items() if k != "join_order"}, "to_dict()")
+    p += check_simulate_online({"argv": ["--json"]}, ("cli", 0, json.dumps(d, default=str), ""))
+    served = np.asarray(r.served)
+    for k in ("token_s", "end_s"):
+        v = np.asarray(getattr(r, k))[served]
+        if v.size and (not np.all(np.isfinite(v)) or np.any(v < 0)):
+            p.append(f"{k} of a served request not finite and >= 0")
+    start = np.asarray(r.workload.arrival_s)[served]
+    if served.any() and np.any(np.asarray(r.end_s)[served] < start - 1e-9):
+        p.append("a request ends before it arrives")
+    return p
+
+
+# ------------------------------------------------------------------------------------------
 # the table
 # ------------------------------------------------------------------------------------------
 def _run_dispatch(c):
@@ -1119,6 +1209,9 @@ LLM_ONLINE_ENTRIES: list[EntryPoint] = [
               check_predict, weight=0.3),
     api_entry("distalloc.llm.apply_profile", apply_case(), call_apply, check_applied,
               weight=0.3),
+    api_entry("distalloc.llm.simulate (chains, churn, service, dispatch)",
+              simulate_online_api_case(), call_simulate_online, check_simulate_online_api,
+              weight=0.8),
     cli_entry("llm plan --method chains|jffc-whole", plan_chains_case(), check_plan_chains,
               weight=0.5),
     cli_entry("llm simulate (chains, churn, service, profile, trace-format)",

@@ -43,8 +43,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import chain_kernels
-from distalloc._validation import ValidationError, check_choice, check_count, check_number
-from distalloc.llm.limits import MAX_COUNT
+from distalloc._validation import (ValidationError, check_choice, check_count, check_number,
+                                   check_real)
+from distalloc.llm.limits import MAX_COUNT, MAX_RPS, MIN_RPS
 from distalloc.llm.chain_groups import ClientGroups, client_costs, client_groupings
 from distalloc.llm.chain_types import (CHAIN_METHODS, DEFAULT_TARGET_LOAD, OBJECTIVES, Chain,
                                        ChainComposition, ChainPlacement, NoChainsError,
@@ -113,9 +114,12 @@ def _gbp_cr(scenario: Scenario, c: int, rate_per_s: float, target_load: float,
     group_rate = np.empty(G)
     group_chains = np.empty(G, dtype=np.int64)
     target_per_s = rate_per_s / (target_load * c)
+    # a group with arrivals needs a chain even when its target underflows (tiny weights)
+    target_per_ms = np.where(groups.weight > 0, np.maximum(groups.weight * (target_per_s / 1000.0),
+                                                           np.finfo(float).tiny), 0.0)
     K, nu, done, _, _ = chain_kernels.gbp_cr(
         scenario.usable_memory_gb, groups.alpha_ms, groups.beta_ms, scenario.block_gb,
-        scenario.cache_gb, c, scenario.num_blocks, groups.weight * (target_per_s / 1000.0),
+        scenario.cache_gb, c, scenario.num_blocks, target_per_ms,
         first, num, group, owner, amortised, order, group_rate, group_chains)
     n_used = int(np.count_nonzero(np.isfinite(amortised)))
     return ChainPlacement(first, num, reservation=c, group=group, num_chains=int(K),
@@ -180,7 +184,7 @@ def gbp_cr(scenario: Scenario, reservation: int, rate_per_s: float,
     (True, 1, [{'server': 0, 'first_block': 0, 'num_blocks': 41}, {'server': 1, 'first_block': 29, 'num_blocks': 41}])
     """
     c = check_count(reservation, "reservation", low=1, high=MAX_COUNT)  # int64 in the kernel
-    lam = check_number(rate_per_s, "rate_per_s", low=0, low_open=True)
+    lam = check_real(rate_per_s, "rate_per_s", low=MIN_RPS, high=MAX_RPS)
     rho = check_number(target_load, "target_load", low=0, high=1, low_open=True, high_open=True)
     weights = resolve_client_weights(scenario, client_weights)
     return _best_at(scenario, c, lam, rho, _groupings(scenario, weights, None, client_groups))[0]
@@ -492,7 +496,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
     check_choice(method, "method", CHAIN_METHODS)
     lam = check_number(rate_per_s if rate_per_s is not None
                        else scenario.online.get("rate_per_s", 0.5),
-                       "rate_per_s", low=0, low_open=True)
+                       "rate_per_s", low=MIN_RPS, high=MAX_RPS)
     rho = check_number(target_load, "target_load", low=0, high=1, low_open=True, high_open=True)
     res = _reservation_arg(reservation)
     weights = resolve_client_weights(scenario, client_weights)

@@ -17,7 +17,7 @@ import numpy as np
 
 from distalloc._validation import (ValidationError, as_float_array, as_int_array, check_number,
                                    check_real)
-from distalloc.llm.limits import MAX_COUNT
+from distalloc.llm.limits import MAX_CHURN_EVENTS, MAX_COUNT, MAX_RPS, MIN_RPS
 from distalloc.llm.chains import (DEFAULT_TARGET_LOAD, ChainComposition, compose_chains)
 from distalloc.llm.scenario import Scenario
 from distalloc.llm.simulation import SimulationResult
@@ -107,7 +107,7 @@ def jffc_bounds(service_rates_per_s: Sequence[float], capacities: Sequence[int],
     cap = as_int_array(capacities, "capacities", shape=(mu.size,), low=0, high=MAX_COUNT)
     for k in range(mu.size):
         check_number(float(mu[k]), f"service_rates_per_s[{k}]", low=0, low_open=True)
-    lam = check_real(rate_per_s, "rate_per_s", low=0, low_open=True)
+    lam = check_real(rate_per_s, "rate_per_s", low=MIN_RPS, high=MAX_RPS)
     # ν = Σ c_k μ_k and the partial sums of the slots' rates must stay finite
     with np.errstate(over="ignore"):
         nu = float(np.dot(mu, cap.astype(np.float64)))
@@ -137,6 +137,7 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
                     client_groups: Any = "auto",
                     service: str = "model", churn: tuple[float, float] | None = None,
                     churn_key: int = 0, max_attempts: int = 10_000, dispatch: Any = None,
+                    max_churn_events: int = MAX_CHURN_EVENTS,
                     **unknown: Any) -> SimulationResult:
     """Serve ``workload`` by JFFC on the chains of ``method`` ('chains' or 'jffc-whole').
 
@@ -164,6 +165,9 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
                               f"client_groups).")
     from distalloc.llm.simulation import run_event_loop
     from distalloc.llm.swarm_chains import chain_engine
+    if design_rate_per_s is not None:
+        design_rate_per_s = check_real(design_rate_per_s, "design_rate_per_s", low=MIN_RPS,
+                                       high=MAX_RPS)
     mean_tokens = float(np.mean(workload.output_tokens))
     if composition is None:
         counts = np.bincount(workload.client, minlength=scenario.num_clients)
@@ -183,7 +187,8 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
     if dispatch is not None:
         extra["dispatch"] = str(dispatch)
     return run_event_loop(scenario, method, engine, workload, factor, delay_s,
-                          comp.placement, None, extra, churn, churn_key, max_attempts)
+                          comp.placement, None, extra, churn, churn_key, max_attempts,
+                          max_churn_events)
 
 
 def response_curve(scenario: Scenario, workload: Workload, factor: np.ndarray,

@@ -14,7 +14,14 @@ kernels derive from it stays finite and every count stays an exact int64 (issue 
   back-offs stay far from the float maximum.
 * ``memory_gb - reserve_gb`` <= 2^53 x min(``block_gb``, ``cache_gb``): block and cache
   counts stay exact integers.
-* arrival spans (Poisson, trace, allocation delay) <= :data:`MAX_SPAN_S`.
+* arrival spans (Poisson, trace, allocation delay) <= :data:`MAX_SPAN_S`; the rates the
+  chain methods are designed for in [:data:`MIN_RPS`, :data:`MAX_RPS`] (a subnormal rate
+  made GBP-CR's rate target 0, "feasible" with no chain, and Theorem 4's bounds 0).
+* failures and repairs of a churn simulation <= :data:`MAX_CHURN_EVENTS`: expected over
+  the arrivals' span, checked before the run, and counted by the event loop, which stops
+  with an error if servers fail so much faster than sessions end that the workload never
+  drains (a churn study of 1 000 servers failing hourly over 20 days needs ~10^6; the
+  ``max_churn_events`` parameter of :func:`distalloc.llm.simulate` raises it).
 
 Work whose size is known up front (requests to simulate, servers to build) is estimated
 before it starts and refused, with the estimate and the option that raises the limit,
@@ -26,7 +33,7 @@ import os
 
 from distalloc._validation import ValidationError, check_real
 
-__all__ = ["MAX_BLOCKS", "MAX_COUNT", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
+__all__ = ["MAX_BLOCKS", "MAX_COUNT", "MAX_CHURN_EVENTS", "MIN_RPS", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
            "MAX_RPS", "BYTES_PER_REQUEST", "time_bound_ms", "default_max_memory_gb", "check_memory",
            "max_memory_limit"]
 
@@ -36,6 +43,8 @@ TIME_LIMIT_MS = 1e15
 MAX_SPAN_S = 1e12
 MAX_NOISE = 10.0
 MAX_RPS = 1e15
+MIN_RPS = 1.0 / MAX_SPAN_S       # arrival rates the chain methods are designed for: >= 1e-12/s
+MAX_CHURN_EVENTS = 1_000_000
 
 #: memory per offline request while a plan is built and reported (the request array, the
 #: route lists and the performance-model arrays), an upper estimate for chains of ~10 hops

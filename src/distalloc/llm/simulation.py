@@ -21,10 +21,9 @@ import numpy as np
 
 from distalloc._compiled import swarm_kernels
 from distalloc._validation import (ValidationError, as_float_array, as_generator,
-                                   as_int_array, check_choice, check_count, check_number,
-                                   check_real)
-from distalloc.llm.limits import (MAX_COUNT, MAX_NOISE, MAX_SPAN_S, check_memory,
-                                  max_memory_limit)
+                                   as_int_array, check_choice, check_count, check_real)
+from distalloc.llm.limits import (MAX_CHURN_EVENTS, MAX_COUNT, MAX_NOISE, MAX_SPAN_S,
+                                  check_memory, max_memory_limit)
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
@@ -233,14 +232,23 @@ def parse_churn(spec: Any) -> tuple[float, float] | None:
         if len(spec) not in (1, 2):
             raise ValidationError(f"The 'churn' parameter must be (MTBF_S, MTTR_S). "
                                   f"Got {spec!r} instead.")
-        mtbf = check_number(spec[0], "churn MTBF_S", low=0, low_open=True)
-        mttr = (check_number(spec[1], "churn MTTR_S", low=0, low_open=True) if len(spec) == 2
-                else DEFAULT_MTTR_FRACTION * mtbf)
+        mtbf = check_real(spec[0], "churn MTBF_S", low=0, low_open=True, high=MAX_SPAN_S)
+        mttr = (check_real(spec[1], "churn MTTR_S", low=0, low_open=True, high=MAX_SPAN_S)
+                if len(spec) == 2 else _default_mttr(mtbf))
         return mtbf, mttr
     if spec == 0:
         return None
-    mtbf = check_number(spec, "churn MTBF_S", low=0, low_open=True)
-    return mtbf, DEFAULT_MTTR_FRACTION * mtbf
+    mtbf = check_real(spec, "churn MTBF_S", low=0, low_open=True, high=MAX_SPAN_S)
+    return mtbf, _default_mttr(mtbf)
+
+
+def _default_mttr(mtbf: float) -> float:
+    mttr = DEFAULT_MTTR_FRACTION * mtbf
+    if not mttr > 0:            # a subnormal MTBF: its tenth underflows to 0
+        raise ValidationError(f"The 'churn MTBF_S' parameter must be a float in (0, "
+                              f"{MAX_SPAN_S:g}] whose tenth (the default MTTR) is > 0. "
+                              f"Got {mtbf!r} instead.")
+    return mttr
 
 
 @dataclass(frozen=True, eq=False)
@@ -359,6 +367,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              time_scale: float | None = None, planned_requests: int | None = None,
              allocation_delay_s: Any = 0.0, noise: float = 0.0, seed: Any = 0,
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
+             max_churn_events: int = MAX_CHURN_EVENTS,
              workload: Workload | None = None, churn: Any = None,
              service: str = "model", trace_format: str | None = None,
              max_memory_gb: float | None = None, dispatch: Any = None,
@@ -400,6 +409,11 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         The chain methods: a failure removes every chain through the server, a repair
         re-joins by the chain method's rule (GCA on the slots no chain reserves, see
         :class:`~distalloc.llm.Swarm`).
+    max_churn_events : int
+        the failures and repairs a churn run may have (default 10^6,
+        :data:`distalloc.llm.limits.MAX_CHURN_EVENTS`): refused before the run when the
+        expected count over the arrivals' span exceeds it, and an error when the run
+        reaches it before the workload drains (servers failing faster than sessions end).
     reroute_waiting : bool
         WS-RR routing only: when a server re-joins, route the sessions still waiting for
         cache again (booking order) and move those that finish strictly earlier (off by
@@ -457,6 +471,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
                               f"{MAX_SPAN_S:g} s (so that times stay finite). Got {delay_s:g} instead.")
     sigma = check_real(noise, "noise", low=0, high=MAX_NOISE)
     max_attempts = check_count(max_attempts, "max_attempts", low=1, high=MAX_COUNT)
+    max_churn_events = check_count(max_churn_events, "max_churn_events", low=1,
+                                   high=MAX_COUNT)
     if planned_requests is not None:
         planned_requests = check_count(planned_requests, "planned_requests", low=1,
                                        high=MAX_COUNT)
@@ -484,6 +500,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     else:
         _check_workload(workload, scenario)
     _check_simulation_memory(scenario, workload.num_requests, memory_limit)
+    if churn_s is not None:
+        _check_churn_cost(scenario, workload, churn_s, delay_s, max_churn_events)
     # ---- end of validation ----------------------------------------------------------------
     N = workload.num_requests
     factor = (np.exp(sigma * rng.standard_normal(N) - sigma ** 2 / 2) if sigma > 0
@@ -494,10 +512,20 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     # sees the same failures and repairs
     churn_key = int(rng.integers(0, 2**63)) if churn_s is not None else 0
     rule, routing = ONLINE_METHODS[method]
+    # the rate the methods are designed for: the realised one, unless it is undefined (one
+    # Poisson arrival) and the rate asked for is known (issue 14: never refuse valid input)
+    design_rate = workload.rate_per_s
+    if not math.isfinite(design_rate) and workload.source == "poisson":
+        asked = rate_per_s if rate_per_s is not None else scenario.online.get("rate_per_s")
+        if asked is not None:
+            design_rate = float(asked)
     if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
         from distalloc.llm.jffc import simulate_chains
+        if math.isfinite(design_rate) and "design_rate_per_s" not in chain_options:
+            chain_options = {**chain_options, "design_rate_per_s": design_rate}
         return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
                                churn=churn_s, churn_key=churn_key, max_attempts=max_attempts,
+                               max_churn_events=max_churn_events,
                                dispatch=dispatch, **chain_options)
     if chain_options:
         raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
@@ -508,8 +536,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
             planned = planned_requests  # validated above
         else:
             counts = np.bincount(workload.client, minlength=scenario.num_clients)
-            planned = choose_planned_requests(scenario, workload.rate_per_s,
-                                              counts / counts.sum())
+            planned = choose_planned_requests(scenario, design_rate, counts / counts.sum())
     placement, info = _placement_for(scenario, rule, rng, planned, workload, time_limit_s)
     spare = scenario.usable_memory_gb - scenario.block_gb * placement.num_blocks
     # clamped in floating point before the cast (a count beyond int64 would wrap negative)
@@ -519,13 +546,30 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
                          **_join_rule_for(scenario, rule, planned, info))
     engine.reroute_waiting = bool(reroute_waiting)
     return run_event_loop(scenario, method, engine, workload, factor, delay_s, placement,
-                          planned, info, churn_s, churn_key, max_attempts)
+                          planned, info, churn_s, churn_key, max_attempts, max_churn_events)
+
+
+def _check_churn_cost(scenario: Scenario, workload: Workload, churn_s: tuple[float, float],
+                      delay_s: float, max_churn_events: int = MAX_CHURN_EVENTS) -> None:
+    """Refuse, before the run, churn whose expected failures and repairs over the arrivals'
+    span alone exceed ``max_churn_events`` (each server goes through a fail-repair cycle
+    every MTBF + MTTR seconds on average, two events each)."""
+    mtbf_s, mttr_s = churn_s
+    span_s = float(workload.arrival_s[-1]) + delay_s
+    expected = 2.0 * scenario.num_servers * span_s / (mtbf_s + mttr_s)
+    if expected > max_churn_events:
+        raise ValidationError(
+            f"The churn (MTBF {mtbf_s:g} s, MTTR {mttr_s:g} s) of {scenario.num_servers} "
+            f"servers over the arrivals' {span_s:.4g} s means about {expected:.3g} failures "
+            f"and repairs, more than the limit of {max_churn_events:g}; give a larger MTBF (or "
+            f"raise max_churn_events= in Python).")
 
 
 def run_event_loop(scenario: Scenario, method: str, engine: Any, workload: Workload,
                    factor: np.ndarray, delay_s: float, placement: Placement,
                    planned: int | None, extra: dict[str, Any], churn_s, churn_key: int,
-                   max_attempts: int) -> SimulationResult:
+                   max_attempts: int,
+                   max_churn_events: int = MAX_CHURN_EVENTS) -> SimulationResult:
     """Run the compiled event loop (``swarm_kernels.simulate``) around a fresh ``engine``
     and wrap its outputs (shared by every method, the chain methods included)."""
     N = workload.num_requests
@@ -540,12 +584,21 @@ def run_event_loop(scenario: Scenario, method: str, engine: Any, workload: Workl
     offset = np.empty(N, dtype=np.int64)
     plen = np.empty(N, dtype=np.int64)
     t0 = time.perf_counter()
-    chains, events, log, lost_ms, lost_tokens, up_ms, horizon_ms = swarm_kernels.simulate(
-        engine, np.ascontiguousarray(workload.arrival_s * 1000.0), workload.client,
-        workload.output_tokens, np.ascontiguousarray(factor, dtype=np.float64),
-        delay_s * 1000.0, BACKOFF_BASE_S * 1000.0,
-        BACKOFF_CAP_S * 1000.0, max_attempts, mtbf_s * 1000.0, mttr_s * 1000.0, churn_key,
-        start, end, first_tok, wait, retries, interruptions, offset, plen)
+    try:
+        chains, events, log, lost_ms, lost_tokens, up_ms, horizon_ms = swarm_kernels.simulate(
+            engine, np.ascontiguousarray(workload.arrival_s * 1000.0), workload.client,
+            workload.output_tokens, np.ascontiguousarray(factor, dtype=np.float64),
+            delay_s * 1000.0, BACKOFF_BASE_S * 1000.0,
+            BACKOFF_CAP_S * 1000.0, max_attempts, mtbf_s * 1000.0, mttr_s * 1000.0, churn_key,
+            start, end, first_tok, wait, retries, interruptions, offset, plen,
+            max_churn_events)
+    except swarm_kernels.ChurnEventLimit as exc:
+        n_events, at_ms = exc.args
+        raise ValidationError(
+            f"The churn (MTBF {mtbf_s:g} s, MTTR {mttr_s:g} s) made more than {n_events} "
+            f"failures and repairs by {at_ms / 1000.0:.4g} s without the workload draining "
+            f"(servers fail much faster than sessions end); give a larger MTBF (or raise "
+            f"max_churn_events= in Python).") from None
     wall = time.perf_counter() - t0
     if np.isnan(end).all():
         why = ("every request gave up after max_attempts retries: the chains PETALS's "
