@@ -303,3 +303,12 @@ def test_churn_that_never_drains_stops_at_the_event_limit(method):
     one_line(e, "more than 20000 failures and repairs", "max_churn_events")
     r = simulate(clustered(), method, num_requests=20, churn="100:10")   # drains: runs
     assert r.dropped == 0 and r.to_dict()["failures"] > 0
+
+
+def test_jffc_bounds_refuse_job_slots_beyond_memory():
+    # one term per job slot: 2^40 slots (44 TB) raised MemoryError (masked as a known fault)
+    with pytest.raises(ValidationError) as e:
+        jffc_bounds([1.0, 2.0], [2 ** 40, 3], 0.5)
+    one_line(e, "1099511627779 slots", "limit")
+    lo, up = jffc_bounds([1.0], [10 ** 6], 2.0)     # a million slots still computed
+    assert lo == pytest.approx(1.0) and up == pytest.approx(1.0)

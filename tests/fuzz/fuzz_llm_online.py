@@ -910,7 +910,10 @@ def _names_for(scen: list[str], files: dict) -> list[str]:
     data = files.get(scen[0])
     if isinstance(data, bytes) and scen[0].endswith(".json"):
         try:
-            return [s["name"] for s in json.loads(data)["servers"]]
+            names = [s["name"] for s in json.loads(data)["servers"]]
+            names = list(dict.fromkeys(n for n in names if isinstance(n, str)))
+            if names:
+                return names
         except Exception:  # noqa: BLE001 - a damaged file: any names
             pass
     return ["s0", "s1", "s2"]

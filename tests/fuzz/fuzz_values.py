@@ -146,7 +146,9 @@ def mutated(draw, base: dict, max_mutations: int = 3) -> dict:
         parent, key = _get(d, path[:-1]), path[-1]
         op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add", "list"]))
         if op == "replace":
-            parent[key] = draw(weird_value)
+            # a copy: st.just({}) hands out one shared object, which a later "add" would
+            # change for every later case (hypothesis: FlakyStrategyDefinition)
+            parent[key] = json.loads(json.dumps(draw(weird_value)))
         elif op == "delete":
             if isinstance(parent, dict):
                 del parent[key]

@@ -31,6 +31,9 @@ __all__ = ["jffc_bounds", "jffc_bounds_arrays", "simulate_chains", "chain_times_
 # ------------------------------------------------------------------------------------------
 # Theorem 4
 # ------------------------------------------------------------------------------------------
+#: job slots Σ c_k the bounds are computed for (three float64 arrays of that length)
+MAX_JOB_SLOTS = 10_000_000
+
 def _mean_jobs(log_d: np.ndarray, lam: float, nu: float) -> float:
     """E[N] of the birth-death chain with birth rate lam, death rates exp(log_d[n-1]) for
     n = 1..C and nu beyond, in log space (Eqs. 16-18)."""
@@ -57,6 +60,12 @@ def jffc_bounds_arrays(mu_per_s: np.ndarray, capacities: np.ndarray,
     lam = float(rate_per_s)
     if cap.size == 0 or lam >= nu:
         return math.inf, math.inf
+    slots_total = int(cap.sum())
+    if slots_total > MAX_JOB_SLOTS:     # O(C) memory and time below (issue 16)
+        raise ValidationError(f"Theorem 4's bounds need one term per job slot: the chains' "
+                              f"capacities sum to {slots_total} slots (about "
+                              f"{slots_total * 40 / 1e9:.3g} GB), more than the limit of "
+                              f"{MAX_JOB_SLOTS:g}.")
     order = np.lexsort((np.arange(mu.size), -mu))          # fastest first
     slots = np.repeat(mu[order], cap[order])              # one entry per job slot
     fast = np.cumsum(slots)                               # ν̄_n: n jobs in the fastest slots
