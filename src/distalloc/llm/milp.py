@@ -205,7 +205,10 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         if model.check(start) is not None:   # a plan the model rejects (tolerances): no start
             start = None
     deadline = t0 + time_limit_s
-    if solver == "highs":
+    if model.empty_row_infeasible():
+        from distalloc.llm.milp_solvers import SolverOutcome
+        out = SolverOutcome("infeasible", None, None, solver)
+    elif solver == "highs":
         out = solve_highs(model, deadline=deadline, rel_gap=rel_gap, threads=threads,
                           seed=solver_seed, start=start, presolve=presolve,
                           cutoff=None if incumbent is None else incumbent.mean_token_ms * R)

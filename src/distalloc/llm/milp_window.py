@@ -1,0 +1,365 @@
+"""The window formulation of BPRR (``formulation="window"`` of :mod:`distalloc.llm.milp`):
+the placement as a choice of one window per server, routes as integer flows over block
+boundaries.  No big-M, no products; derived in the docstring of :mod:`distalloc.llm.milp`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distalloc.llm.milp_model import LinearModel, _Rows, identical_server_classes
+from distalloc.llm.scenario import Scenario
+
+__all__ = ["build_window_model", "room_table", "maximal_loads"]
+
+# a server whose windows hold at most this many (window, entry block) pairs gets one flow
+# variable per pair (its sessions' loads are exact per window); larger ones share one flow
+# variable per (entry, end) block pair among the windows with that end
+DISAGGREGATE_PAIRS = 4000
+# a window whose memory can bind gets one variable per maximal load if it has at most this
+# many, else its linear rows
+MAX_LOADS = 64
+POSITION_COLS = False
+DOMINANCE = True
+ARRIVAL_ROWS = True
+
+
+def room_table(sc: Scenario, j: int) -> list[int]:
+    """room[m] for m = 0..cap_j: the most (session, block) caches that fit beside m hosted
+    blocks on server j, with the 1e-9 GB tolerance of the brute force and of
+    :class:`~distalloc.llm.milp_model.MemoryRow`."""
+    cap = int(min(np.floor(sc.usable_memory_gb[j] / sc.block_gb), sc.num_blocks))
+    return [max(int(math.floor((sc.usable_memory_gb[j] - sc.block_gb * m + 1e-9) / sc.cache_gb)), 0)
+            for m in range(cap + 1)]
+
+
+def maximal_loads(room: int, max_len: int, sessions: int, limit: int) -> list[tuple[int, ...]] | None:
+    """The maximal vectors x (x[l - 1] sessions of l blocks, l = 1..max_len) with
+    sum l x_l <= room and sum x_l <= sessions: every load a window can carry is below one
+    of them.  None if there are more than ``limit``."""
+    out: list[tuple[int, ...]] = []
+    x = [0] * max_len
+
+    def rec(length: int, left: int, count: int) -> bool:
+        if length == 0:
+            if left == 0 or count == sessions:     # nothing more fits (1-block sessions)
+                out.append(tuple(x))
+            return len(out) <= limit
+        for k in range(min(left // length, sessions - count), -1, -1):
+            x[length - 1] = k
+            if not rec(length - 1, left - k * length, count + k):
+                x[length - 1] = 0
+                return False
+        x[length - 1] = 0
+        return True
+
+    return out if rec(max_len, room, 0) else None
+
+
+def _kept(m: int, t: int, room: list[int], R: int) -> bool:
+    """Whether window [t - m, t) is kept: a window whose memory cannot bind (room(m) >= R m:
+    every session fits, however many blocks each processes) is dominated by the longest
+    such window with the same end, which admits every entry block it admits and also
+    cannot bind; so of those only the longest is kept (m = min(m*, t), m* the largest m
+    with room(m) >= R m), and every window whose memory can bind."""
+    if room[m] < R * m:
+        return True
+    m_star = max(k for k in range(1, len(room)) if room[k] >= R * k)
+    return m == min(m_star, t)
+
+
+class _Cols:
+    def __init__(self):
+        self.cost: list[float] = []
+        self.ub: list[float] = []
+        self.integer: list[bool] = []
+        self.labels: list[str] = []
+
+    def new(self, label: str, cost=0.0, ub=1.0, integer=True) -> int:
+        self.labels.append(label)
+        self.cost.append(cost)
+        self.ub.append(ub)
+        self.integer.append(integer)
+        return len(self.cost) - 1
+
+
+def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
+    """The window model of ``sc``.  ``cuts`` adds the valid inequalities (prefix rows,
+    per-window maximal loads); without them the model has only the rows that make it exact."""
+    S, L = sc.num_servers, sc.num_blocks
+    counts = np.bincount(sc.requests, minlength=sc.num_clients)
+    clients = [int(c) for c in np.flatnonzero(counts)]
+    R = int(counts.sum())
+    rooms = [room_table(sc, j) for j in range(S)]
+    cols = _Cols()
+    rows = _Rows()
+    y_col: dict[tuple[int, int, int], int] = {}
+    # flow columns: arcs[(c, j, s, t)] -> list of columns (one per window if disaggregated)
+    arc_cols: dict[tuple[int, int, int, int], list[int]] = {}
+    win_arcs: dict[tuple[int, int, int], dict[int, list[int]]] = {}   # window -> s -> cols
+    load_cols: dict[tuple[int, int, int], list[tuple[int, tuple[int, ...]]]] = {}
+    disaggregated = np.zeros(S, dtype=bool)
+    for j in range(S):
+        room = rooms[j]
+        # windows [a, t) with room for one cache at least (a window without carries
+        # nothing: the server may as well be unused); a session of k blocks on j needs a
+        # window m >= k with room(m) >= k
+        ms = [m for m in range(1, len(room)) if room[m] >= 1]
+        kmax = max([k for k in ms if room[k] >= k], default=0)
+        windows = [(t - m, t) for t in range(1, L + 1) for m in ms if t - m >= 0
+                   and (not DOMINANCE or _kept(m, t, room, R))]
+        for a, t in windows:
+            y_col[(j, a, t)] = cols.new(f"y s{j} [{a},{t})")
+        pairs = sum(min(t - a, kmax) for a, t in windows)
+        disaggregated[j] = cuts and pairs <= DISAGGREGATE_PAIRS
+        for c in clients:
+            cost = lambda s, t, c=c: float(sc.rtt_ms[c, j] + sc.decode_ms[j] * (t - s))  # noqa: E731
+            if disaggregated[j]:
+                for a, t in windows:
+                    for s in range(max(a, t - min(kmax, room[t - a])), t):
+                        col = cols.new(f"x c{c} s{j} [{a},{t}) {s}->{t}", cost(s, t), counts[c])
+                        arc_cols.setdefault((c, j, s, t), []).append(col)
+                        win_arcs.setdefault((j, a, t), {}).setdefault(s, []).append(col)
+            else:
+                for t in range(1, L + 1):
+                    for s in range(max(t - kmax, 0), t):
+                        arc_cols[(c, j, s, t)] = [cols.new(f"x c{c} s{j} {s}->{t}", cost(s, t), counts[c])]
+
+    pos_cols = []
+    for j in range(S):                                   # at most one window per server
+        ys = [col for (jj, a, t), col in y_col.items() if jj == j]
+        if ys:
+            rows.add(ys, [1] * len(ys), -np.inf, 1)
+        if POSITION_COLS and ys:
+            e = cols.new(f"end s{j}", 0.0, L)
+            a_ = cols.new(f"first s{j}", 0.0, L)
+            pos_cols += [e, a_]
+            w = [(k, v) for k, v in y_col.items() if k[0] == j]
+            rows.add([e] + [v for _, v in w], [1] + [-k[2] for k, _ in w], 0, 0)
+            rows.add([a_] + [v for _, v in w], [1] + [-k[1] for k, _ in w], 0, 0)
+    for cls in identical_server_classes(sc):             # (L+1) a + t non-decreasing
+        for j1, j2 in zip(cls, cls[1:]):
+            w1 = [(k, v) for k, v in y_col.items() if k[0] == j1]
+            w2 = [(k, v) for k, v in y_col.items() if k[0] == j2]
+            rows.add([v for _, v in w1] + [v for _, v in w2],
+                     [(L + 1) * a + t for (_, a, t), _ in w1] + [-((L + 1) * a + t) for (_, a, t), _ in w2],
+                     -np.inf, 0)
+    for c in clients:                                    # n_c units from boundary 0 to L
+        nc = int(counts[c])
+        out_of: list[list[int]] = [[] for _ in range(L + 1)]
+        into: list[list[int]] = [[] for _ in range(L + 1)]
+        for (cc, j, s, t), cs in arc_cols.items():
+            if cc == c:
+                out_of[s].extend(cs)
+                into[t].extend(cs)
+        rows.add(out_of[0], [1] * len(out_of[0]), nc, nc)
+        for b in range(1, L):
+            rows.add(into[b] + out_of[b], [1] * len(into[b]) + [-1] * len(out_of[b]), 0, 0)
+
+    def new_load_col(label: str) -> int:    # load columns, after the flows
+        return cols.new(label, integer=False)
+
+    for j in range(S):
+        if disaggregated[j]:
+            _window_rows(sc, j, rooms[j], R, counts, clients, y_col, win_arcs, rows,
+                         load_cols, new_load_col)
+        else:
+            _prefix_rows(sc, j, rooms[j], R, counts, clients, y_col, arc_cols, rows, cuts)
+
+    z_col = _arrival_rows(sc, rooms, R, y_col, arc_cols, cols, rows) if cuts and ARRIVAL_ROWS \
+        else {}
+
+    cost = np.array(cols.cost)
+    ub = np.array(cols.ub, dtype=float)
+    integer = np.array(cols.integer, dtype=bool)
+    lb = np.zeros(len(cost))
+    n_all = len(cost)
+
+    def decode(x):
+        first = np.zeros(S, dtype=np.int64)
+        num = np.zeros(S, dtype=np.int64)
+        for (j, a, t), col in y_col.items():
+            if x[col] > 0.5:
+                first[j], num[j] = a, t - a
+        paths: dict[int, list[list[int]]] = {}
+        for c in clients:
+            left: dict[tuple[int, int, int], int] = {}
+            for (cc, j, s, t), cs in arc_cols.items():
+                v = int(round(sum(x[col] for col in cs)))
+                if cc == c and v > 0:
+                    left[(j, s, t)] = v
+            by_start: dict[int, list[tuple[int, int, int]]] = {}
+            for arc in left:
+                by_start.setdefault(arc[1], []).append(arc)
+            paths[c] = []
+            for _ in range(int(counts[c])):
+                b, path = 0, []
+                while b < L:
+                    arc = next(a for a in by_start.get(b, []) if left[a] > 0)
+                    left[arc] -= 1
+                    path.append(arc[0])
+                    b = arc[2]
+                paths[c].append(path)
+        taken = {c: 0 for c in clients}
+        routes = []
+        for c in sc.requests:
+            routes.append(paths[int(c)][taken[int(c)]])
+            taken[int(c)] += 1
+        return first, num, routes
+
+    def encode(first, num, routes):
+        first = np.asarray(first, dtype=np.int64).copy()
+        end = first + np.asarray(num, dtype=np.int64)
+        # a server without a window of the model (unused, or a window with no room for a
+        # cache, which then carries nothing) is unused
+        used = np.array([num[j] > 0 and (j, int(first[j]), int(end[j])) in y_col
+                         for j in range(S)], dtype=bool)
+        relabel = np.arange(S)
+        for cls in identical_server_classes(sc):
+            key = [((L + 1) * first[j] + end[j]) if used[j] else 0 for j in cls]
+            members = [cls[i] for i in sorted(range(len(cls)), key=lambda i: key[i])]
+            f0, e0, u0 = first[members].copy(), end[members].copy(), used[members].copy()
+            for new, old in zip(cls, members):
+                relabel[old] = new
+            first[cls], end[cls], used[cls] = f0, e0, u0
+        x = np.zeros(n_all)
+        for j in np.flatnonzero(used):
+            x[y_col[(int(j), int(first[j]), int(end[j]))]] = 1
+        for s, col in z_col.items():
+            x[col] = 1.0 if any(end[j] == s for j in np.flatnonzero(used)) else 0.0
+        for col in pos_cols:
+            lab = cols.labels[col].split()
+            j = int(lab[1][1:])
+            x[col] = (end[j] if lab[0] == "end" else first[j]) if used[j] else 0
+        load = {}
+        for c, path in zip(sc.requests, routes):
+            prev = 0
+            for j in path:
+                j = int(relabel[j])
+                t = int(end[j])
+                if disaggregated[j]:
+                    w = (j, int(first[j]), t)
+                    col = next(cc for cc in arc_cols[(int(c), j, prev, t)] if cc in
+                               win_arcs[w][prev])
+                    load.setdefault(w, [0] * (t - int(first[j])))[t - prev - 1] += 1
+                else:
+                    col = arc_cols[(int(c), j, prev, t)][0]
+                x[col] += 1
+                prev = t
+        for w, vec in load.items():
+            if w in load_cols:   # a maximal load above this one (exists: loads are down-closed)
+                col = next(col for col, p in load_cols[w]
+                           if all((p[i] if i < len(p) else 0) >= v for i, v in enumerate(vec)))
+                x[col] = 1
+        return x
+
+    return LinearModel("window", cost, lb, ub, integer, rows.matrix(n_all), np.array(rows.lb),
+                       np.array(rows.ub), [], sc.block_gb, sc.cache_gb,
+                       np.array([len(r) - 1 for r in rooms]), np.zeros(0, dtype=np.int64),
+                       np.zeros(0, dtype=np.int64), decode, encode,
+                       {"windows": len(y_col), "disaggregated": int(disaggregated.sum())},
+                       cols.labels)
+
+
+def _window_rows(sc, j, room, R, counts, clients, y_col, win_arcs, rows, load_cols, new_col):
+    """Rows of a disaggregated server: per window [a, t), its sessions (by entry block s,
+    so of t - s blocks) fit its memory.  If the memory can bind and the window has few
+    maximal loads, the load is below a convex combination of them (weights lambda summing
+    to y): the convex hull of the window's loads; else the linear memory row and the count
+    rows (sessions of at least l blocks: at most room // l)."""
+    for (jj, a, t), by_s in win_arcs.items():
+        if jj != j:
+            continue
+        y = y_col[(j, a, t)]
+        m = t - a
+        r = room[m]
+        by_len = {t - s: cs for s, cs in by_s.items()}
+        all_cols = [col for cs in by_s.values() for col in cs]
+        if len(clients) > 1:
+            for c in clients:   # a client sends at most n_c sessions through the window
+                mine = [cs[clients.index(c)] for cs in by_s.values()]
+                rows.add(mine + [y], [1] * len(mine) + [-int(counts[c])], -np.inf, 0)
+        if r >= R * m:          # memory cannot bind: at most R sessions
+            rows.add(all_cols + [y], [1] * len(all_cols) + [-R], -np.inf, 0)
+            continue
+        max_len = max(by_len)
+        loads = maximal_loads(r, max_len, R, MAX_LOADS)
+        if loads is not None:
+            lam = []
+            for p in loads:
+                lam.append(new_col(f"load s{j} [{a},{t}) {p}"))
+                load_cols.setdefault((j, a, t), []).append((lam[-1], p))
+            rows.add(lam + [y], [1] * len(lam) + [-1], -np.inf, 0)
+            for length, cs in by_len.items():
+                rows.add(cs + lam, [1] * len(cs) + [-p[length - 1] for p in loads], -np.inf, 0)
+            continue
+        rows.add([col for ln, cs in by_len.items() for col in cs] + [y],
+                 [ln for ln, cs in by_len.items() for _ in cs] + [-r], -np.inf, 0)
+        for l0 in range(1, max_len + 1):
+            k = min(R, r // l0)
+            if l0 > 1 and k == min(R, r // (l0 - 1)):
+                continue
+            cs = [col for ln, cc in by_len.items() if ln >= l0 for col in cc]
+            rows.add(cs + [y], [1] * len(cs) + [-k], -np.inf, 0)
+
+
+def _prefix_rows(sc, j, room, R, counts, clients, y_col, arc_cols, rows, cuts):
+    """Rows of a server with one flow variable per (entry s, end t) pair: per end block t
+    and threshold a0, the sessions entering before a0 need a window [a, t) with a < a0,
+    so their caches fit its room (prefix memory row), each client sends at most n_c of
+    them (prefix linking row), and, processing at least t - a0 + 1 blocks each, at most
+    room // (t - a0 + 1) fit (prefix count row).  Without ``cuts``: a0 = t only, and the
+    per-arc linking rows."""
+    L = sc.num_blocks
+    for t in range(1, L + 1):
+        starts = [a for a in range(0, t) if (j, a, t) in y_col]
+        ss = sorted({s for (c, jj, s, tt) in arc_cols if jj == j and tt == t})
+        if not ss:
+            continue
+        eff = {a: min(room[t - a], R * (t - a)) for a in starts}
+        for a0 in (range(ss[0] + 1, t + 1) if cuts else [t]):
+            xs = [s for s in ss if s < a0]
+            ys = [a for a in starts if a < a0]
+            ycols = [y_col[(j, a, t)] for a in ys]
+            xc = [arc_cols[(c, j, s, t)][0] for c in clients for s in xs]
+            rows.add(xc + ycols, [t - s for c in clients for s in xs] + [-eff[a] for a in ys],
+                     -np.inf, 0)
+            if cuts:
+                rows.add(xc + ycols, [1] * len(xc) + [-min(R, eff[a] // (t - a0 + 1)) for a in ys],
+                         -np.inf, 0)
+            if cuts and len(clients) > 1:
+                for c in clients:
+                    mine = [arc_cols[(c, j, s, t)][0] for s in xs]
+                    rows.add(mine + ycols, [1] * len(mine) + [-int(counts[c])] * len(ys),
+                             -np.inf, 0)
+        if not cuts:   # per-arc linking: x_(s,t) <= n_c (windows [a, t) with a <= s)
+            for c in clients:
+                for s in ss:
+                    ys = [a for a in starts if a <= s]
+                    rows.add([arc_cols[(c, j, s, t)][0]] + [y_col[(j, a, t)] for a in ys],
+                             [1] + [-int(counts[c])] * len(ys), -np.inf, 0)
+
+
+def _arrival_rows(sc, rooms, R, y_col, arc_cols, cols, rows):
+    """A session enters server j at block s > 0 only from another server that ends at s
+    (a session visits a server once: j's own windows do not count), and j's window takes
+    at most K_j(l) = min(R, room_j(l) // l) sessions of l = t - s blocks (its smallest
+    window [s, t) has the most room); j has one window, so one t.  Hence
+    sum_t x_(j, s, t) / K_j(t - s) <= sum_(i != j) [e_i = s], scaled to integers."""
+    S, L = sc.num_servers, sc.num_blocks
+    ends: dict[tuple[int, int], list[int]] = {}
+    for (i, a, t), col in y_col.items():
+        ends.setdefault((i, t), []).append(col)
+    by_entry: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (c, j, s, t), cs in arc_cols.items():
+        if s > 0:
+            ln = t - s
+            k = min(R, rooms[j][ln] // ln)
+            by_entry.setdefault((j, s), []).extend((col, k) for col in cs)
+    for (j, s), xs in sorted(by_entry.items()):
+        lcm = math.lcm(*{k for _, k in xs})
+        others = [col for i in range(S) if i != j for col in ends.get((i, s), [])]
+        rows.add([col for col, _ in xs] + others, [lcm // k for _, k in xs] + [-lcm] * len(others),
+                 -np.inf, 0)
+    return {}
