@@ -15,7 +15,7 @@ extensions = [
         [f"kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "kernels"],
         depends=["kernels/fastk_gradient.h", "kernels/llm_core.pxd",
-                 "kernels/swarm_simulate.pxi"],
+                 "kernels/swarm_simulate.pxi", "kernels/swarm_jffc.pxi"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )

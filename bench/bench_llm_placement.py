@@ -47,7 +47,8 @@ def test_cg_bprr_growth_in_servers(benchmark):
     benchmark.pedantic(cg_bprr, args=(scen[32000],), rounds=1, iterations=1)
     benchmark.extra_info.update(sizes=sizes, times_s=times, loglog_slope=slope)
     print(f"\ngrowth: {dict(zip(sizes, [round(t * 1e3, 2) for t in times]))} ms, slope {slope:.2f}")
-    assert slope < 1.5  # about linear in servers; quadratic growth would show as 2
+    if not benchmark.disabled:  # timing targets only when measuring, not in CI smoke mode
+        assert slope < 1.5  # about linear in servers; quadratic growth would show as 2
 
 
 def small_instance(rng):

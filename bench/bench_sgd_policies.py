@@ -55,7 +55,8 @@ def test_callback_policy_overhead(benchmark):
         print(f"\n{name}: built-in {t_b * 1e3:.1f} ms, compiled callback {t_c * 1e3:.1f} ms, "
               f"ratio {t_c / t_b:.3f}")
         benchmark.extra_info[f"{name} ratio"] = t_c / t_b
-        assert t_c / t_b <= 1.10
+        if not benchmark.disabled:  # timing targets only when measuring, not in CI smoke mode
+            assert t_c / t_b <= 1.10
     benchmark.extra_info["rows"] = rows
 
 

@@ -3,7 +3,9 @@
 Each benchmark asserts the work it did (same answer as the baseline, feasibility, gap) so
 that a behaviour regression cannot pass as a speed-up, and records ratios against a
 baseline run in the same session in ``extra_info`` (ratios are stable on a noisy machine,
-absolute times are not).  Run ``python bench/report.py`` on the JSON to get the README
+absolute times are not).  Timing targets (a ratio, a growth slope) are asserted only when
+benchmarking is on (``if not benchmark.disabled``): CI runs every benchmark once with
+``--benchmark-disable`` on a shared machine, where it checks the work, not the clock.  Run ``python bench/report.py`` on the JSON to get the README
 table.
 """
 import sys

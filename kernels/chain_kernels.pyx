@@ -14,9 +14,11 @@ What this module computes, and for whom (callers: ``distalloc.llm.chains`` and
   ``_route_dp`` in mode 1 with an infinite penalty and the per-server free slots as the
   budget: a link into j that processes k blocks exists iff j has >= k free slots, which
   is exactly the global pruning of step (d).
-* ``simulate_jffc`` — the discrete-event simulation of JFFC with one central FCFS queue;
-  every decision is llm_core's ``_jffc_arrive`` / ``_jffc_complete`` (the one copy of the
-  rule, shared with the online engine), the event heap is llm_core's.
+* ``jffc_fill``      — the offline JFFC assignment of a request set (``llm plan``).
+
+JFFC's discrete-event simulation is the online engine's event loop
+(``swarm_kernels.simulate`` with the 'jffc' policy), so simulation and embedding share
+every decision; GCA's rounds and JFFC's rule are llm_core's (one copy each).
 
 Layering: ``cdef inline`` cores in ``llm_core.pxd``, then the ``def`` entry points below,
 which take contiguous typed arrays, release the GIL and never validate user input.
@@ -31,18 +33,6 @@ from libc.string cimport memset
 from llm_core cimport *
 
 import numpy as np
-
-
-cdef inline int64_t _floor_count(double x) noexcept nogil:
-    """floor(x) that counts (2 - 1) / 0.1 as 10: a relative tolerance of 1e-9 absorbs
-    the rounding of the division (the float-floor trap of the notes §3.4)."""
-    # guard (issue 16): NaN counts 0 and x >= 2^62 counts 2^62, decided in floating point
-    # before the cast (a cast of NaN or of a float beyond int64 is undefined)
-    if not (x > 0.0):
-        return 0
-    if x >= 4611686018427387904.0:
-        return 4611686018427387904
-    return <int64_t> floor(x * (1.0 + 1e-12) + 1e-9)
 
 
 def block_counts(const double[::1] usable_memory_gb, double block_gb, double cache_gb,
@@ -188,95 +178,6 @@ def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
     return K, nu, pending == 0, reached, total
 
 
-cdef struct ChainBuffers:
-    # GCA's output, grown by doubling: chain q is servers flat_s[offs[q]:offs[q + 1]]
-    # processing flat_k[...] blocks each, with caps[q] jobs, cost costs[q], home homes[q]
-    int64_t* flat_s
-    int64_t* flat_k
-    int64_t* offs
-    int64_t* caps
-    double* costs
-    int64_t* homes
-    Py_ssize_t n_chains
-    Py_ssize_t flat_size
-    Py_ssize_t chain_cap
-    Py_ssize_t flat_cap
-
-
-cdef int _grow(void** buf, Py_ssize_t n, size_t size) noexcept nogil:
-    cdef void* p = realloc(buf[0], n * size)
-    if not p:
-        return -1
-    buf[0] = p
-    return 0
-
-
-cdef inline void _shrink_window(int64_t j, const int64_t* first_block,
-                                const int64_t* num_blocks, const int64_t* free_slots,
-                                int64_t* win_first, int64_t* win_num) noexcept nogil:
-    """Server j's links that can still exist: a link processing k blocks needs k free slots,
-    so only predecessors ending in [end_j - free_j, end_j) qualify (the others cost inf in
-    the DP and can never be chosen); the graph keeps end_j = win_first + win_num."""
-    cdef int64_t end = first_block[j] + num_blocks[j]
-    cdef int64_t lo = end - free_slots[j]
-    if lo < first_block[j]:
-        lo = first_block[j]
-    if lo > end:
-        lo = end
-    if win_num[j] > 0:
-        win_num[j] = end - lo
-    win_first[j] = lo
-
-
-cdef int _gca_rounds(RouteGraph* g, RouteCost* rc, const int64_t* first_block,
-                     const int64_t* num_blocks, int64_t* free_slots, int64_t home,
-                     ChainBuffers* out, double* D, int64_t* arg_server, int64_t* arg_prev,
-                     int64_t* path, int64_t* kbuf, int64_t* win_first,
-                     int64_t* win_num) noexcept nogil:
-    """GCA's rounds on graph ``g`` (whose first/num are the windows win_first/win_num)
-    until no chain is left; 0, or -1 if out of memory."""
-    cdef Py_ssize_t q
-    cdef int64_t j, k, prev, capk, plen = 0
-    cdef double cost
-    while True:
-        cost = _route_dp(g, rc, D, arg_server, arg_prev, NULL, path, &plen)
-        if plen == 0:
-            return 0
-        capk = -1
-        prev = 0
-        for q in range(plen):
-            j = path[q]
-            k = first_block[j] + num_blocks[j] - prev
-            prev = first_block[j] + num_blocks[j]
-            kbuf[q] = k
-            if capk < 0 or free_slots[j] // k < capk:
-                capk = free_slots[j] // k
-        for q in range(plen):
-            free_slots[path[q]] -= capk * kbuf[q]
-            _shrink_window(path[q], first_block, num_blocks, free_slots, win_first, win_num)
-        if out.n_chains == out.chain_cap:
-            out.chain_cap *= 2
-            if (_grow(<void**> &out.offs, out.chain_cap + 1, sizeof(int64_t)) < 0
-                    or _grow(<void**> &out.caps, out.chain_cap, sizeof(int64_t)) < 0
-                    or _grow(<void**> &out.costs, out.chain_cap, sizeof(double)) < 0
-                    or _grow(<void**> &out.homes, out.chain_cap, sizeof(int64_t)) < 0):
-                return -1
-        if out.flat_size + plen > out.flat_cap:
-            out.flat_cap = 2 * out.flat_cap + plen
-            if (_grow(<void**> &out.flat_s, out.flat_cap, sizeof(int64_t)) < 0
-                    or _grow(<void**> &out.flat_k, out.flat_cap, sizeof(int64_t)) < 0):
-                return -1
-        for q in range(plen):
-            out.flat_s[out.flat_size + q] = path[q]
-            out.flat_k[out.flat_size + q] = kbuf[q]
-        out.flat_size += plen
-        out.caps[out.n_chains] = capk
-        out.costs[out.n_chains] = cost
-        out.homes[out.n_chains] = home
-        out.n_chains += 1
-        out.offs[out.n_chains] = out.flat_size
-
-
 def gca(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L,
         const double[:, ::1] alpha, const double[::1] beta, const int64_t[::1] slots,
         const int64_t[::1] owner, const double[::1] shared_alpha):
@@ -303,71 +204,30 @@ def gca(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L
     servers[offsets[q]:offsets[q + 1]] processing blocks[...] each, in pass order and GCA
     order within a pass.  O(rounds x (S + sum_j m_j)), rounds <= number of links.
     """
-    cdef Py_ssize_t S = first_block.shape[0], G = alpha.shape[0], q, gi
-    cdef RouteGraph g
-    cdef RouteCost rc
+    cdef Py_ssize_t S = first_block.shape[0], G = alpha.shape[0], q
     cdef ChainBuffers out
-    cdef int failed = 0
+    cdef GCAWork w
+    cdef int failed = 0, ok_work, ok_out
     cdef int64_t* free_slots = <int64_t*> malloc((S + 1) * sizeof(int64_t))
-    cdef int64_t* masked = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    cdef int64_t* win_first = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    cdef int64_t* zeros = <int64_t*> calloc(S + 1, sizeof(int64_t))
-    cdef double* D = <double*> malloc((L + 1) * sizeof(double))
-    cdef int64_t* arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    cdef int64_t* kbuf = <int64_t*> malloc((L + 1) * sizeof(int64_t))
-    out.chain_cap = 64
-    out.flat_cap = 256
-    out.n_chains = 0
-    out.flat_size = 0
-    out.flat_s = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
-    out.flat_k = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
-    out.offs = <int64_t*> malloc((out.chain_cap + 1) * sizeof(int64_t))
-    out.caps = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
-    out.costs = <double*> malloc(out.chain_cap * sizeof(double))
-    out.homes = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
-    cdef int graph_ok = -1
-    g.bucket = NULL
-    g.by_end = NULL
+    # guards (llm_core.pxd): shapes, and every index the DP derives from the placement
+    if not (0 < L <= KERNEL_MAX_BLOCKS and num_blocks.shape[0] == S
+            and alpha.shape[1] == S and beta.shape[0] == S and slots.shape[0] == S
+            and owner.shape[0] == S and shared_alpha.shape[0] == S
+            and _placement_ok(&first_block[0], &num_blocks[0], S, L)):
+        free(free_slots)
+        raise ValueError("chain_kernels.gca: precondition violated: placement or shapes")
+    ok_work = _gca_work_init(&w, S, L)
+    ok_out = _chains_init(&out)
     try:
-        # guards (llm_core.pxd): shapes, and every index the DP derives from the placement
-        if not (0 < L <= KERNEL_MAX_BLOCKS and num_blocks.shape[0] == S
-                and alpha.shape[1] == S and beta.shape[0] == S and slots.shape[0] == S
-                and owner.shape[0] == S and shared_alpha.shape[0] == S
-                and _placement_ok(&first_block[0], &num_blocks[0], S, L)):
-            raise ValueError("chain_kernels.gca: precondition violated: placement or shapes")
-        graph_ok = _graph_init(&g, win_first, masked, S, L)
-        if not (free_slots and masked and win_first and zeros and D and arg_server and arg_prev and path
-                and kbuf and out.flat_s and out.flat_k and out.offs and out.caps
-                and out.costs and out.homes) or graph_ok < 0:
+        if not free_slots or ok_work < 0 or ok_out < 0:
             raise MemoryError()
         with nogil:
             for q in range(S):
                 free_slots[q] = slots[q]
-            rc.a2 = NULL
-            rc.b1 = &beta[0]
-            rc.b2 = NULL
-            rc.w = 0.0
-            rc.mode = 1
-            rc.capb = free_slots
-            rc.used = zeros
-            rc.penalty = INFINITY
-            rc.lists = NULL
-            rc.now = 0.0
-            out.offs[0] = 0
-            for gi in range(G + 1):
-                for q in range(S):
-                    masked[q] = num_blocks[q] if (gi == G or owner[q] == gi) else 0
-                    _shrink_window(q, &first_block[0], &num_blocks[0], free_slots, win_first,
-                                   masked)
-                _graph_build(&g, S)
-                rc.a1 = &shared_alpha[0] if gi == G else &alpha[gi, 0]
-                if _gca_rounds(&g, &rc, &first_block[0], &num_blocks[0], free_slots,
-                               gi if gi < G else -1, &out, D, arg_server, arg_prev, path,
-                               kbuf, win_first, masked) < 0:
-                    failed = 1
-                    break
+            if _gca_run(&w, &first_block[0], &num_blocks[0], G,
+                        &alpha[0, 0] if G > 0 else NULL, &beta[0], &shared_alpha[0],
+                        &owner[0], free_slots, &out) < 0:
+                failed = 1
         if failed:
             raise MemoryError()
         n = out.n_chains
@@ -388,10 +248,9 @@ def gca(const int64_t[::1] first_block, const int64_t[::1] num_blocks, int64_t L
             home[q] = out.homes[q]
         return servers, blocks, offsets, capacities, cost_ms, home
     finally:
-        free(free_slots); free(masked); free(win_first); free(zeros); free(D); free(arg_server)
-        free(arg_prev); free(path); free(kbuf); free(out.flat_s); free(out.flat_k)
-        free(out.offs); free(out.caps); free(out.costs); free(out.homes)
-        free(g.bucket); free(g.by_end)
+        free(free_slots)
+        _gca_work_free(&w)
+        _chains_free(&out)
 
 
 cdef inline const int64_t* _groups_or_null(const int64_t[::1] a, Py_ssize_t n) noexcept nogil:
@@ -404,7 +263,8 @@ def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
     """The chain of each request of an offline request set (in order), by JFFC into an
     empty system (llm_core._jffc_pick / _jffc_occupy, the one copy of the rule): each
     request takes the first free chain in its client's ranking; when no slot is free, a new
-    wave starts (every slot is released).  ``home``/``client_group`` as in simulate_jffc.
+    wave starts (every slot is released).  ``home`` (K) the client group each chain was
+    composed for (-1 shared), ``client_group`` (C) each client's group; both empty: none.
     chain[r] = -1 only if no chain has a slot at all."""
     cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = client.shape[0], r, k
     cdef int64_t pick
@@ -437,94 +297,4 @@ def jffc_fill(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
                     _jffc_occupy(&st, pick)
                     chain[r] = pick
     finally:
-        _jffc_release(&st)
-
-
-def simulate_jffc(const int64_t[::1] capacity, const double[:, ::1] rank_ms,
-                  const int64_t[::1] home, const int64_t[::1] client_group,
-                  const double[:, ::1] prefill_ms, const double[:, ::1] token_ms,
-                  const double[::1] arrival_ms, const int64_t[::1] client,
-                  const int64_t[::1] output_tokens, const double[::1] factor, double delay_ms,
-                  double[::1] start_ms, double[::1] end_ms, double[::1] ttft_ms,
-                  double[::1] wait_ms, int64_t[::1] chain):
-    """JFFC with one central FCFS queue on K chains (rank_ms, prefill_ms, token_ms are
-    clients x chains; ``home`` (K) the client group each chain was composed for, -1 shared,
-    and ``client_group`` (C) each client's group, or both empty: no groups).
-
-    Request r (client c, arrivals sorted) is dispatched at arrival_ms[r] + delay_ms by
-    llm_core._jffc_arrive (the first chain with a free slot in client c's ranking: its
-    group's chains, then the others, each by rank_ms[c]; or the queue's tail); a completion on chain k hands the slot to the queue's head
-    (_jffc_complete).  A job of client c on chain k runs for
-    (prefill_ms[c, k] + (output_tokens[r] - 1) token_ms[c, k]) x factor[r] ms; its first
-    token comes prefill_ms[c, k] x factor[r] after its start.  At equal times completions
-    come before arrivals, and completions in request order (the heap's total order).
-
-    Outputs per request: start, end, first-token and wait times (ms) and its chain.
-    Returns the number of events.
-    """
-    cdef Py_ssize_t K = capacity.shape[0], C = rank_ms.shape[0], N = arrival_ms.shape[0]
-    cdef Py_ssize_t i_arr = 0, nheap = 0
-    cdef int64_t r, k, c, code, events = 0
-    cdef double now, t_arr, pre
-    cdef JFFCState st
-    cdef int failed = 0
-    cdef double* ht = <double*> malloc((N + 1) * sizeof(double))
-    cdef int64_t* hc = <int64_t*> malloc((N + 1) * sizeof(int64_t))
-    cdef int init = -1
-    memset(&st, 0, sizeof(JFFCState))
-    # guards (issue 16): the client of every request indexes the clients x chains tables
-    cdef bint ok = (rank_ms.shape[1] == K and prefill_ms.shape[0] == C and prefill_ms.shape[1] == K
-                    and token_ms.shape[0] == C and token_ms.shape[1] == K
-                    and client.shape[0] == N and output_tokens.shape[0] == N
-                    and factor.shape[0] == N and start_ms.shape[0] == N and end_ms.shape[0] == N
-                    and ttft_ms.shape[0] == N and wait_ms.shape[0] == N and chain.shape[0] == N
-                    and _all_in_range(&client[0], N, 0, C))
-    if ok and K > 0 and C > 0:
-        init = _jffc_init(&st, K, C, &capacity[0], &rank_ms[0, 0], _groups_or_null(home, K),
-                          _groups_or_null(client_group, C))
-    try:
-        if not ok:
-            raise ValueError("chain_kernels.simulate_jffc: precondition violated: shapes or clients")
-        if not (ht and hc) or init < 0:
-            raise MemoryError()
-        with nogil:
-            for r in range(N):
-                start_ms[r] = end_ms[r] = ttft_ms[r] = wait_ms[r] = 0.0 / 0.0
-                chain[r] = -1
-            while i_arr < N or nheap > 0:
-                t_arr = arrival_ms[i_arr] + delay_ms if i_arr < N else INFINITY
-                events += 1
-                if nheap > 0 and ht[0] <= t_arr:
-                    # completion of request r on chain k: its slot goes to the queue's head
-                    now = ht[0]
-                    code = hc[0]
-                    _heap_pop(ht, hc, &nheap)
-                    k = chain[code >> 1]
-                    r = _jffc_complete(&st, k)
-                    if r < 0:
-                        continue
-                else:
-                    now = t_arr
-                    r = i_arr
-                    i_arr += 1
-                    k = _jffc_arrive(&st, r, client[r])
-                    if k == -2:
-                        failed = 1
-                        break
-                    if k < 0:
-                        continue
-                # request r starts now on chain k
-                c = client[r]
-                pre = prefill_ms[c, k] * factor[r]
-                chain[r] = k
-                start_ms[r] = now
-                wait_ms[r] = now - (arrival_ms[r] + delay_ms)
-                ttft_ms[r] = now + pre
-                end_ms[r] = now + (prefill_ms[c, k] + (output_tokens[r] - 1) * token_ms[c, k]) * factor[r]
-                _heap_push(ht, hc, &nheap, end_ms[r], 2 * r)
-        if failed:
-            raise MemoryError()
-        return events
-    finally:
-        free(ht); free(hc)
         _jffc_release(&st)

@@ -511,14 +511,236 @@ cdef inline double _release_at(const SessionList* s, int64_t used, int64_t capb,
 
 
 # ------------------------------------------------------------------------------------------
+# GCA: Greedy Cache Allocation (SPEC 1.10; chain-composition notes §3).  The ONE copy of the
+# rule: chain_kernels.gca (composition) and the online engine's chain join/rebalance
+# (swarm_kernels.Engine, GCA on the slots no chain reserves) both call _gca_run.
+# ------------------------------------------------------------------------------------------
+from libc.math cimport floor as _c_floor
+from libc.stdlib cimport free as _gfree, calloc as _gcalloc
+
+
+cdef inline int64_t _floor_count(double x) noexcept nogil:
+    """floor(x) that counts (2 - 1) / 0.1 as 10: a relative tolerance of 1e-9 absorbs
+    the rounding of the division (the float-floor trap of the notes §3.4)."""
+    # guard (issue 16): NaN counts 0 and x >= 2^62 counts 2^62, decided in floating point
+    # before the cast (a cast of NaN or of a float beyond int64 is undefined)
+    if not (x > 0.0):
+        return 0
+    if x >= 4611686018427387904.0:
+        return 4611686018427387904
+    return <int64_t> _c_floor(x * (1.0 + 1e-12) + 1e-9)
+
+
+cdef struct ChainBuffers:
+    # GCA's output, grown by doubling: chain q is servers flat_s[offs[q]:offs[q + 1]]
+    # processing flat_k[...] blocks each, with caps[q] jobs, cost costs[q], home homes[q]
+    int64_t* flat_s
+    int64_t* flat_k
+    int64_t* offs
+    int64_t* caps
+    double* costs
+    int64_t* homes
+    Py_ssize_t n_chains
+    Py_ssize_t flat_size
+    Py_ssize_t chain_cap
+    Py_ssize_t flat_cap
+
+
+cdef inline int _grow(void** buf, Py_ssize_t n, size_t size) noexcept nogil:
+    cdef void* p = realloc(buf[0], n * size)
+    if not p:
+        return -1
+    buf[0] = p
+    return 0
+
+
+cdef inline int _chains_init(ChainBuffers* out) noexcept nogil:
+    """Empty buffers; 0, or -1 if out of memory (_chains_free either way)."""
+    out.chain_cap = 64
+    out.flat_cap = 256
+    out.n_chains = 0
+    out.flat_size = 0
+    out.flat_s = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
+    out.flat_k = <int64_t*> malloc(out.flat_cap * sizeof(int64_t))
+    out.offs = <int64_t*> malloc((out.chain_cap + 1) * sizeof(int64_t))
+    out.caps = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
+    out.costs = <double*> malloc(out.chain_cap * sizeof(double))
+    out.homes = <int64_t*> malloc(out.chain_cap * sizeof(int64_t))
+    if not (out.flat_s and out.flat_k and out.offs and out.caps and out.costs and out.homes):
+        return -1
+    out.offs[0] = 0
+    return 0
+
+
+cdef inline void _chains_free(ChainBuffers* out) noexcept nogil:
+    _gfree(out.flat_s); _gfree(out.flat_k); _gfree(out.offs); _gfree(out.caps)
+    _gfree(out.costs); _gfree(out.homes)
+    out.flat_s = NULL; out.flat_k = NULL; out.offs = NULL; out.caps = NULL
+    out.costs = NULL; out.homes = NULL
+
+
+cdef inline void _shrink_window(int64_t j, const int64_t* first_block,
+                                const int64_t* num_blocks, const int64_t* free_slots,
+                                int64_t* win_first, int64_t* win_num) noexcept nogil:
+    """Server j's links that can still exist: a link processing k blocks needs k free slots,
+    so only predecessors ending in [end_j - free_j, end_j) qualify (the others cost inf in
+    the DP and can never be chosen); the graph keeps end_j = win_first + win_num."""
+    cdef int64_t end = first_block[j] + num_blocks[j]
+    cdef int64_t lo = end - free_slots[j]
+    if lo < first_block[j]:
+        lo = first_block[j]
+    if lo > end:
+        lo = end
+    if win_num[j] > 0:
+        win_num[j] = end - lo
+    win_first[j] = lo
+
+
+cdef inline int _gca_rounds(RouteGraph* g, RouteCost* rc, const int64_t* first_block,
+                            const int64_t* num_blocks, int64_t* free_slots, int64_t home,
+                            ChainBuffers* out, double* D, int64_t* arg_server,
+                            int64_t* arg_prev, int64_t* path, int64_t* kbuf,
+                            int64_t* win_first, int64_t* win_num) noexcept nogil:
+    """GCA's rounds on graph ``g`` (whose first/num are the windows win_first/win_num)
+    until no chain is left; 0, or -1 if out of memory."""
+    cdef Py_ssize_t q
+    cdef int64_t j, k, prev, capk, plen = 0
+    cdef double cost
+    while True:
+        cost = _route_dp(g, rc, D, arg_server, arg_prev, NULL, path, &plen)
+        if plen == 0:
+            return 0
+        capk = -1
+        prev = 0
+        for q in range(plen):
+            j = path[q]
+            k = first_block[j] + num_blocks[j] - prev
+            prev = first_block[j] + num_blocks[j]
+            kbuf[q] = k
+            if capk < 0 or free_slots[j] // k < capk:
+                capk = free_slots[j] // k
+        for q in range(plen):
+            free_slots[path[q]] -= capk * kbuf[q]
+            _shrink_window(path[q], first_block, num_blocks, free_slots, win_first, win_num)
+        if out.n_chains == out.chain_cap:
+            out.chain_cap *= 2
+            if (_grow(<void**> &out.offs, out.chain_cap + 1, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.caps, out.chain_cap, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.costs, out.chain_cap, sizeof(double)) < 0
+                    or _grow(<void**> &out.homes, out.chain_cap, sizeof(int64_t)) < 0):
+                return -1
+        if out.flat_size + plen > out.flat_cap:
+            out.flat_cap = 2 * out.flat_cap + plen
+            if (_grow(<void**> &out.flat_s, out.flat_cap, sizeof(int64_t)) < 0
+                    or _grow(<void**> &out.flat_k, out.flat_cap, sizeof(int64_t)) < 0):
+                return -1
+        for q in range(plen):
+            out.flat_s[out.flat_size + q] = path[q]
+            out.flat_k[out.flat_size + q] = kbuf[q]
+        out.flat_size += plen
+        out.caps[out.n_chains] = capk
+        out.costs[out.n_chains] = cost
+        out.homes[out.n_chains] = home
+        out.n_chains += 1
+        out.offs[out.n_chains] = out.flat_size
+
+
+cdef struct GCAWork:
+    # scratch of _gca_run for S servers and L blocks (_gca_work_init / _gca_work_free)
+    RouteGraph g
+    RouteCost rc
+    int64_t* masked
+    int64_t* win_first
+    int64_t* zeros
+    double* D
+    int64_t* arg_server
+    int64_t* arg_prev
+    int64_t* path
+    int64_t* kbuf
+    Py_ssize_t S
+    Py_ssize_t L
+
+
+cdef inline int _gca_work_init(GCAWork* w, Py_ssize_t S, Py_ssize_t L) noexcept nogil:
+    """0, or -1 if out of memory (_gca_work_free either way)."""
+    w.S = S
+    w.L = L
+    w.masked = <int64_t*> _gcalloc(S + 1, sizeof(int64_t))
+    w.win_first = <int64_t*> _gcalloc(S + 1, sizeof(int64_t))
+    w.zeros = <int64_t*> _gcalloc(S + 1, sizeof(int64_t))
+    w.D = <double*> malloc((L + 1) * sizeof(double))
+    w.arg_server = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    w.arg_prev = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    w.path = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    w.kbuf = <int64_t*> malloc((L + 1) * sizeof(int64_t))
+    w.g.bucket = NULL
+    w.g.by_end = NULL
+    if not (w.masked and w.win_first and w.zeros and w.D and w.arg_server and w.arg_prev
+            and w.path and w.kbuf):
+        return -1
+    return _graph_init(&w.g, w.win_first, w.masked, S, L)
+
+
+cdef inline void _gca_work_free(GCAWork* w) noexcept nogil:
+    _gfree(w.masked); _gfree(w.win_first); _gfree(w.zeros); _gfree(w.D)
+    _gfree(w.arg_server); _gfree(w.arg_prev); _gfree(w.path); _gfree(w.kbuf)
+    _gfree(w.g.bucket); _gfree(w.g.by_end)
+    w.masked = NULL; w.win_first = NULL; w.zeros = NULL; w.D = NULL; w.arg_server = NULL
+    w.arg_prev = NULL; w.path = NULL; w.kbuf = NULL; w.g.bucket = NULL; w.g.by_end = NULL
+
+
+cdef inline int _gca_run(GCAWork* w, const int64_t* first_block, const int64_t* num_blocks,
+                         Py_ssize_t G, const double* alpha, const double* beta,
+                         const double* shared_alpha, const int64_t* owner,
+                         int64_t* free_slots, ChainBuffers* out) noexcept nogil:
+    """GCA (Alg. 2) on the placement (first_block, num_blocks) of w.S servers with
+    ``free_slots[j]`` free cache slots (one slot = one block's cache for one job; updated
+    in place), appending the chains to ``out``.
+
+    Link (i, j) processing k = end_j - end_i blocks on j costs alpha_j + beta_j k and exists
+    iff first_j <= end_i <= end_j - 1 and j has >= k free slots.  While a chain exists: take
+    the cheapest (_route_dp, ties as the DP breaks them: lower end block, then lower server
+    index within an end block, then the earlier predecessor), capacity
+    c = min_j floor(free_j / k_j), free_j -= c k_j on its servers.
+
+    Passes: for each group g = 0..G-1, GCA on the servers with owner[j] == g at the group's
+    costs alpha[g * S:(g + 1) * S] (home g); then one pass on every placed server with what
+    is left, at ``shared_alpha`` (home -1).  The DP only visits the links that can still
+    exist (``_shrink_window``).  0, or -1 if out of memory.
+    O(rounds x (S + sum_j m_j)), rounds <= number of links."""
+    cdef Py_ssize_t S = w.S, q, gi
+    w.rc.a2 = NULL
+    w.rc.b1 = beta
+    w.rc.b2 = NULL
+    w.rc.w = 0.0
+    w.rc.mode = 1
+    w.rc.capb = free_slots
+    w.rc.used = w.zeros
+    w.rc.penalty = INFINITY
+    w.rc.lists = NULL
+    w.rc.now = 0.0
+    for gi in range(G + 1):
+        for q in range(S):
+            w.masked[q] = num_blocks[q] if (gi == G or owner[q] == gi) else 0
+            _shrink_window(q, first_block, num_blocks, free_slots, w.win_first, w.masked)
+        _graph_build(&w.g, S)
+        w.rc.a1 = shared_alpha if gi == G else &alpha[gi * S]
+        if _gca_rounds(&w.g, &w.rc, first_block, num_blocks, free_slots,
+                       gi if gi < G else -1, out, w.D, w.arg_server, w.arg_prev, w.path,
+                       w.kbuf, w.win_first, w.masked) < 0:
+            return -1
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 # JFFC: Join-the-Fastest-Free-Chain (SPEC 1.10; chain-composition notes §4).  The ONE copy
-# of the rule: chain_kernels' simulator and offline fill, and the online engine's 'jffc'
-# policy all call it.
+# of the rule: chain_kernels' offline fill and the online engine's 'jffc' policy (Swarm
+# and the simulator's event loop, swarm_kernels.Engine) all call it.
 #
 # Contract
 # * K chains (GCA's output, in GCA order) with cap[k] >= 0 job slots (c_k) and C clients;
 #   chain k's service time for a job of client c is service_ms[c * K + k] (SPEC 1.1 request
-#   time at the scenario's static lengths).
+#   time at the composition's job length).  A chain with cap 0 takes no job (a removed one).
 # * Client groups (per-group composition, distalloc.llm.chains): home[k] is the client group
 #   chain k was composed for (-1: a shared chain), client_group[c] the group of client c
 #   (-1: none).  Client c ranks the chains by (home[k] != client_group[c], service_ms[c, k],
@@ -528,23 +750,38 @@ cdef inline double _release_at(const SessionList* s, int64_t used, int64_t capb,
 # * busy[k] is the number of jobs running on chain k, 0 <= busy[k] <= cap[k]; each job holds
 #   one slot from its start to its completion, on one chain (no migration, no preemption).
 # * One central FCFS queue of job ids; it is non-empty only while every chain is full.
-# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k, the first chain
-#   with a free slot in the arriving client's ranking; -1: no slot is free and the job joined
-#   the queue's tail; -2: out of memory (queue growth failed).
+# * A user score (SPEC 5.2; s.score != NULL, set by _jffc_set_score): the arriving job of
+#   client c goes to the free chain with the lowest
+#   score(service_ms[c, k] / 1000, 0.0, cap[k] - busy[k], c) (seconds; the wait is 0 for a
+#   chain with a free slot; NaN counts as +inf), ties to the client's ranking above: so a
+#   score returning service_s, or a constant, is exactly the built-in rule.
+# * _jffc_arrive(s, job, client) -> k >= 0: the job starts now on chain k (the choice
+#   above); -1: no slot is free and the job joined the queue's tail; -2: out of memory.
 # * _jffc_complete(s, k) -> job >= 0: a job on chain k finished and the queue's head job
 #   starts now on chain k (busy[k] unchanged); -1: the queue was empty and the slot is free.
+# * _jffc_admit(s, client_of_head) -> k >= 0: slots appeared (chains added): the head
+#   (of that client) starts on the chain an arrival would take and leaves the queue;
+#   -1: the queue is empty or every chain is still full.
+# * _jffc_cancel(s, job): the job leaves the queue (True if it was there).
+# * _jffc_remove(s, k): chain k takes no more jobs (cap 0; its jobs must be gone).
+# * _jffc_rerank(s, K, cap, service_ms, home, client_group): the chains changed (K may
+#   grow; chain k < old K keeps busy[k]); the queue is kept.
 # * _jffc_pick / _jffc_occupy / _jffc_vacate are the pieces (decision without side
 #   effects; booking; release) for callers that book and release themselves.
-# Cost: _jffc_pick O(K / 64) (first set bit of the client's free-chain bitset);
-# _jffc_occupy/_jffc_vacate O(C) when a chain turns full/free, O(1) otherwise; queue O(1)
-# amortised.  _jffc_init O(C K log K); _jffc_release frees every buffer (safe after a
-# failed init).
+# Cost: _jffc_pick O(K / 64) (first set bit of the client's free-chain bitset; with a
+# score, one call per free chain); _jffc_occupy/_jffc_vacate O(C) when a chain turns
+# full/free, O(1) otherwise; queue O(1) amortised, _jffc_cancel O(queue).  _jffc_init and
+# _jffc_rerank O(C K log K); _jffc_release frees every buffer (safe after a failed init).
 # ------------------------------------------------------------------------------------------
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free as _c_free, qsort as _c_qsort, calloc as _c_calloc
+from libc.string cimport memcpy as _c_memcpy
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
+
+#: a user's dispatch score (SPEC 5.2): score(chain_service_s, wait_s, free_slots, client)
+ctypedef double (*chain_score_fn)(double, double, int64_t, int64_t) noexcept nogil
 
 
 cdef struct JFFCState:
@@ -556,6 +793,8 @@ cdef struct JFFCState:
     int64_t* order          # C * K: chain at rank p of client c
     int64_t* rank           # C * K: rank of chain k for client c
     uint64_t* free_bits     # C * words: bit p set iff chain order[c, p] has a free slot
+    double* service         # C * K: service_ms (a copy; the score's chain_service_s)
+    chain_score_fn score    # NULL: the built-in rule
     int64_t* queue          # ring buffer of job ids
     Py_ssize_t qhead
     Py_ssize_t qsize
@@ -564,9 +803,9 @@ cdef struct JFFCState:
 
 cdef inline void _jffc_release(JFFCState* s) noexcept nogil:
     _c_free(s.cap); _c_free(s.busy); _c_free(s.order); _c_free(s.rank)
-    _c_free(s.free_bits); _c_free(s.queue)
+    _c_free(s.free_bits); _c_free(s.service); _c_free(s.queue)
     s.cap = NULL; s.busy = NULL; s.order = NULL; s.rank = NULL
-    s.free_bits = NULL; s.queue = NULL
+    s.free_bits = NULL; s.service = NULL; s.queue = NULL
 
 
 cdef inline void _jffc_set_bit(JFFCState* s, int64_t k, bint on) noexcept nogil:
@@ -579,32 +818,31 @@ cdef inline void _jffc_set_bit(JFFCState* s, int64_t k, bint on) noexcept nogil:
             s.free_bits[c * s.words + (p >> 6)] &= ~((<uint64_t> 1) << (p & 63))
 
 
-cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
-                           const double* service_ms, const int64_t* home,
-                           const int64_t* client_group) noexcept nogil:
-    """Set up an empty system (no job running, empty queue); 0, or -1 if out of memory.
-    ``home`` (K) and ``client_group`` (C) may be NULL (no groups)."""
-    cdef Py_ssize_t c, k, p, nh
+cdef inline int _jffc_rank(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
+                           const int64_t* busy, const double* service_ms,
+                           const int64_t* home, const int64_t* client_group) noexcept nogil:
+    """(Re)build the per-chain and per-client tables for K chains with ``busy`` jobs
+    (NULL: none); the old tables are freed on success.  0, or -1 if out of memory (the
+    state is then unchanged)."""
+    cdef Py_ssize_t c, k, p, nh, words = (K + 63) >> 6
     cdef int64_t g
     cdef KeyIndex* keys
-    s.K = K
-    s.C = C
-    s.words = (K + 63) >> 6
-    s.qhead = 0
-    s.qsize = 0
-    s.qcap = 1024
-    s.cap = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
-    s.busy = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
-    s.order = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
-    s.rank = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
-    s.free_bits = <uint64_t*> _c_calloc(C * s.words + 1, sizeof(uint64_t))
-    s.queue = <int64_t*> _c_calloc(s.qcap, sizeof(int64_t))
+    cdef int64_t* ncap = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    cdef int64_t* nbusy = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    cdef int64_t* norder = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    cdef int64_t* nrank = <int64_t*> _c_calloc(C * K + 1, sizeof(int64_t))
+    cdef uint64_t* nbits = <uint64_t*> _c_calloc(C * words + 1, sizeof(uint64_t))
+    cdef double* nservice = <double*> _c_calloc(C * K + 1, sizeof(double))
     keys = <KeyIndex*> _c_calloc(K + 1, sizeof(KeyIndex))
-    if not (s.cap and s.busy and s.order and s.rank and s.free_bits and s.queue and keys):
-        _c_free(keys)
+    if not (ncap and nbusy and norder and nrank and nbits and nservice and keys):
+        _c_free(ncap); _c_free(nbusy); _c_free(norder); _c_free(nrank); _c_free(nbits)
+        _c_free(nservice); _c_free(keys)
         return -1
     for k in range(K):
-        s.cap[k] = cap[k]
+        ncap[k] = cap[k]
+        nbusy[k] = busy[k] if busy != NULL else 0
+    if C * K > 0:
+        _c_memcpy(nservice, service_ms, C * K * sizeof(double))
     for c in range(C):
         g = client_group[c] if (home != NULL and client_group != NULL) else -1
         # the client's group's chains in keys[0:nh], every other chain in keys[nh:K]
@@ -624,23 +862,91 @@ cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64
         _c_qsort(keys, nh, sizeof(KeyIndex), _cmp_key_index)
         _c_qsort(keys + nh, K - nh, sizeof(KeyIndex), _cmp_key_index)
         for p in range(K):
-            s.order[c * K + p] = keys[p].index
-            s.rank[c * K + keys[p].index] = p
+            norder[c * K + p] = keys[p].index
+            nrank[c * K + keys[p].index] = p
     _c_free(keys)
+    _c_free(s.cap); _c_free(s.busy); _c_free(s.order); _c_free(s.rank)
+    _c_free(s.free_bits); _c_free(s.service)
+    s.K = K
+    s.C = C
+    s.words = words
+    s.cap = ncap
+    s.busy = nbusy
+    s.order = norder
+    s.rank = nrank
+    s.free_bits = nbits
+    s.service = nservice
     for k in range(K):
-        if cap[k] > 0:
+        if nbusy[k] < ncap[k]:
             _jffc_set_bit(s, k, True)
     return 0
 
 
+cdef inline int _jffc_init(JFFCState* s, Py_ssize_t K, Py_ssize_t C, const int64_t* cap,
+                           const double* service_ms, const int64_t* home,
+                           const int64_t* client_group) noexcept nogil:
+    """Set up an empty system (no job running, empty queue, the built-in rule); 0, or -1
+    if out of memory.  ``home`` (K) and ``client_group`` (C) may be NULL (no groups).
+    ``s`` must be zeroed (or released) before."""
+    s.qhead = 0
+    s.qsize = 0
+    s.qcap = 1024
+    s.score = NULL
+    s.queue = <int64_t*> _c_calloc(s.qcap, sizeof(int64_t))
+    if not s.queue:
+        return -1
+    return _jffc_rank(s, K, C, cap, NULL, service_ms, home, client_group)
+
+
+cdef inline int _jffc_rerank(JFFCState* s, Py_ssize_t K, const int64_t* cap,
+                             const double* service_ms, const int64_t* home,
+                             const int64_t* client_group) noexcept nogil:
+    """The chains changed: K chains (K >= the old K; chain k < old K keeps its jobs, and
+    cap[k] >= busy[k]); the queue and the score are kept.  0, or -1 if out of memory."""
+    cdef Py_ssize_t k, old = s.K
+    cdef int64_t* busy = <int64_t*> _c_calloc(K + 1, sizeof(int64_t))
+    cdef int rc
+    if not busy:
+        return -1
+    for k in range(old if old < K else K):
+        busy[k] = s.busy[k]
+    rc = _jffc_rank(s, K, s.C, cap, busy, service_ms, home, client_group)
+    _c_free(busy)
+    return rc
+
+
+cdef inline void _jffc_set_score(JFFCState* s, chain_score_fn score) noexcept nogil:
+    s.score = score
+
+
 cdef inline int64_t _jffc_pick(const JFFCState* s, int64_t client) noexcept nogil:
-    """The client's fastest chain with a free slot, or -1 if every chain is full."""
-    cdef Py_ssize_t w
-    cdef const uint64_t* bits = s.free_bits + client * s.words
+    """The chain an arrival of ``client`` takes: the first free chain in its ranking, or,
+    with a user score, the free chain of lowest score (ties: the ranking); -1 if every
+    chain is full."""
+    cdef Py_ssize_t w, p
+    cdef int64_t k, best = -1
+    cdef uint64_t bits
+    cdef double x, best_x = INFINITY
+    cdef const uint64_t* row = s.free_bits + client * s.words
+    if s.score == NULL:
+        for w in range(s.words):
+            if row[w]:
+                return s.order[client * s.K + (w << 6) + __builtin_ctzll(row[w])]
+        return -1
     for w in range(s.words):
-        if bits[w]:
-            return s.order[client * s.K + (w << 6) + __builtin_ctzll(bits[w])]
-    return -1
+        bits = row[w]
+        while bits:
+            p = (w << 6) + __builtin_ctzll(bits)
+            bits &= bits - 1
+            k = s.order[client * s.K + p]
+            x = s.score(s.service[client * s.K + k] / 1000.0, 0.0, s.cap[k] - s.busy[k],
+                        client)
+            if x != x:
+                x = INFINITY
+            if best < 0 or x < best_x:
+                best = k
+                best_x = x
+    return best
 
 
 cdef inline void _jffc_occupy(JFFCState* s, int64_t k) noexcept nogil:
@@ -653,6 +959,14 @@ cdef inline void _jffc_vacate(JFFCState* s, int64_t k) noexcept nogil:
     if s.busy[k] == s.cap[k]:
         _jffc_set_bit(s, k, True)
     s.busy[k] -= 1
+
+
+cdef inline void _jffc_remove(JFFCState* s, int64_t k) noexcept nogil:
+    """Chain k takes no more jobs (its jobs are gone: busy 0, cap 0)."""
+    if s.busy[k] < s.cap[k]:
+        _jffc_set_bit(s, k, False)
+    s.busy[k] = 0
+    s.cap[k] = 0
 
 
 cdef inline int _jffc_push(JFFCState* s, int64_t job) noexcept nogil:
@@ -674,6 +988,33 @@ cdef inline int _jffc_push(JFFCState* s, int64_t job) noexcept nogil:
     return 0
 
 
+cdef inline int64_t _jffc_queued(const JFFCState* s, Py_ssize_t i) noexcept nogil:
+    """The job at position i of the queue (0: the head)."""
+    return s.queue[(s.qhead + i) % s.qcap]
+
+
+cdef inline int64_t _jffc_pop(JFFCState* s) noexcept nogil:
+    cdef int64_t job = s.queue[s.qhead]
+    s.qhead = (s.qhead + 1) % s.qcap
+    s.qsize -= 1
+    return job
+
+
+cdef inline bint _jffc_cancel(JFFCState* s, int64_t job) noexcept nogil:
+    """Remove ``job`` from the queue, keeping the others' order; True if it was there."""
+    cdef Py_ssize_t i, found = -1
+    for i in range(s.qsize):
+        if s.queue[(s.qhead + i) % s.qcap] == job:
+            found = i
+            break
+    if found < 0:
+        return False
+    for i in range(found, s.qsize - 1):
+        s.queue[(s.qhead + i) % s.qcap] = s.queue[(s.qhead + i + 1) % s.qcap]
+    s.qsize -= 1
+    return True
+
+
 cdef inline int64_t _jffc_arrive(JFFCState* s, int64_t job, int64_t client) noexcept nogil:
     cdef int64_t k = _jffc_pick(s, client)
     if k >= 0:
@@ -685,11 +1026,21 @@ cdef inline int64_t _jffc_arrive(JFFCState* s, int64_t job, int64_t client) noex
 
 
 cdef inline int64_t _jffc_complete(JFFCState* s, int64_t k) noexcept nogil:
-    cdef int64_t job
     if s.qsize > 0:
-        job = s.queue[s.qhead]
-        s.qhead = (s.qhead + 1) % s.qcap
-        s.qsize -= 1
-        return job
+        return _jffc_pop(s)
     _jffc_vacate(s, k)
     return -1
+
+
+cdef inline int64_t _jffc_admit(JFFCState* s, int64_t client_of_head) noexcept nogil:
+    """Slots appeared: the queue's head (a job of ``client_of_head``) takes the chain an
+    arrival would take and leaves the queue; -1 if the queue is empty or no slot is free."""
+    cdef int64_t k
+    if s.qsize == 0:
+        return -1
+    k = _jffc_pick(s, client_of_head)
+    if k < 0:
+        return -1
+    _jffc_pop(s)
+    _jffc_occupy(s, k)
+    return k

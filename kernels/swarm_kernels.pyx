@@ -34,9 +34,9 @@ is confirmed started and never moves.  Re-booking in booking order keeps the inv
 WS-RR booking: at every instant, the sessions holding cache on a server fit its budget.
 """
 from libc.math cimport INFINITY, floor, log
-from libc.stdint cimport int64_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memmove, memcpy
+from libc.string cimport memmove, memcpy, memset
 
 from llm_core cimport *
 
@@ -46,13 +46,15 @@ import numpy as np
 cdef enum:
     POLICY_WSRR = 0
     POLICY_PETALS = 1
-    POLICY_JFFC = 2          # reserved: join-the-fastest-free-chain (SPEC 1.10), not wired
+    POLICY_JFFC = 2          # join the fastest free chain (SPEC 1.10), chains composed by GCA
     JOIN_CG = 0
     JOIN_PETALS = 1
+    JOIN_CHAINS = 2          # the chain method's join: GCA on the slots no chain reserves
     ROUTE_BOOKED = 0
     ROUTE_NO_CHAIN = 1       # no live chain covers every block (or one larger than a budget)
     ROUTE_BUSY = 2           # PETALS: the chosen chain lacks free cache now (back off)
     ROUTE_UNSUPPORTED = 3
+    ROUTE_QUEUED = 4         # JFFC: every chain is full; the session waits in the central queue
     PETALS_MAX_PASSES = 64   # cap on the passes of PETALS's simulated re-choices
     ST_FREE = 0
     ST_ACTIVE = 1
@@ -60,23 +62,32 @@ cdef enum:
 
 #: policy name -> engine code; routing outcomes, for the Python door
 POLICIES = {"ws-rr": POLICY_WSRR, "petals": POLICY_PETALS, "jffc": POLICY_JFFC}
-JOIN_RULES = {"cg-bp": JOIN_CG, "petals": JOIN_PETALS}
+JOIN_RULES = {"cg-bp": JOIN_CG, "petals": JOIN_PETALS, "chains": JOIN_CHAINS}
+ROUTE_QUEUED_CODE = ROUTE_QUEUED
 ROUTE_STATUS = {ROUTE_BOOKED: "booked", ROUTE_NO_CHAIN: "no chain",
-                ROUTE_BUSY: "no free cache", ROUTE_UNSUPPORTED: "unsupported"}
+                ROUTE_BUSY: "no free cache", ROUTE_UNSUPPORTED: "unsupported",
+                ROUTE_QUEUED: "queued"}
 
 
 cdef struct Session:
-    # one session slot; times in ms
+    # one session slot; times in ms (counts that fit 32 bits are 32 bits: the simulator
+    # keeps one slot per request, so the struct's size is its memory traffic)
     double start          # current start (may move while not confirmed started)
     double planned        # start given at booking (a start never moves before it)
     double end            # predicted end (+inf: late, holds its cache until finished)
     double service        # end - start
     double pre            # prefill part of the service (first token at start + pre)
+    double routed         # when it was routed (its wait counts from there)
+    double noise          # service-time factor
     int64_t off           # chain: arena[off:off + len]
-    int64_t len
     int64_t seq           # booking order
     int64_t id            # the Python door's session id (-1: none)
-    int64_t client
+    int64_t lo            # output tokens
+    int32_t len           # chain length (<= L + 1 <= 2^30 + 1)
+    int32_t client
+    int32_t chain         # JFFC: the chain it runs on (-1: none, or queued)
+    int32_t pchain        # JFFC, queued: the predicted chain (-1: unknown)
+    int8_t queued         # JFFC: waiting in the central queue (no cache held)
     int8_t state          # ST_FREE, ST_ACTIVE, ST_DONE
 
 
@@ -84,6 +95,24 @@ cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t> 0xBF58476D1CE4E5B9
     z = (z ^ (z >> 27)) * <uint64_t> 0x94D049BB133111EB
     return z ^ (z >> 31)
+
+
+cdef inline uint64_t _next_u64(uint64_t* state) noexcept nogil:
+    """The next draw of a splitmix64 stream."""
+    state[0] += <uint64_t> 0x9E3779B97F4A7C15
+    return _mix64(state[0])
+
+
+cdef inline void _shuffle(int64_t* a, Py_ssize_t n, uint64_t* state) noexcept nogil:
+    """Fisher-Yates shuffle of a[0:n] from a splitmix64 stream (i = n-1 .. 1 swaps a[i]
+    with a[draw % (i + 1)])."""
+    cdef Py_ssize_t i, r
+    cdef int64_t x
+    for i in range(n - 1, 0, -1):
+        r = <Py_ssize_t> (_next_u64(state) % <uint64_t> (i + 1))
+        x = a[i]
+        a[i] = a[r]
+        a[r] = x
 
 
 cdef inline double _exp_draw(uint64_t* state, double mean) noexcept nogil:
@@ -106,6 +135,7 @@ cdef class Engine:
     cdef readonly int64_t dp_runs           # routes that needed the DP (static chain full)
     cdef readonly int64_t static_runs       # static-chain DPs (placement changed, new client)
     cdef double prev_clock
+    cdef public bint reroute_waiting    # WS-RR: re-route waiting bookings at a join (opt-in)
     cdef double block_gb, cache_gb, penalty_ms, balance_quality, cg_tmax
     cdef object _keep
     cdef const double* rtt
@@ -142,6 +172,7 @@ cdef class Engine:
     cdef double* T
     cdef int64_t* under_prefix
     cdef int64_t* tmp_first
+    cdef int64_t* perm              # PETALS's shuffled order of the holders
     cdef KeyIndex* holders          # servers holding blocks, by the join rule's key
     cdef Py_ssize_t nholders
     # each client's static cheapest chain (valid while the placement is unchanged)
@@ -171,9 +202,46 @@ cdef class Engine:
     cdef Py_ssize_t slot_head, slot_size, slot_cap
     cdef int64_t* free_slots
     cdef Py_ssize_t nfree
+    # sessions whose chain or start a later decision set (JFFC starts from the queue, WS-RR
+    # waiting bookings re-routed when capacity appears): (slot, id) pairs until drained
+    cdef int64_t* upd
+    cdef Py_ssize_t nupd, updcap
+    # PETALS's random re-choice order (splitmix64)
+    cdef uint64_t shuffle_state
+    # JFFC (policy 'jffc'): the chains (dead ones keep their index with capacity 0), the
+    # slots they reserve per server, the composition's costs for GCA, the central queue
+    cdef readonly Py_ssize_t K
+    cdef Py_ssize_t kcap
+    cdef int64_t* ch_off
+    cdef int64_t* ch_len
+    cdef int64_t* ch_cap
+    cdef int64_t* ch_home
+    cdef double* ch_cost
+    cdef double* ch_pre           # kcap * C, chain-major: prefill time of client c's job
+    cdef double* ch_tok           # per-token time
+    cdef double* ch_rank          # ranking time (at the composition's job length)
+    cdef int64_t* ch_srv          # chain arena: servers
+    cdef int64_t* ch_blk          # and the blocks processed on each
+    cdef Py_ssize_t ch_size, ch_arena_cap, ch_live
+    cdef int64_t* reserved        # slots reserved by live chains, per server
+    cdef int64_t* owner           # client group each server was placed for (-1 none)
+    cdef int64_t* cgroup          # client group of each client (NULL: no groups)
+    cdef double* galpha           # G x S per-visit times of each group (GCA)
+    cdef double* salpha           # S shared per-visit times (GCA)
+    cdef double* cbeta            # S per-block times (GCA)
+    cdef Py_ssize_t G
+    cdef double rank_tokens
+    cdef JFFCState js
+    cdef bint js_ready
+    cdef object score_owner
+    cdef bint pred_valid          # queued sessions' predicted chains/starts are current
+    cdef double* pht              # the prediction replay's heap of predicted ends
+    cdef int64_t* phc
+    cdef Py_ssize_t pn, pcap
 
     def __cinit__(self):
         self.lists = NULL
+        memset(&self.js, 0, sizeof(JFFCState))
 
     def __init__(self, first_block, num_blocks, int64_t L, rtt_ms, prefill_rtt_ms, decode_ms,
                  prefill_ms, petals_alpha, petals_beta, usable_memory_gb, max_rtt_ms,
@@ -184,6 +252,7 @@ cdef class Engine:
         # preconditions (llm_core.pxd): shapes and every index taken from data, before any
         # buffer is sized or written
         _require(0 <= L <= KERNEL_MAX_BLOCKS, "L out of range")
+        _require(rtt_ms.shape[0] < 2**31, "clients beyond 32 bits")
         _require(len(first_block) == S and np.shape(rtt_ms) == (C, S)
                  and np.shape(prefill_rtt_ms) == (C, S) and np.shape(petals_alpha) == (C, S)
                  and all(np.shape(x) == (S,) for x in (
@@ -237,6 +306,7 @@ cdef class Engine:
         self.T = <double*> malloc((L + 1) * sizeof(double))
         self.under_prefix = <int64_t*> malloc((L + 2) * sizeof(int64_t))
         self.tmp_first = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+        self.perm = <int64_t*> malloc((S + 1) * sizeof(int64_t))
         self.holders = <KeyIndex*> malloc((S + 1) * sizeof(KeyIndex))
         self.ckey = <int64_t*> malloc((C + 1) * sizeof(int64_t))
         self.clen = <int64_t*> malloc((C + 1) * sizeof(int64_t))
@@ -246,7 +316,8 @@ cdef class Engine:
         cdef int ok = _graph_init(&self.g, self.first, self.num, S, L)
         if not (self.lists and self.D and self.arg_server and self.arg_prev and self.W
                 and self.path and self.wbuf and self.wbest and self.blockval and self.T
-                and self.under_prefix and self.tmp_first and self.holders and self.ckey
+                and self.under_prefix and self.tmp_first and self.perm and self.holders
+                and self.ckey
                 and self.clen and self.cpath and self.cD and self.cmin) or ok < 0:
             raise MemoryError()
         # CG-BP's dummy amortised time: the slowest server that could ever hold blocks
@@ -275,12 +346,19 @@ cdef class Engine:
                 free(self.lists[j].end); free(self.lists[j].blocks); free(self.lists[j].req)
         free(self.lists); free(self.D); free(self.arg_server); free(self.arg_prev)
         free(self.W); free(self.path); free(self.wbuf); free(self.wbest); free(self.blockval)
-        free(self.T); free(self.under_prefix); free(self.tmp_first); free(self.holders)
+        free(self.T); free(self.under_prefix); free(self.tmp_first); free(self.perm)
+        free(self.holders)
         free(self.ckey); free(self.clen); free(self.cpath); free(self.cD); free(self.cmin)
         free(self.g.bucket); free(self.g.by_end)
         free(self.ss)
         free(self.arena); free(self.ht); free(self.hc); free(self.slot_of)
-        free(self.free_slots)
+        free(self.free_slots); free(self.upd)
+        free(self.ch_off); free(self.ch_len); free(self.ch_cap); free(self.ch_home)
+        free(self.ch_cost); free(self.ch_pre); free(self.ch_tok); free(self.ch_rank)
+        free(self.ch_srv); free(self.ch_blk); free(self.reserved); free(self.owner)
+        free(self.cgroup); free(self.galpha); free(self.salpha); free(self.cbeta)
+        free(self.pht); free(self.phc)
+        _jffc_release(&self.js)
 
     # ----------------------------------------------------------------------------------
     # storage
@@ -300,6 +378,9 @@ cdef class Engine:
             self.ss[s].off = -1
             self.ss[s].len = 0
             self.ss[s].id = -1
+            self.ss[s].chain = -1
+            self.ss[s].pchain = -1
+            self.ss[s].queued = 0
         self.ncap = n
         return 0
 
@@ -372,7 +453,10 @@ cdef class Engine:
         self.num[j] = m
         if self.alv[j]:
             spare = self.usable[j] - self.block_gb * m
-            b = <int64_t> floor(spare / self.cache_gb)
+            if self.policy == POLICY_JFFC:
+                b = _floor_count(spare / self.cache_gb)     # GCA's slot count (SPEC 1.10)
+            else:
+                b = <int64_t> floor(spare / self.cache_gb)
             if b < 0:
                 b = 0
         self.capb[j] = b
@@ -381,7 +465,9 @@ cdef class Engine:
         # CG-BP visits servers by amortised time t~_j = tau_j + t*_j / m_j; PETALS by join rank
         if self.join_rule == JOIN_CG:
             return self.dec[j] + self.maxrtt[j] / self.num[j]
-        return self.join_rank[j]
+        if self.join_rule == JOIN_PETALS:
+            return self.join_rank[j]
+        return <double> j
 
     cdef void _placement_changed(self) noexcept nogil:
         """Rebuild the routing DAG's buckets and the ordered holder list; drop every
@@ -491,10 +577,20 @@ cdef class Engine:
             s = self.planned
         return s if s > 0 else 0
 
+    cdef int64_t _cg_free_sessions(self, Py_ssize_t h) noexcept nogil:
+        """The session slots CG-BP credits holder h with, less the sessions' worth of cache
+        booked on it now (rounded up): s_h - ceil(used_h / m_h), at least 0.  On an idle
+        swarm this is CG-BP's s_h."""
+        cdef int64_t m = self.num[h], busy = (self.used[h] + m - 1) // m
+        cdef int64_t s = self._cg_sessions(h, m) - busy
+        return s if s > 0 else 0
+
     cdef Py_ssize_t _cg_join_window(self, Py_ssize_t j, int64_t m) noexcept nogil:
-        """CG-BP's window for server j of m blocks given the servers holding blocks now,
-        credited in CG-BP's amortised order as CG-BP itself does: joining onto an empty
-        swarm in that order reproduces CG-BP's placement.  O(sum_j m_j + L m)."""
+        """CG-BP's window for server j of m blocks given the servers holding blocks now and
+        their load, credited in CG-BP's amortised order as CG-BP itself does, each with
+        the session slots it has free (_cg_free_sessions): blocks whose servers are booked
+        up count as under-served.  Joining onto an empty, idle swarm in that order
+        reproduces CG-BP's placement.  O(sum_j m_j + L m)."""
         cdef Py_ssize_t i, h, b, L = self.L
         cdef double tmax = self.cg_tmax, tj = self.dec[j] + self.maxrtt[j] / m, dummy
         cdef int64_t under = L
@@ -510,7 +606,7 @@ cdef class Engine:
         for i in range(self.nholders):
             h = self.holders[i].index
             under -= _cg_credit(self.blockval, self.T, self.first[h], self.num[h], self.planned,
-                                self._cg_sessions(h, self.num[h]), dummy - self.holders[i].key)
+                                self._cg_free_sessions(h), dummy - self.holders[i].key)
         return _cg_window(self.blockval, self.T, L, m, self.planned, under, self.under_prefix,
                           self.wbuf, self.wbest)
 
@@ -538,18 +634,27 @@ cdef class Engine:
         self._petals_block_throughput(self.first)
         return _lexmin_sorted_window(self.blockval, self.L, m, self.wbuf, self.wbest)
 
-    cdef void _join(self, Py_ssize_t j, int64_t* a_out, int64_t* m_out) noexcept nogil:
-        """Server j (not alive) joins and picks its blocks by the join rule."""
+    cdef int _join(self, Py_ssize_t j, int64_t* a_out, int64_t* m_out) noexcept nogil:
+        """Server j (not alive) joins at the clock and picks its blocks by the join rule;
+        under WS-RR the sessions still waiting are then routed again (_reroute_waiting),
+        under JFFC the chains it completes are added and the queue's head jobs take their
+        slots.  0, or -1 if out of memory."""
         cdef int64_t m = self.join_blocks[j], a = 0
+        cdef int rc = 0
         self.alv[j] = 1
-        if m > 0:
-            if self.join_rule == JOIN_CG:
-                a = self._cg_join_window(j, m)
-            else:
-                a = self._petals_join_window(j, m)
-        self._move_server(j, a, m)
+        if m > 0 and self.join_rule == JOIN_CHAINS:
+            rc = _chains_compose(self, j, m, self.clock_ms, &a)
+        else:
+            if m > 0:
+                if self.join_rule == JOIN_CG:
+                    a = self._cg_join_window(j, m)
+                else:
+                    a = self._petals_join_window(j, m)
+            self._move_server(j, a, m)
+            rc = self._reroute_waiting(self.clock_ms)
         a_out[0] = self.first[j]
         m_out[0] = self.num[j]
+        return rc
 
     # ----------------------------------------------------------------------------------
     # sessions: booking, release, late finishes
@@ -581,7 +686,24 @@ cdef class Engine:
 
     cdef int _book(self, int64_t s, int64_t c, int64_t lo, double start, double pre,
                    double tok, double noise, const int64_t* path, Py_ssize_t plen) noexcept nogil:
-        """Book session s on ``path``: cache on every server from now to its end."""
+        """Book a new session s on ``path``: cache on every server from now to its end."""
+        self.ss[s].client = c
+        self.ss[s].lo = lo
+        self.ss[s].noise = noise
+        self.ss[s].chain = -1
+        self.ss[s].pchain = -1
+        self.ss[s].queued = 0
+        self.ss[s].seq = self.seq
+        self.seq += 1
+        self.ss[s].state = ST_ACTIVE
+        self.nactive += 1
+        return self._book_path(s, start, pre, tok, path, plen)
+
+    cdef int _book_path(self, int64_t s, double start, double pre, double tok,
+                        const int64_t* path, Py_ssize_t plen) noexcept nogil:
+        """Session s (client, lo, noise set; not listed) holds cache on ``path`` from now
+        to its end, starting at ``start``; ``pre``/``tok``: the path's prefill and
+        per-token times for its client."""
         if self._arena_reserve(plen) < 0:
             return -1
         memcpy(self.arena + self.arena_size, path, plen * sizeof(int64_t))
@@ -589,24 +711,33 @@ cdef class Engine:
         self.ss[s].len = plen
         self.arena_size += plen
         self.arena_live += plen
-        self.ss[s].client = c
-        self.ss[s].pre = pre * noise
-        self.ss[s].service = (pre + (lo - 1) * tok) * noise
+        self.ss[s].pre = pre * self.ss[s].noise
+        self.ss[s].service = (pre + (self.ss[s].lo - 1) * tok) * self.ss[s].noise
         self.ss[s].start = start
         self.ss[s].planned = start
         self.ss[s].end = start + self.ss[s].service
-        self.ss[s].seq = self.seq
-        self.seq += 1
-        self.ss[s].state = ST_ACTIVE
-        self.nactive += 1
         if self._list(s) < 0:
             return -1
         return self._heap_add(self.ss[s].end, 2 * s)
 
+    cdef int _note(self, int64_t s) noexcept nogil:
+        """A decision after routing set session s's chain or start (drained by the door's
+        take_updates and by the simulator)."""
+        cdef void* p
+        if self.nupd + 2 > self.updcap:
+            self.updcap = 2 * self.updcap + 64
+            p = realloc(self.upd, self.updcap * sizeof(int64_t))
+            if not p: return -1
+            self.upd = <int64_t*> p
+        self.upd[self.nupd] = s
+        self.upd[self.nupd + 1] = self.ss[s].id
+        self.nupd += 2
+        return 0
+
     cdef void _release(self, int64_t s) noexcept nogil:
         """Free session s's cache on its chain, exactly once."""
         self._unlist(s)
-        if self.ss[s].end == INFINITY:
+        if self.ss[s].end == INFINITY and self.policy != POLICY_JFFC:
             self.need_rebook = True       # sessions may be blocked behind it
         self.ss[s].state = ST_DONE
         self.nactive -= 1
@@ -676,6 +807,8 @@ cdef class Engine:
         cdef int64_t s, skip = -1
         cdef double t
         cdef bint found
+        if self.policy == POLICY_JFFC:
+            return _jffc_advance(self, now)
         self.prev_clock = self.clock_ms
         self.clock_ms = now
         if finishing >= 0 and self.ss[finishing].start < self.prev_clock:
@@ -715,8 +848,11 @@ cdef class Engine:
         """Route and book session s of client c (lo output tokens) at ``now``; its service
         time is the performance model's times ``noise``.  Returns ROUTE_*; -1 if out of
         memory."""
+        self.ss[s].routed = now
         if self.policy == POLICY_WSRR or self.policy == POLICY_PETALS:
             return self._route_shortest(s, c, lo, now, noise)
+        if self.policy == POLICY_JFFC:
+            return _jffc_route(self, s, c, lo, now, noise)
         return ROUTE_UNSUPPORTED
 
     cdef int _route_shortest(self, int64_t s, int64_t c, int64_t lo, double now,
@@ -725,9 +861,39 @@ cdef class Engine:
         time plus the wait until it has cache for this request's k_j blocks; booked at
         once, starting when every server of the chain has the cache.  PETALS (SPEC 1.6):
         Dijkstra costs plus a penalty where j lacks free cache now; ROUTE_BUSY if the
-        chosen chain lacks it.  A chain that is cheapest without waits and has free cache
-        now is optimal with them, so each client's static cheapest chain is cached and
-        the DP runs only on contention."""
+        chosen chain lacks it."""
+        cdef int64_t plen = 0
+        cdef double start, pre, tok
+        cdef int st = self._choose_shortest(c, lo, now, &plen, &start)
+        if st != ROUTE_BOOKED:
+            return st
+        self._path_times(c, plen, &pre, &tok)
+        if self._book(s, c, lo, start, pre, tok, noise, self.path, plen) < 0:
+            return -1
+        return ROUTE_BOOKED
+
+    cdef void _path_times(self, int64_t c, int64_t plen, double* pre_out,
+                          double* tok_out) noexcept nogil:
+        """Prefill and per-token time of client c on the chain in self.path (SPEC 1.1)."""
+        cdef Py_ssize_t q, S = self.S
+        cdef int64_t j, k, prev = 0
+        cdef double pre = 0.0, tok = 0.0
+        for q in range(plen):
+            j = self.path[q]
+            k = self.first[j] + self.num[j] - prev
+            prev = self.first[j] + self.num[j]
+            pre += self.prtt[c * S + j] + self.pre[j] * k
+            tok += self.rtt[c * S + j] + self.dec[j] * k
+        pre_out[0] = pre
+        tok_out[0] = tok
+
+    cdef int _choose_shortest(self, int64_t c, int64_t lo, double now, int64_t* plen_out,
+                              double* start_out) noexcept nogil:
+        """The chain WS-RR or PETALS's Dijkstra gives client c now, into self.path, and its
+        start (WS-RR: when every server has the cache).  A chain that is cheapest without
+        waits and has free cache now is optimal with them, so each client's static cheapest
+        chain is cached and the DP runs only on contention.  Returns ROUTE_BOOKED (a chain
+        to book), ROUTE_NO_CHAIN or ROUTE_BUSY."""
         cdef RouteCost* rc = &self.rc
         cdef Py_ssize_t L = self.L, S = self.S, q
         cdef int64_t j, k, prev, plen = 0
@@ -800,18 +966,87 @@ cdef class Engine:
                 return ROUTE_NO_CHAIN      # larger than some server's whole budget
         if not wsrr and not fits:
             return ROUTE_BUSY
-        pre = 0.0
-        tok = 0.0
-        prev = 0
-        for q in range(plen):
-            j = self.path[q]
-            k = self.first[j] + self.num[j] - prev
-            prev = self.first[j] + self.num[j]
-            pre += self.prtt[c * S + j] + self.pre[j] * k
-            tok += self.rtt[c * S + j] + self.dec[j] * k
-        if self._book(s, c, lo, start, pre, tok, noise, self.path, plen) < 0:
-            return -1
+        plen_out[0] = plen
+        start_out[0] = start
         return ROUTE_BOOKED
+
+    cdef int _reroute_waiting(self, double now) noexcept nogil:
+        """WS-RR when capacity appears (a join or a re-plan), if ``reroute_waiting`` (off by
+        default: measured to hurt, see the README's churn section): every session booked
+        but not started by ``now`` (start > now), in booking order, is routed again at
+        ``now`` as if it arrived now with every other booking in place, and moves to the
+        new chain only if it finishes strictly earlier there (its old booking stays
+        feasible, since every session moved before it was routed around it, so no session
+        finishes later).  Started sessions never move (SPEC 5.1).  Moved sessions are
+        noted.  O(W x route) for W waiting sessions; 0, or -1 if out of memory."""
+        cdef Py_ssize_t n = 0, i, s, q
+        cdef int64_t plen = 0, c
+        cdef double start, pre, tok, end
+        cdef int st
+        cdef KeyIndex* mv
+        if self.policy != POLICY_WSRR or not self.reroute_waiting:
+            return 0
+        for s in range(self.ncap):
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].start > now:
+                n += 1
+        if n == 0:
+            return 0
+        mv = <KeyIndex*> malloc((n + 1) * sizeof(KeyIndex))
+        if not mv:
+            return -1
+        n = 0
+        for s in range(self.ncap):
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].start > now:
+                mv[n].key = <double> self.ss[s].seq
+                mv[n].index = s
+                n += 1
+        qsort(mv, n, sizeof(KeyIndex), _cmp_key_index)
+        for i in range(n):
+            s = mv[i].index
+            c = self.ss[s].client
+            self._unlist(s)
+            st = self._choose_shortest(c, self.ss[s].lo, now, &plen, &start)
+            end = INFINITY
+            if st == ROUTE_BOOKED and start < INFINITY:
+                self._path_times(c, plen, &pre, &tok)
+                end = start + (pre + (self.ss[s].lo - 1) * tok) * self.ss[s].noise
+            if end < self.ss[s].end:
+                self.arena_live -= self.ss[s].len
+                if self._book_path(s, start, pre, tok, self.path, plen) < 0 or self._note(s) < 0:
+                    free(mv)
+                    return -1
+            elif self._list(s) < 0:
+                free(mv)
+                return -1
+        free(mv)
+        return 0
+
+    # ----------------------------------------------------------------------------------
+    # JFFC: the engine's side is in swarm_jffc.pxi (module-level functions on Engine)
+    # ----------------------------------------------------------------------------------
+    cdef int _finish(self, int64_t s, double now) noexcept nogil:
+        """Session s ended at ``now`` (after _advance): its cache is released; under JFFC
+        its slot goes to the queue's head, which starts now (noted), and a queued session
+        that finishes is cancelled (it leaves the queue).  0, or -1 if out of memory."""
+        cdef int64_t k, h
+        if self.policy != POLICY_JFFC:
+            self._release(s)
+            return 0
+        self.pred_valid = False
+        if self.ss[s].queued:
+            _jffc_cancel(&self.js, s)
+            self.ss[s].queued = 0
+            self.ss[s].state = ST_DONE
+            self.nactive -= 1
+            return 0
+        k = self.ss[s].chain
+        self._release(s)
+        self.ss[s].chain = -1
+        h = _jffc_complete(&self.js, k)
+        if h >= 0:
+            if _jffc_start_job(self, h, k, now) < 0 or self._note(h) < 0:
+                return -1
+        return 0
 
     # ----------------------------------------------------------------------------------
     # churn
@@ -840,17 +1075,24 @@ cdef class Engine:
         return n
 
     cdef Py_ssize_t _leave(self, Py_ssize_t j, double now, int64_t* out) noexcept nogil:
-        """Server j leaves: its sessions are released (into ``out``), it holds no blocks."""
-        cdef Py_ssize_t n = self._interrupt_server(j, now, out)
+        """Server j leaves: its sessions are released (into ``out``), it holds no blocks.
+        JFFC: every chain through it is removed (its jobs are those sessions)."""
+        cdef Py_ssize_t n
+        if self.policy == POLICY_JFFC:
+            n = _chains_drop_server(self, j, now, out)
+        else:
+            n = self._interrupt_server(j, now, out)
         self.alv[j] = 0
         self._move_server(j, 0, 0)
         return n
 
     cdef bint _petals_check(self, Py_ssize_t j, int64_t* new_start) noexcept nogil:
         """PETALS's ``should_choose_other_blocks`` for server j (balance quality, eps
-        1e-3), with the servers' simulated re-choices in index order instead of a random
-        shuffle.  On True, ``new_start`` is where j goes: the best window without j."""
-        cdef Py_ssize_t L = self.L, i, h, b, passes = 0
+        1e-3): each pass of the servers' simulated re-choices visits the holders in a
+        fresh random order (the holders by index, shuffled from the engine's seeded
+        stream, as PETALS's ``np.random.shuffle``).  On True, ``new_start`` is where j
+        goes: the best window without j."""
+        cdef Py_ssize_t L = self.L, i, h, b, passes = 0, nh = 0, t_i
         cdef double eps = 1e-3, initial, newmin, t
         cdef int64_t ns, m = self.num[j]
         cdef bint moved
@@ -883,9 +1125,14 @@ cdef class Engine:
         while moved and passes < PETALS_MAX_PASSES:
             moved = False
             passes += 1
+            nh = 0
             for h in range(self.S):
-                if self.num[h] <= 0:
-                    continue
+                if self.num[h] > 0:
+                    self.perm[nh] = h
+                    nh += 1
+            _shuffle(self.perm, nh, &self.shuffle_state)
+            for t_i in range(nh):
+                h = self.perm[t_i]
                 t = self._petals_throughput(h, self.num[h])
                 for b in range(self.tmp_first[h], self.tmp_first[h] + self.num[h]):
                     thr[b] -= t * (1 + eps)
@@ -971,7 +1218,9 @@ cdef class Engine:
         return 1 if self._slot(sid) >= 0 else 2
 
     def route(self, int64_t client, int64_t output_tokens, double now_ms):
-        """(status, session id, chain, start_ms, end_ms); id -1 unless booked."""
+        """(status, session id, chain, start_ms, end_ms); id -1 unless booked or queued.
+        A queued session (JFFC) shows its predicted chain and start ([] and inf when
+        unknown)."""
         cdef int64_t s = self._new_slot()
         cdef int st
         if s < 0:
@@ -980,16 +1229,17 @@ cdef class Engine:
             st = self._advance(now_ms, -1)
             if st == 0:
                 st = self._route(s, client, output_tokens, now_ms, 1.0)
-            if st == ROUTE_BOOKED:
-                st = self._new_id(s)
+            if st == ROUTE_BOOKED or st == ROUTE_QUEUED:
+                if self._new_id(s) < 0:
+                    st = -1
         if st < 0:
             raise MemoryError()
-        if st != ROUTE_BOOKED or self.ss[s].state != ST_ACTIVE:
+        if (st != ROUTE_BOOKED and st != ROUTE_QUEUED) or self.ss[s].state != ST_ACTIVE:
             self.free_slots[self.nfree] = s
             self.nfree += 1
             return st, -1, None, 0.0, 0.0
-        chain = [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)]
-        return st, self.ss[s].id, chain, self.ss[s].start, self.ss[s].end
+        _, start, end, chain = self.session(self.ss[s].id)
+        return st, self.ss[s].id, chain, start, end
 
     def advance(self, double now_ms):
         cdef int st
@@ -1005,8 +1255,9 @@ cdef class Engine:
         cdef double start
         with nogil:
             st = self._advance(now_ms, s)
-            start = self.ss[s].start
-            self._release(s)
+            start = self.ss[s].start if not self.ss[s].queued else INFINITY
+            if st == 0:
+                st = self._finish(s, now_ms)
             self._forget(sid)
             if st == 0 and self.need_rebook:
                 st = self._rebook(-1)
@@ -1041,16 +1292,171 @@ cdef class Engine:
         cdef int st
         with nogil:
             st = self._advance(now_ms, -1)
-            self._join(server, &a, &m)
+            if st == 0:
+                st = self._join(server, &a, &m)
         if st < 0:
             raise MemoryError()
         return int(a), int(m)
 
+    def take_updates(self):
+        """Sessions whose chain or start a decision after routing set, since the last call
+        (JFFC: a queued session that started; WS-RR: a waiting booking re-routed), each
+        once, as (id, chain, start_ms, end_ms), in the order of the decisions; sessions
+        over since are left out."""
+        cdef Py_ssize_t i
+        cdef int64_t s
+        rows = []
+        for i in range(0, self.nupd, 2):
+            s = self.upd[i]
+            if self.ss[s].state == ST_ACTIVE and self.ss[s].id == self.upd[i + 1] \
+                    and self.upd[i + 1] >= 0:
+                rows.append(self.upd[i + 1])
+        self.nupd = 0
+        out, done = [], set()
+        for sid in reversed(rows):           # the latest state of each, in decision order
+            if sid not in done:
+                done.add(sid)
+                _, start, end, chain = self.session(sid)
+                out.append((sid, chain, start, end))
+        return out[::-1]
+
+    def drop_updates(self):
+        self.nupd = 0
+
+    # ---- JFFC ---------------------------------------------------------------------------
+    def set_chains(self, servers, blocks, offsets, capacities, cost_ms, home, prefill_ms,
+                   token_ms, rank_ms, owner, group_alpha_ms, shared_alpha_ms, beta_ms,
+                   client_group, double rank_tokens):
+        """Install the composed chains (GCA order; chain q is servers[offsets[q]:
+        offsets[q + 1]] processing blocks[...]), their capacities, GCA costs and home
+        groups, each client's prefill/per-token/ranking times on them (C x K), and the
+        composition's GCA costs for later re-compositions: owner (S), group_alpha_ms
+        (G x S), shared_alpha_ms (S), beta_ms (S), client_group (C, or empty: no groups),
+        rank_tokens (the job length chains are ranked for).  Policy 'jffc' only, on a
+        fresh engine."""
+        cdef Py_ssize_t S = self.S, C = self.C, K = len(capacities), k, c, q, G
+        _require(self.policy == POLICY_JFFC and self.K == 0 and self.nactive == 0,
+                 "set_chains: a fresh jffc engine")
+        srv = np.ascontiguousarray(servers, dtype=np.int64)
+        blk = np.ascontiguousarray(blocks, dtype=np.int64)
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        cap = np.ascontiguousarray(capacities, dtype=np.int64)
+        pre = np.ascontiguousarray(prefill_ms, dtype=np.float64)
+        tok = np.ascontiguousarray(token_ms, dtype=np.float64)
+        rnk = np.ascontiguousarray(rank_ms, dtype=np.float64)
+        ga = np.ascontiguousarray(group_alpha_ms, dtype=np.float64)
+        G = ga.shape[0] if ga.ndim == 2 else 0
+        _require(off.shape == (K + 1,) and off[0] == 0 and srv.shape == blk.shape
+                 and off[K] == srv.shape[0] and bool(np.all(np.diff(off) >= 1))
+                 and bool(np.all((srv >= 0) & (srv < S))) and bool(np.all(cap >= 0))
+                 and np.shape(cost_ms) == (K,) and np.shape(home) == (K,)
+                 and pre.shape == (C, K) and tok.shape == (C, K) and rnk.shape == (C, K)
+                 and np.shape(owner) == (S,) and (G == 0 or ga.shape[1] == S)
+                 and np.shape(shared_alpha_ms) == (S,) and np.shape(beta_ms) == (S,)
+                 and np.shape(client_group) in ((0,), (C,)), "set_chains: shapes")
+        # every chain is a valid route of the placement processing blocks[...] on each
+        for k in range(K):
+            prev = 0
+            for q in range(off[k], off[k + 1]):
+                j = srv[q]
+                e = self.first[j] + self.num[j]
+                _require(self.num[j] > 0 and self.first[j] <= prev < e
+                         and blk[q] == e - prev, "set_chains: a chain is not a route")
+                prev = e
+            _require(prev == self.L, "set_chains: a chain does not end at L")
+        self.G = G
+        self.rank_tokens = rank_tokens
+        self.reserved = <int64_t*> calloc(S + 1, sizeof(int64_t))
+        self.owner = <int64_t*> malloc((S + 1) * sizeof(int64_t))
+        self.galpha = <double*> malloc((G * S + 1) * sizeof(double))
+        self.salpha = <double*> malloc((S + 1) * sizeof(double))
+        self.cbeta = <double*> malloc((S + 1) * sizeof(double))
+        if not (self.reserved and self.owner and self.galpha and self.salpha and self.cbeta):
+            raise MemoryError()
+        for j in range(S):
+            self.owner[j] = owner[j]
+            self.salpha[j] = shared_alpha_ms[j]
+            self.cbeta[j] = beta_ms[j]
+        for q in range(G * S):
+            self.galpha[q] = ga.ravel()[q]
+        if len(client_group) == C and C > 0:
+            self.cgroup = <int64_t*> malloc((C + 1) * sizeof(int64_t))
+            if not self.cgroup:
+                raise MemoryError()
+            for c in range(C):
+                self.cgroup[c] = client_group[c]
+        cdef int64_t[::1] sv = srv, bv = blk, ov = off
+        for k in range(K):
+            if _chain_append(self, &sv[ov[k]], &bv[ov[k]], ov[k + 1] - ov[k], cap[k],
+                             float(cost_ms[k]), int(home[k])) < 0:
+                raise MemoryError()
+            for c in range(C):           # the caller's times exactly (as the plan reports)
+                self.ch_pre[k * C + c] = pre[c, k]
+                self.ch_tok[k * C + c] = tok[c, k]
+                self.ch_rank[k * C + c] = rnk[c, k]
+        for j in range(S):
+            _require(self.reserved[j] <= self.capb[j] or not self.alv[j],
+                     "set_chains: the chains reserve more slots than a server has")
+        table = np.ascontiguousarray(rnk.reshape(C, K) if K else np.zeros((C, 0)))
+        cdef double[:, ::1] tv = table
+        cdef int64_t[::1] hv = np.ascontiguousarray(home, dtype=np.int64)
+        if _jffc_init(&self.js, K, C, self.ch_cap, &tv[0, 0] if K and C else NULL,
+                      &hv[0] if K else NULL, self.cgroup) < 0:
+            raise MemoryError()
+        self.js_ready = True
+        self.pred_valid = False
+
+    def set_score(self, size_t address, owner):
+        """A user's dispatch score (SPEC 5.2; distalloc.llm.compiled_dispatch), called
+        through its C function pointer; 0: the built-in rule.  ``owner`` keeps the
+        compiled code alive."""
+        _require(self.js_ready, "set_score: no chains")
+        _jffc_set_score(&self.js, <chain_score_fn> address if address else NULL)
+        self.score_owner = owner
+
+    def chains(self):
+        """The live chains: (index, servers, blocks, capacity, busy, cost_ms, home)."""
+        cdef Py_ssize_t k, q
+        out = []
+        for k in range(self.K):
+            if self.ch_cap[k] > 0:
+                out.append((k, [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])],
+                            [self.ch_blk[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])],
+                            self.ch_cap[k], self.js.busy[k], self.ch_cost[k], self.ch_home[k]))
+        return out
+
+    def chain_times(self, Py_ssize_t k):
+        """(prefill_ms, token_ms, rank_ms) of chain k for each client."""
+        cdef Py_ssize_t c, C = self.C
+        return ([self.ch_pre[k * C + c] for c in range(C)],
+                [self.ch_tok[k * C + c] for c in range(C)],
+                [self.ch_rank[k * C + c] for c in range(C)])
+
+    def queue(self):
+        """Session ids in the central queue, head first."""
+        cdef Py_ssize_t i
+        return [self.ss[_jffc_queued(&self.js, i)].id for i in range(self.js.qsize)] \
+            if self.js_ready else []
+
+    def join_blocks_of(self, Py_ssize_t j):
+        return self.join_blocks[j]
+
+    def reserved_slots(self):
+        cdef Py_ssize_t j
+        return [self.reserved[j] if self.reserved else 0 for j in range(self.S)]
+
+    # -------------------------------------------------------------------------------------
+    def seed_shuffle(self, uint64_t key):
+        """Seed the stream of PETALS's random orders (rebalance)."""
+        self.shuffle_state = _mix64(key)
+
     def rebalance_petals(self, double now_ms):
-        """Each server holding blocks, in index order, runs PETALS's check and moves if it
-        says so.  Returns (moves [(server, first, num)], interrupted session ids)."""
+        """Each server holding blocks runs PETALS's check and moves if it says so, in a
+        random order (the holders by index, shuffled from the seeded stream: PETALS's
+        servers check on their own timers).  Returns (moves [(server, first, num)],
+        interrupted session ids)."""
         cdef int64_t[::1] buf = np.empty(max(self.nactive, 1), dtype=np.int64)
-        cdef Py_ssize_t j, n = 0
+        cdef Py_ssize_t j, n = 0, i, nh = 0
         cdef int64_t ns
         cdef int st
         moves = []
@@ -1058,23 +1464,39 @@ cdef class Engine:
             st = self._advance(now_ms, -1)
         if st < 0:
             raise MemoryError()
+        order = np.empty(self.S + 1, dtype=np.int64)
+        cdef int64_t[::1] ov = order
         for j in range(self.S):
+            if self.num[j] > 0:
+                ov[nh] = j
+                nh += 1
+        _shuffle(&ov[0], nh, &self.shuffle_state)
+        for i in range(nh):
+            j = ov[i]
             if self.num[j] > 0 and self._petals_check(j, &ns):
                 n += self._interrupt_server(j, now_ms, &buf[n])
                 self._move_server(j, ns, self.num[j])
                 moves.append((j, int(ns), int(self.num[j])))
         if self.need_rebook and self._rebook(-1) < 0:
             raise MemoryError()
+        if moves and self._reroute_waiting(now_ms) < 0:
+            raise MemoryError()
         return moves, self._ids(buf, n)
 
-    def set_placement(self, first_block, num_blocks, double now_ms):
-        """Move every server whose blocks change (CG-BP's re-plan); returns (moves,
-        interrupted session ids)."""
+    def set_placement(self, first_block, num_blocks, double now_ms, owner=None):
+        """Move every server whose blocks change (CG-BP's or GBP-CR's re-plan); returns
+        (moves, interrupted session ids).  WS-RR: the sessions still waiting are then
+        routed again.  JFFC: the chains through a moved server go (their jobs interrupted),
+        the others stay, ``owner`` (S) replaces the servers' client groups and GCA on the
+        slots no chain reserves adds chains, whose slots the queue's head jobs take."""
         cdef int64_t[::1] a = np.ascontiguousarray(first_block, dtype=np.int64)
         cdef int64_t[::1] m = np.ascontiguousarray(num_blocks, dtype=np.int64)
         cdef int64_t[::1] buf = np.empty(max(self.nactive, 1), dtype=np.int64)
         cdef Py_ssize_t j, n = 0
         cdef int st
+        cdef int64_t dummy
+        cdef bint jffc = self.policy == POLICY_JFFC
+        _require(_placement_ok(&a[0], &m[0], self.S, self.L), "set_placement: placement")
         moves = []
         with nogil:
             st = self._advance(now_ms, -1)
@@ -1084,12 +1506,24 @@ cdef class Engine:
             if not self.alv[j]:
                 continue
             if m[j] != self.num[j] or (m[j] > 0 and a[j] != self.first[j]):
-                n += self._interrupt_server(j, now_ms, &buf[n])
+                if jffc:
+                    n += _chains_drop_server(self, j, now_ms, &buf[n])
+                else:
+                    n += self._interrupt_server(j, now_ms, &buf[n])
                 self._set_blocks(j, a[j], m[j])
                 moves.append((j, int(self.first[j]), int(self.num[j])))
         self._placement_changed()
-        if self.need_rebook and self._rebook(-1) < 0:
-            raise MemoryError()
+        if jffc:
+            if owner is not None:
+                for j in range(self.S):
+                    self.owner[j] = owner[j]
+            if _chains_compose(self, -1, 0, now_ms, &dummy) < 0:
+                raise MemoryError()
+        else:
+            if self.need_rebook and self._rebook(-1) < 0:
+                raise MemoryError()
+            if self._reroute_waiting(now_ms) < 0:
+                raise MemoryError()
         return moves, self._ids(buf, n)
 
     def session_lists(self):
@@ -1099,24 +1533,43 @@ cdef class Engine:
                  for i in range(self.lists[j].head, self.lists[j].head + self.lists[j].size)]
                 for j in range(self.S)]
 
+    cdef list _chain_of(self, int64_t s):
+        cdef Py_ssize_t q
+        cdef int64_t k
+        if self.ss[s].queued:
+            k = self.ss[s].pchain
+            if k < 0:
+                return []
+            return [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])]
+        return [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)]
+
     def sessions(self):
-        """Sessions in progress by id: (ids, clients, start_ms, end_ms, chains)."""
-        cdef Py_ssize_t s, q
+        """Sessions in progress by id: (ids, clients, start_ms, end_ms, chains); a queued
+        session (JFFC) shows its predicted chain and start ([] and inf when unknown)."""
+        cdef Py_ssize_t s
         rows = []
+        if self.policy == POLICY_JFFC:
+            _predict_all(self)
         for s in range(self.ncap):
             if self.ss[s].state == ST_ACTIVE:
-                rows.append((self.ss[s].id, self.ss[s].client, self.ss[s].start, self.ss[s].end,
-                             [self.arena[q] for q in range(self.ss[s].off,
-                                                           self.ss[s].off + self.ss[s].len)]))
+                rows.append((self.ss[s].id, self.ss[s].client, self.ss[s].start,
+                             self.ss[s].end, self._chain_of(s)))
         rows.sort()
         return rows
 
     def session(self, int64_t sid):
-        """(client, start_ms, end_ms, chain) of a session in progress."""
+        """(client, start_ms, end_ms, chain) of a session in progress (queued: predicted)."""
         cdef int64_t s = self._slot(sid)
-        cdef Py_ssize_t q
-        return (self.ss[s].client, self.ss[s].start, self.ss[s].end,
-                [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)])
+        if self.policy == POLICY_JFFC and self.ss[s].queued:
+            _predict_all(self)
+        return (self.ss[s].client, self.ss[s].start, self.ss[s].end, self._chain_of(s))
+
+    def is_queued(self, int64_t sid):
+        cdef int64_t s = self._slot(sid)
+        return bool(self.ss[s].queued)
+
+    def routed_ms(self, int64_t sid):
+        return self.ss[self._slot(sid)].routed
 
     def check(self):
         """Internal consistency (for tests): every server's booked cache equals the sum of
@@ -1144,10 +1597,23 @@ cdef class Engine:
             if not self.alv[j] and (self.num[j] or self.capb[j] or self.used[j]):
                 return f"server {j} left but holds blocks or cache"
         n = 0
+        busy = {}
         for s in range(self.ncap):
             if self.ss[s].state != ST_ACTIVE:
                 continue
             n += 1
+            if self.ss[s].queued:
+                if self.ss[s].len or self.ss[s].chain >= 0:
+                    return f"queued session slot {s} holds a chain"
+                continue
+            if self.policy == POLICY_JFFC:
+                k = self.ss[s].chain
+                if k < 0 or self.ch_cap[k] <= 0:
+                    return f"session slot {s} runs on no live chain ({k})"
+                if [self.arena[q] for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len)] \
+                        != [self.ch_srv[q] for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k])]:
+                    return f"session slot {s} is not on the servers of chain {k}"
+                busy[k] = busy.get(k, 0) + 1
             prev = 0
             for q in range(self.ss[s].off, self.ss[s].off + self.ss[s].len):
                 j = self.arena[q]
@@ -1159,6 +1625,35 @@ cdef class Engine:
             return f"stray list entries {sorted(count)[:3]}"
         if n != self.nactive:
             return f"{n} sessions in progress, counter says {self.nactive}"
+        if self.policy == POLICY_JFFC and self.js_ready:
+            res = [0] * self.S
+            for k in range(self.K):
+                if self.js.cap[k] != self.ch_cap[k]:
+                    return f"chain {k}: capacity {self.ch_cap[k]} != the rule's {self.js.cap[k]}"
+                if self.js.busy[k] != busy.get(k, 0):
+                    return f"chain {k}: {busy.get(k, 0)} jobs, the rule counts {self.js.busy[k]}"
+                if self.ch_cap[k] <= 0:
+                    continue
+                for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+                    j = self.ch_srv[q]
+                    if not self.alv[j]:
+                        return f"chain {k} runs through server {j}, which left"
+                    res[j] += self.ch_cap[k] * self.ch_blk[q]
+            for j in range(self.S):
+                if res[j] != self.reserved[j]:
+                    return f"server {j}: reserved {self.reserved[j]} != chains' {res[j]}"
+                if res[j] > self.capb[j]:
+                    return f"server {j}: chains reserve {res[j]} slots > its {self.capb[j]}"
+                if self.used[j] > res[j]:
+                    return f"server {j}: jobs hold {self.used[j]} slots > reserved {res[j]}"
+            if self.js.qsize:
+                for k in range(self.K):
+                    if self.js.busy[k] < self.js.cap[k]:
+                        return f"jobs queue while chain {k} has a free slot"
+            qd = sum(1 for s in range(self.ncap)
+                     if self.ss[s].state == ST_ACTIVE and self.ss[s].queued)
+            if qd != self.js.qsize:
+                return f"{qd} sessions marked queued, the queue holds {self.js.qsize}"
         return None
 
     def nbytes(self):
@@ -1175,10 +1670,20 @@ cdef class Engine:
         tot += self.arena_cap * sizeof(int64_t) + self.heap_cap * (sizeof(double) + sizeof(int64_t))
         tot += self.slot_cap * sizeof(int64_t)
         tot += 4 * S * sizeof(int64_t) + S                                # numpy state arrays
+        tot += (S + 1) * sizeof(int64_t)                                  # shuffle order
+        if self.js_ready:                                                 # JFFC
+            tot += self.kcap * (5 * sizeof(int64_t) + 3 * C * sizeof(double))
+            tot += 2 * self.ch_arena_cap * sizeof(int64_t)
+            tot += (3 * S + self.G * S + 2 * S) * sizeof(double)
+            tot += self.js.K * (3 * sizeof(int64_t) + 2 * C * sizeof(int64_t) + C * sizeof(double))
+            tot += self.js.C * self.js.words * 8 + self.js.qcap * sizeof(int64_t)
+            tot += self.pcap * (sizeof(double) + sizeof(int64_t))
+        tot += self.updcap * sizeof(int64_t)
         return int(tot)
 
 
 # --------------------------------------------------------------------------------------
 # The simulator: an event loop around the engine (its own file, compiled into this module)
 # --------------------------------------------------------------------------------------
+include "swarm_jffc.pxi"
 include "swarm_simulate.pxi"

@@ -1,7 +1,35 @@
-# The discrete-event simulator of distalloc.llm.simulate (SPEC 1.7, 5.1): an event loop
-# around the online engine (swarm_kernels.Engine), included into swarm_kernels.pyx.
-# Every decision (route, book, release, leave, join) is one call of the engine's cdef
-# methods, without the GIL; this file only orders the events and records the outputs.
+# The discrete-event simulator of distalloc.llm.simulate (SPEC 1.7, 1.10, 5.1): an event
+# loop around the online engine (swarm_kernels.Engine), included into swarm_kernels.pyx.
+# Every decision (route, book, release, JFFC's hand-over of a slot to the queue's head,
+# leave, join) is one call of the engine's cdef methods, without the GIL; this file only
+# orders the events and records the outputs.
+
+cdef inline void _record(Engine eng, int64_t r, double decided, double[::1] start_ms,
+                         double[::1] end_ms, double[::1] ttft_ms, double[::1] wait_ms,
+                         int64_t[::1] path_offset, int64_t[::1] path_len) noexcept nogil:
+    """Request r's outputs from its session (slot r); its wait counts from ``decided``."""
+    start_ms[r] = eng.ss[r].start
+    end_ms[r] = eng.ss[r].end
+    ttft_ms[r] = eng.ss[r].start + eng.ss[r].pre
+    wait_ms[r] = eng.ss[r].start - decided
+    path_offset[r] = eng.ss[r].off
+    path_len[r] = eng.ss[r].len
+
+
+cdef inline void _record_updates(Engine eng, const double[::1] arrival_ms, double delay_ms,
+                                 double[::1] start_ms, double[::1] end_ms,
+                                 double[::1] ttft_ms, double[::1] wait_ms,
+                                 int64_t[::1] path_offset, int64_t[::1] path_len) noexcept nogil:
+    """The sessions a decision started or moved (JFFC's queue heads, WS-RR's re-routed
+    bookings): their outputs again."""
+    cdef Py_ssize_t i
+    cdef int64_t r
+    for i in range(0, eng.nupd, 2):
+        r = eng.upd[i]
+        if eng.ss[r].state == ST_ACTIVE:
+            _record(eng, r, arrival_ms[r] + delay_ms, start_ms, end_ms, ttft_ms, wait_ms,
+                    path_offset, path_len)
+    eng.nupd = 0
 
 def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client,
              const int64_t[::1] output_tokens, const double[::1] noise, double delay_ms,
@@ -16,11 +44,14 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
     engine's policy (``Engine._route``); a session holds its cache from booking to its
     end (service time = performance model x ``noise``).  PETALS's chain without free cache
     is retried after backoff_base x 2^(attempt-1) ms (capped), re-routed each time; a
-    request with no chain at all is dropped, or, with churn, retried the same way.
+    request with no chain at all is dropped, or, with churn, retried the same way.  JFFC:
+    a request that finds every chain full waits in the central queue and starts when a
+    completion hands it the slot (or a join adds chains).
     Churn (``mtbf_ms`` > 0): each server fails after Exp(mtbf) and is repaired after
     Exp(mttr), from its own splitmix64 stream keyed by ``churn_key``; a failure releases
     the sessions on the server (their progress is lost) and re-routes them at once; a
-    repaired server re-joins by the engine's join rule.  Churn stops when no work is left.
+    repaired server re-joins by the engine's join rule (WS-RR: the sessions still waiting
+    are routed again and move if they finish earlier).  Churn stops when no work is left.
 
     Events at equal times: completions (by request), arrivals, retries (by request), churn.
     Outputs per request (NaN / -1 if never served): start, end, first-token times, the wait
@@ -87,10 +118,12 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                     # ---- completion: release the cache on every server of the chain ----
                     now = t_c
                     events += 1
-                    if eng._advance(now, cs) < 0:
+                    if eng._advance(now, cs) < 0 or eng._finish(cs, now) < 0:
                         failed = 1
                         break
-                    eng._release(cs)
+                    if eng.nupd:
+                        _record_updates(eng, arrival_ms, delay_ms, start_ms, end_ms, ttft_ms,
+                                        wait_ms, path_offset, path_len)
                     last = now
                     continue
                 if t_a <= t_r and t_a <= t_ch:
@@ -157,12 +190,10 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                                 failed = 1
                                 break
                             if st == ROUTE_BOOKED:
-                                start_ms[r] = eng.ss[r].start
-                                end_ms[r] = eng.ss[r].end
-                                ttft_ms[r] = eng.ss[r].start + eng.ss[r].pre
-                                wait_ms[r] = eng.ss[r].start - (arrival_ms[r] + delay_ms)
-                                path_offset[r] = eng.ss[r].off
-                                path_len[r] = eng.ss[r].len
+                                _record(eng, r, arrival_ms[r] + delay_ms, start_ms, end_ms,
+                                        ttft_ms, wait_ms, path_offset, path_len)
+                            elif st == ROUTE_QUEUED:
+                                pass              # JFFC: starts when a slot is handed over
                             else:
                                 retries[r] += 1
                                 if retries[r] <= max_attempts:
@@ -177,7 +208,12 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                         if failed:
                             break
                     else:
-                        eng._join(j, &a_, &m_)
+                        if eng._join(j, &a_, &m_) < 0:
+                            failed = 1
+                            break
+                        if eng.nupd:
+                            _record_updates(eng, arrival_ms, delay_ms, start_ms, end_ms,
+                                            ttft_ms, wait_ms, path_offset, path_len)
                         up_since[j] = now
                         _heap_push(cht, chc, &nch, now + _exp_draw(&rng[j], mtbf_ms), 2 * j)
                     continue
@@ -199,6 +235,8 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                     path_offset[r] = eng.ss[r].off
                     path_len[r] = eng.ss[r].len
                     continue
+                if st == ROUTE_QUEUED:
+                    continue              # JFFC: starts when a slot is handed over
                 if st == ROUTE_NO_CHAIN and not churn:
                     continue              # no chain can ever serve it: dropped (NaN times)
                 retries[r] += 1

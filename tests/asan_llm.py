@@ -1,10 +1,10 @@
 """Run the LLM kernels under AddressSanitizer on the memory-safety reproducers of issue 16.
 
-Builds ``kernels/llm_kernels.pyx`` and ``kernels/chain_kernels.pyx`` (from this checkout,
+Builds ``kernels/llm_kernels.pyx``, ``chain_kernels.pyx`` and ``swarm_kernels.pyx`` (from this checkout,
 or from ``--kernels DIR``; a module missing there is skipped with its cases) with
 ``-fsanitize=address`` into a temporary folder, then runs every case below in a fresh
 Python process with libasan preloaded and those builds standing in for
-``distalloc._kernels.llm_kernels`` / ``chain_kernels``.  A case passes when the process neither crashes nor
+``distalloc._kernels.llm_kernels`` / ``chain_kernels`` / ``swarm_kernels``.  A case passes when the process neither crashes nor
 reports an ASan error; it may raise a clean error (that is the point of most cases).
 
 Cases: the public entry points on the reported inputs (``decode_ms`` 1e308 on a 2-server
@@ -110,13 +110,16 @@ assert out[0][0] == L, out""",
              np.zeros(1, np.int64), np.array([0]), np.array([0, 50]), np.array([0]),
              np.zeros((1, 1)), np.zeros((1, 1)), np.ones(1), np.ones(1), 4, 1.0, 0.1,
              np.empty(1), np.empty(1), np.empty(1), np.empty(1, np.int8), np.empty((1, 1)))""",
-    "kernel simulate bad client and placement": """N, S, L = 3, 2, 4
+    "kernel simulate bad client and placement": """from distalloc._compiled import swarm_kernels as SK
+N, S, L = 3, 2, 4
 def call(first, num, client):
-    out = [np.empty(N) for _ in range(4)] + [np.empty(N, np.int64) for _ in range(3)]
-    return K.simulate(first, num, L, np.arange(N, dtype=float), client, np.full(N, 5),
-                      np.ones(N), 0.0, np.ones((1, S)), np.ones((1, S)), np.ones(S),
-                      np.ones(S), np.full(S, 10), 0, np.ones((1, S)), np.ones(S), 1e4,
-                      1e3, 6e4, 10, *out)
+    eng = SK.Engine(first, num, L, np.ones((1, S)), np.ones((1, S)), np.ones(S), np.ones(S),
+                    np.ones((1, S)), np.ones(S), np.full(S, 10.0), np.ones(S), np.ones(S),
+                    np.ones(S), np.full(S, 2, dtype=np.int64), np.zeros(S), 1.0, 0.1, 4,
+                    SK.POLICIES["ws-rr"], SK.JOIN_RULES["cg-bp"], 1e4, 0.75)
+    out = [np.empty(N) for _ in range(4)] + [np.empty(N, np.int64) for _ in range(4)]
+    return SK.simulate(eng, np.arange(N, dtype=float), client, np.full(N, 5), np.ones(N),
+                       0.0, 1e3, 6e4, 10, 0.0, 0.0, 0, *out)
 expect_error(call, np.array([0, 2]), np.array([2, 2]), np.array([0, 5, 0]))
 expect_error(call, np.array([0, 3]), np.array([2, 9]), np.array([0, 0, 0]))
 call(np.array([0, 2]), np.array([2, 2]), np.array([0, 0, 0]))""",
@@ -124,14 +127,49 @@ call(np.array([0, 2]), np.array([2, 2]), np.array([0, 0, 0]))""",
     "chain gca bad placement": """from distalloc._compiled import chain_kernels as CK
 expect_error(CK.gca, np.array([0, 3]), np.array([2, 9]), 4, np.ones((1, 2)), np.ones(2),
              np.full(2, 5), np.full(2, -1), np.ones(2))""",
-    "chain simulate_jffc bad client": """from distalloc._compiled import chain_kernels as CK
+    "chain jffc engine bad client": """from distalloc._compiled import chain_kernels as CK, swarm_kernels as SK
 N = 3
 none = np.zeros(0, np.int64)
-expect_error(CK.simulate_jffc, np.array([1]), np.ones((1, 1)), none, none, np.ones((1, 1)),
-             np.ones((1, 1)), np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3),
-             np.ones(N), 0.0, *[np.empty(N) for _ in range(4)], np.empty(N, np.int64))
+eng = SK.Engine(np.zeros(1, np.int64), np.ones(1, np.int64), 1, np.zeros((1, 1)), np.zeros((1, 1)),
+                np.zeros(1), np.zeros(1), np.zeros((1, 1)), np.zeros(1), np.full(1, 3.0),
+                np.zeros(1), np.zeros(1), np.zeros(1), np.ones(1, np.int64), np.zeros(1), 1.0, 1.0,
+                1, SK.POLICIES["jffc"], SK.JOIN_RULES["chains"], 1e4, 0.75)
+eng.set_chains(np.zeros(1, np.int64), np.ones(1, np.int64), np.array([0, 1]), np.array([2]),
+               np.ones(1), np.full(1, -1), np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)),
+               np.full(1, -1), np.zeros((0, 1)), np.zeros(1), np.zeros(1), none, 1.0)
+expect_error(SK.simulate, eng, np.arange(N, dtype=float), np.array([0, 4, 0]), np.full(N, 3),
+             np.ones(N), 0.0, 1e3, 6e4, 10, 0.0, 0.0, 0, *[np.empty(N) for _ in range(4)],
+             *[np.empty(N, np.int64) for _ in range(4)])
+expect_error(eng.set_chains, np.zeros(1, np.int64), np.ones(1, np.int64), np.array([0, 1]),
+             np.array([2]), np.ones(1), np.full(1, -1), np.ones((1, 1)), np.ones((1, 1)),
+             np.ones((1, 1)), np.full(1, -1), np.zeros((0, 1)), np.zeros(1), np.zeros(1), none, 1.0)
 expect_error(CK.jffc_fill, np.array([1]), np.ones((1, 1)), none, none, np.array([0, 4, 0]),
              np.empty(N, np.int64))""",
+    "jffc engine: calls, churn, user score": """from distalloc._compiled import swarm_kernels as SK
+import numba
+sc = clustered()
+sw = Swarm(sc, method="chains", rate_per_s=2.0)
+t = 0.0
+for i in range(300):
+    a = sw.route(i % 3, t)
+    t += 0.3
+    if i % 7 == 0 and sw.num_sessions:
+        sw.finish(sw.to_dict()["sessions"][0]["session"], t)
+    if i % 50 == 10:
+        sw.leave(1, t)
+    if i % 50 == 30:
+        sw.join(1, t); sw.take_updates()
+    if i % 100 == 99:
+        sw.rebalance(t)
+assert sw._engine.check() is None, sw._engine.check()
+@numba.cfunc("float64(float64, float64, int64, int64)")
+def score(s, w, f, c):
+    return -f
+for m in ("chains", "jffc-whole"):
+    simulate(sc if m == "chains" else scenario_from_dict(two_server(memory_gb=20.0)), m,
+             rate_per_s=1.0, num_requests=400, seed=1, churn="60:20")
+simulate(synthetic_scenario(200, 70, num_clients=4, seed=0), "chains", rate_per_s=5.0,
+         num_requests=3000, seed=2, churn="120:30", dispatch=score)""",
     "chain block counts NaN and huge": """from distalloc._compiled import chain_kernels as CK
 m = np.empty(3, np.int64)
 CK.block_counts(np.array([math.nan, 1e300, 4.0]), 1.0, 1e-300, 1, 5, m)
@@ -162,7 +200,7 @@ cg_bp_placement(sc, 2**53)""",
 }
 
 
-MODULES = ("llm_kernels", "chain_kernels")
+MODULES = ("llm_kernels", "chain_kernels", "swarm_kernels")
 
 
 def build(kernels: Path, out: Path) -> dict[str, str]:

@@ -342,6 +342,24 @@ def _mix64(z):
     return z ^ (z >> 31)
 
 
+class ShuffleStream:
+    """The engine's stream of PETALS's random orders (splitmix64 seeded by _mix64(key)):
+    Fisher-Yates, i = n-1 .. 1 swapping a[i] with a[draw % (i + 1)]."""
+
+    def __init__(self, key):
+        self.state = _mix64(key & _MASK)
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & _MASK
+        return _mix64(self.state)
+
+    def shuffle(self, a):
+        for i in range(len(a) - 1, 0, -1):
+            r = self.next() % (i + 1)
+            a[i], a[r] = a[r], a[i]
+        return a
+
+
 class _Stream:
     """A server's failure/repair times: splitmix64, exponential by inversion."""
 
@@ -381,6 +399,8 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
     events = 0
     cache = {}
     alive = [True] * S
+    seq = [0] * N
+    booked = [0]
 
     def blocks_of(path):
         prev, out = 0, []
@@ -415,11 +435,19 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
         start = max([now] + [_release_at(sessions[j], used[j], budget[j], k) for j, k in short])
         return path, (start if mode == 0 else now), not short
 
-    def book(r, path, begin):
+    def times(r, path):
         c, lo = int(client[r]), int(out_tokens[r])
         bl = blocks_of(path)
         p = sum(prtt[c][j] + pre[j] * k for j, k in bl)
         t = sum(rtt[c][j] + dec[j] * k for j, k in bl)
+        return p, t, lo
+
+    def book(r, path, begin, new=True):
+        if new:
+            seq[r] = booked[0]
+            booked[0] += 1
+        p, t, lo = times(r, path)
+        bl = blocks_of(path)
         start[r] = begin
         ftok[r] = start[r] + p * noise[r]
         end[r] = start[r] + (p + (lo - 1) * t) * noise[r]
@@ -480,7 +508,7 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
             if (lost and j in path) or (num[j] > 0 and beaten(c, lo, j, D)):
                 del cache[c]
 
-    out = dict(interruptions=interruptions, lost_ms=0.0, lost_tokens=0, log=[])
+    out = dict(interruptions=interruptions, lost_ms=0.0, lost_tokens=0, log=[], moved=0)
     if churn is not None:
         streams = [_Stream(churn["key"], j) for j in range(S)]
         up_since = [0.0] * S
@@ -544,10 +572,27 @@ def simulate(sc, first, num, arrival_ms, client, out_tokens, noise, delay_ms, bu
                 a = 0
                 if m > 0:
                     if churn["rule"] == "cg-bp":
-                        a = cg_join_window(sc, first, num, j, m, churn["R"])
+                        a = cg_join_window(sc, first, num, j, m, churn["R"], used)
                     else:
                         a = petals_join_start(sc, first, num, m, churn["rank"])
                 place(j, a, m)
+                if mode == 0 and churn.get("reroute"):
+                    # WS-RR: sessions still waiting are routed again, booking order, and
+                    # move if they finish strictly earlier
+                    for _, r in sorted((seq[r], r) for r in range(N)
+                                       if active[r] and start[r] > now):
+                        old_path, old_begin, old_end = routes[r], start[r], end[r]
+                        release(r)
+                        path, begin, _ = route(r, now)
+                        new_end = math.inf
+                        if path is not None and begin < math.inf:
+                            p, t, lo = times(r, path)
+                            new_end = begin + (p + (lo - 1) * t) * noise[r]
+                        if new_end < old_end:
+                            book(r, path, begin, new=False)
+                            out["moved"] += 1
+                        else:
+                            book(r, old_path, old_begin, new=False)
                 up_since[j] = now
                 heapq.heappush(churn_heap, (now + streams[j].exp(churn["mtbf_ms"]), 2 * j))
             continue
@@ -694,9 +739,10 @@ def _best_start(values, m):
     return min(range(len(values) - m + 1), key=lambda a: (sorted(values[a:a + m]), a))
 
 
-def cg_join_window(sc, first, num, j, m, R):
+def cg_join_window(sc, first, num, j, m, R, used=None):
     """CG-BP's window for server j of m blocks, the holders credited in CG-BP's amortised
-    order with the dummy time of every server that could hold blocks (SPEC 1.5 step 2)."""
+    order with the dummy time of every server that could hold blocks (SPEC 1.5 step 2),
+    each with its free session slots: s_h - ceil(used_h / m_h), at least 0."""
     from distalloc.llm.placement import conservative_block_counts
     L = sc.num_blocks
     M, tau = list(map(float, sc.usable_memory_gb)), list(map(float, sc.decode_ms))
@@ -711,6 +757,8 @@ def cg_join_window(sc, first, num, j, m, R):
     for key, h in holders:
         s = min(math.floor((M[h] - sc.block_gb * num[h]) / (sc.cache_gb * num[h])), R)
         s = max(s, 0)
+        if used is not None:
+            s = max(s - (-(-used[h] // num[h])), 0)
         for b in range(first[h], first[h] + num[h]):
             deficit = min(max(R - int(C[b]), 0), s)
             T[b] -= (dummy - key) * deficit
@@ -748,19 +796,20 @@ def petals_join_start(sc, first, num, m, rank):
     return _best_start(_block_throughput(first, num, thr, sc.num_blocks, order), m)
 
 
-def join_window(sc, first, num, j, method, R, rank):
+def join_window(sc, first, num, j, method, R, rank, used=None):
     """(first_block, num_blocks) the engine's join rule gives server j."""
     from distalloc.llm.placement import conservative_block_counts, petals_block_counts
     if method == "cg-bprr":
         m = int(conservative_block_counts(sc, R)[j])
-        return (cg_join_window(sc, first, num, j, m, R), m) if m > 0 else (0, 0)
+        return (cg_join_window(sc, first, num, j, m, R, used), m) if m > 0 else (0, 0)
     m = int(petals_block_counts(sc)[j])
     return (petals_join_start(sc, first, num, m, rank), m) if m > 0 else (0, 0)
 
 
-def petals_should_move(first, num, thr, L, order, j, quality, max_passes=64):
+def petals_should_move(first, num, thr, L, order, j, quality, rng, max_passes=64):
     """PETALS's should_choose_other_blocks for server j (petals/server/block_selection.py,
-    eps 1e-3), the simulated re-choices in index order; returns the new start or None."""
+    eps 1e-3), each pass of the simulated re-choices over the holders (by index) shuffled
+    by ``rng`` (a ShuffleStream); returns the new start or None."""
     eps = 1e-3
     t = _block_throughput(first, num, thr, L, order)
     initial = min(t)
@@ -780,9 +829,7 @@ def petals_should_move(first, num, thr, L, order, j, quality, max_passes=64):
     moved, passes = True, 0
     while moved and passes < max_passes:
         moved, passes = False, passes + 1
-        for h in range(len(num)):
-            if num[h] <= 0:
-                continue
+        for h in rng.shuffle([h for h in range(len(num)) if num[h] > 0]):
             for b in range(tf[h], tf[h] + num[h]):
                 t[b] -= thr[h] * (1 + eps)
             ns = _best_start(t, num[h])
@@ -799,12 +846,13 @@ def petals_should_move(first, num, thr, L, order, j, quality, max_passes=64):
     return ns if ns != first[j] else None
 
 
-def petals_rebalance(first, num, thr, L, order, quality):
-    """Every server holding blocks, in index order, runs the check and moves: [(j, start)]."""
+def petals_rebalance(first, num, thr, L, order, quality, rng):
+    """Every server holding blocks, in an order shuffled by ``rng`` (then each check's
+    passes), runs the check and moves: [(j, start)]."""
     first, moves = list(first), []
-    for j in range(len(num)):
+    for j in rng.shuffle([j for j in range(len(num)) if num[j] > 0]):
         if num[j] > 0:
-            ns = petals_should_move(first, num, thr, L, order, j, quality)
+            ns = petals_should_move(first, num, thr, L, order, j, quality, rng)
             if ns is not None:
                 first[j] = ns
                 moves.append((j, ns))

@@ -1,10 +1,12 @@
-"""JFFC: the compiled simulator against a pure-Python event loop (same decisions, request by
-request), against the exact truncated CTMC of JFFC within confidence intervals and between
-Theorem 4's bounds; --service for every method; the CLI contract of SPEC 1.10."""
+"""JFFC: the compiled simulator (the online engine's event loop with the 'jffc' policy)
+against a pure-Python event loop (same decisions, request by request), against the exact
+truncated CTMC of JFFC within confidence intervals and between Theorem 4's bounds; --service
+for every method; the CLI contract of SPEC 1.10."""
 import heapq
 import json
 import math
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -13,21 +15,24 @@ from hypothesis import given, settings, strategies as st
 from scipy import stats
 
 from conftest import random_scenario_dict
-from distalloc._compiled import chain_kernels
+from distalloc._compiled import swarm_kernels
 from distalloc.cli import main
-from distalloc.llm import clustered, jffc_bounds, scenario_from_dict
+from distalloc import ValidationError
+from distalloc.llm import clustered, compiled_dispatch, jffc_bounds, scenario_from_dict
 from distalloc.llm.chains import compose_chains
 from distalloc.llm.jffc import chain_times_ms
-from distalloc.llm.simulation import ONLINE_METHODS, poisson_workload, simulate
+from distalloc.llm.simulation import ONLINE_METHODS, simulate
 
 
 # ------------------------------------------------------------------------------------------
 # References
 # ------------------------------------------------------------------------------------------
-def naive_jffc(cap, rank, service, arrival, client, home=None, group=None):
+def naive_jffc(cap, rank, service, arrival, client, home=None, group=None, score=None):
     """JFFC with one central FCFS queue, heapq event loop: (start, chain) per request.
     Completions before arrivals at equal times, completions in request order.  With client
-    groups, a client takes its group's chains first (home[k] == group[client])."""
+    groups, a client takes its group's chains first (home[k] == group[client]).  With a
+    ``score(service_s, wait_s, free_slots, client)``: the free chain of lowest score
+    (NaN as +inf), ties by the rule above."""
     K, N = len(cap), len(arrival)
     busy = [0] * K
     queue, heap = [], []
@@ -51,7 +56,12 @@ def naive_jffc(cap, rank, service, arrival, client, home=None, group=None):
             queue.append(r)
             continue
         g = -1 if home is None else group[client[r]]
-        k = min(free, key=lambda k: (g < 0 or home[k] != g, rank[client[r]][k], k))
+        c = client[r]
+
+        def key(k):
+            x = 0.0 if score is None else score(rank[c][k] / 1000.0, 0.0, cap[k] - busy[k], c)
+            return (math.inf if x != x else x, g < 0 or home[k] != g, rank[c][k], k)
+        k = min(free, key=key)
         busy[k] += 1
         start[r], chain[r] = now, k
         heapq.heappush(heap, (now + service[r][k], r))
@@ -99,21 +109,48 @@ def ctmc_mean_response(mu, cap, lam, qmax=400):
     return float(pi @ jobs) / (lam * (1 - lost))
 
 
+def jffc_simulate(cap, rank, home, group, pre, tok, arrival, client, out_tok, factor,
+                  delay=0.0, score=None):
+    """The simulator's event loop around a 'jffc' engine whose chains are given as tables:
+    K servers holding the one block, chain k = server k with cap[k] slots, client c's job on
+    it taking (pre[c, k] + (l - 1) tok[c, k]) x factor, ranked by rank[c, k].  Returns
+    (start, end, first token, wait, chain, events)."""
+    K, C, N = len(cap), rank.shape[0], len(arrival)
+    cap = np.asarray(cap, dtype=np.int64)
+    zeros = np.zeros(K)
+    eng = swarm_kernels.Engine(
+        np.zeros(K, dtype=np.int64), np.ones(K, dtype=np.int64), 1, np.zeros((C, K)),
+        np.zeros((C, K)), zeros, zeros, np.zeros((C, K)), zeros, 1.0 + cap, zeros, zeros,
+        zeros, np.ones(K, dtype=np.int64), zeros, 1.0, 1.0, 1, swarm_kernels.POLICIES["jffc"],
+        swarm_kernels.JOIN_RULES["chains"], 1e4, 0.75)
+    eng.set_chains(np.arange(K), np.ones(K, dtype=np.int64), np.arange(K + 1), cap,
+                   np.ones(K), np.asarray(home if len(home) else np.full(K, -1)),
+                   np.asarray(pre, float), np.asarray(tok, float), np.asarray(rank, float),
+                   np.full(K, -1), np.zeros((0, K)), zeros, zeros, np.asarray(group, np.int64),
+                   1.0)
+    if score is not None:
+        eng.set_score(score.address, score)
+    out = [np.empty(N) for _ in range(4)] + [np.empty(N, dtype=np.int64) for _ in range(4)]
+    chains, events, *_ = swarm_kernels.simulate(
+        eng, np.asarray(arrival, float), np.asarray(client, np.int64),
+        np.asarray(out_tok, np.int64), np.asarray(factor, float), delay, 1e3, 6e4, 10,
+        0.0, 0.0, 0, *out)
+    start, end, ttft, wait, _, _, offset, _ = out
+    chain = np.where(offset >= 0, chains[np.maximum(offset, 0)], -1)
+    return start, end, ttft, wait, chain, events
+
+
 def run_kernel(cap, mu, lam, n, seed):
-    """JFFC kernel with one client and Exp(1) work: per-job response times (s)."""
+    """JFFC with one client and Exp(1) work: per-job response times (s)."""
     rng = np.random.default_rng(seed)
     arrival = np.cumsum(rng.exponential(1.0 / lam, n)) * 1000.0
     factor = rng.exponential(1.0, n)
     T = (1000.0 / np.asarray(mu))[None, :]
     K = len(cap)
-    out = [np.empty(n) for _ in range(4)]
-    chain = np.empty(n, dtype=np.int64)
     none = np.zeros(0, dtype=np.int64)
-    chain_kernels.simulate_jffc(np.asarray(cap, dtype=np.int64), np.ascontiguousarray(T),
-                                none, none, np.ascontiguousarray(T), np.zeros((1, K)), arrival,
-                                np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
-                                factor, 0.0, *out, chain)
-    return (out[1] - arrival) / 1000.0
+    _, end, *_ = jffc_simulate(cap, T, none, none, T, np.zeros((1, K)), arrival,
+                               np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), factor)
+    return (end - arrival) / 1000.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -146,12 +183,8 @@ def test_kernel_matches_naive_jffc_decision_by_decision(seed):
         home = group = np.zeros(0, dtype=np.int64)
         want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
                                             arrival.tolist(), client.tolist())
-    start, end, ttft, wait = (np.empty(N) for _ in range(4))
-    chain = np.empty(N, dtype=np.int64)
-    events = chain_kernels.simulate_jffc(cap.astype(np.int64), rank, home, group, pre, tok,
-                                         arrival,
-                                         client.astype(np.int64), out_tok.astype(np.int64),
-                                         np.ones(N), 0.0, start, end, ttft, wait, chain)
+    start, end, ttft, wait, chain, events = jffc_simulate(
+        cap, rank, home, group, pre, tok, arrival, client, out_tok, np.ones(N))
     assert chain.tolist() == want_chain
     np.testing.assert_array_equal(start, want_start)
     np.testing.assert_array_equal(wait, start - arrival)
@@ -159,6 +192,154 @@ def test_kernel_matches_naive_jffc_decision_by_decision(seed):
     # the queue is served FCFS: start times in arrival order among jobs that waited
     waited = np.flatnonzero(wait > 0)
     assert np.all(np.diff(start[waited]) >= 0)
+
+
+# ------------------------------------------------------------------------------------------
+# A user's dispatch score (SPEC 5.2), called through its C function pointer
+# ------------------------------------------------------------------------------------------
+def _score(chain_service_s, wait_s, free_slots, client):
+    # uses every argument; NaN for one case, ties for others
+    if free_slots == 3:
+        return math.nan
+    return round(chain_service_s * (1 + client) - 0.004 * free_slots + wait_s, 3)
+
+
+SCORE = numba.cfunc("float64(float64, float64, int64, int64)")(_score)
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=40)
+def test_kernel_with_a_user_score_matches_naive(seed):
+    """Through the function pointer: every arrival takes the free chain of lowest score
+    (ties and NaN by the built-in ranking), as the pure-Python loop with the same function."""
+    rng = np.random.default_rng(seed)
+    K, C, N = int(rng.integers(1, 6)), int(rng.integers(1, 3)), int(rng.integers(1, 60))
+    cap = rng.integers(1, 5, K)
+    rank = rng.integers(1, 6, (C, K)).astype(float)
+    pre = rng.integers(0, 4, (C, K)).astype(float)
+    tok = rng.integers(0, 3, (C, K)).astype(float)
+    arrival = np.sort(rng.integers(0, 40, N)).astype(float)
+    client = rng.integers(0, C, N)
+    out_tok = rng.integers(1, 4, N)
+    service = [[pre[client[r], k] + (out_tok[r] - 1) * tok[client[r], k] for k in range(K)]
+               for r in range(N)]
+    home = group = np.zeros(0, dtype=np.int64)
+    if rng.random() < 0.5:
+        G = int(rng.integers(1, 3))
+        home, group = rng.integers(-1, G, K), rng.integers(-1, G, C)
+    want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service, arrival.tolist(),
+                                        client.tolist(), home.tolist() if home.size else None,
+                                        group.tolist() if group.size else None, score=_score)
+    start, *_, chain, _ = jffc_simulate(cap, rank, home, group, pre, tok, arrival, client,
+                                        out_tok, np.ones(N), score=compiled_dispatch(SCORE))
+    assert chain.tolist() == want_chain
+    np.testing.assert_array_equal(start, want_start)
+
+
+@numba.cfunc("float64(float64, float64, int64, int64)")
+def builtin_as_callback(chain_service_s, wait_s, free_slots, client):
+    """JFFC: the fastest free chain for this client."""
+    return chain_service_s
+
+
+@numba.cfunc("float64(float64, float64, int64, int64)")
+def constant(chain_service_s, wait_s, free_slots, client):
+    return 0.0
+
+
+@pytest.mark.parametrize("clients,rate,groups,fn", [
+    (1, 3.0, "auto", builtin_as_callback),      # one client: no groups
+    (4, 3.0, "one", constant),                  # one group of four clients
+    (4, 3.0, "auto", constant),                 # four groups
+    (0, 3.0, "auto", builtin_as_callback),      # clustered: one chain, a long queue
+])
+def test_builtin_rule_as_a_callback_gives_identical_records(clients, rate, groups, fn):
+    """The built-in JFFC rule written as a user callback: the same seed gives the same
+    records, request for request (chains, start, end, first token, wait, events).  Without
+    client groups JFFC is 'lowest chain_service_s'; with groups the built-in ranks the
+    group's chains first, which a score cannot see, and a constant score (every tie to the
+    built-in ranking) reproduces it."""
+    from distalloc.llm import synthetic_scenario
+    sc = synthetic_scenario(200, 96, num_clients=clients, seed=0) if clients else clustered()
+    kw = dict(rate_per_s=rate, num_requests=3000, seed=5, noise=0.3, client_groups=groups)
+    ref = simulate(sc, "chains", **kw)
+    got = simulate(sc, "chains", dispatch=compiled_dispatch(fn), **kw)
+    assert ref.to_dict()["num_chains"] > 1 or not clients
+    for r in range(3000):
+        assert got.route(r) == ref.route(r)
+    for x in ("start_s", "end_s", "first_token_s", "wait_s"):
+        np.testing.assert_array_equal(getattr(got, x), getattr(ref, x))
+    assert got.events == ref.events and got.to_dict()["dispatch"].startswith("compiled:")
+
+
+def test_a_different_score_changes_the_decisions():
+    from distalloc.llm import synthetic_scenario
+
+    @numba.cfunc("float64(float64, float64, int64, int64)")
+    def most_free(chain_service_s, wait_s, free_slots, client):
+        return -free_slots
+    sc = synthetic_scenario(200, 96, num_clients=4, seed=0)
+    ref = simulate(sc, "chains", rate_per_s=3.0, num_requests=2000, seed=0)
+    got = simulate(sc, "chains", rate_per_s=3.0, num_requests=2000, seed=0, dispatch=most_free)
+    assert sum(got.route(r) != ref.route(r) for r in range(2000)) > 100
+    assert got.to_dict()["mean_token_s"] > ref.to_dict()["mean_token_s"]
+
+
+def test_compiled_dispatch_checks_its_signature():
+    from scipy import LowLevelCallable
+
+    def plain(chain_service_s, wait_s, free_slots, client):
+        return 0.0
+
+    @numba.cfunc("float64(float64, float64, int64, float64)")
+    def wrong_args(chain_service_s, wait_s, free_slots, client):
+        return 0.0
+
+    @numba.cfunc("int64(float64, float64, int64, int64)")
+    def wrong_return(chain_service_s, wait_s, free_slots, client):
+        return 0
+    llc = LowLevelCallable(wrong_args.ctypes)
+    for f, got in ((plain, "plain Python function 'plain'"), (wrong_args, "float64(float64, "
+                   "float64, int64, float64)"), (wrong_return, "int64("), (3, "int 3"),
+                   (llc, "LowLevelCallable with signature")):
+        with pytest.raises(ValidationError) as exc:
+            compiled_dispatch(f)
+        msg = str(exc.value)
+        assert "double score(double chain_service_s, double wait_s, int64 free_slots, int64 " \
+               "client)" in msg and got in msg and "\n" not in msg
+    ok = compiled_dispatch(LowLevelCallable(constant.ctypes))
+    assert ok.address == constant.address
+    with pytest.raises(ValidationError, match="only to the chain methods"):
+        simulate(clustered(), "cg-bprr", rate_per_s=1.0, num_requests=10, dispatch=constant)
+    with pytest.raises(ValidationError, match="'dispatch' parameter applies only"):
+        from distalloc.llm import Swarm
+        Swarm(clustered(), dispatch=constant)
+    with pytest.raises(ValidationError, match="compiled dispatch score"):
+        simulate(clustered(), "chains", rate_per_s=1.0, num_requests=10, dispatch=plain)
+
+
+def test_swarm_routes_with_the_score():
+    from distalloc.llm import Swarm
+
+    @numba.cfunc("float64(float64, float64, int64, int64)")
+    def slowest(chain_service_s, wait_s, free_slots, client):
+        return -chain_service_s
+    sc = resolve_two()
+    fast = Swarm(sc, method="jffc-whole")
+    slow = Swarm(sc, method="jffc-whole", dispatch=compiled_dispatch(slowest))
+    assert fast.route(0, 0.0).servers == [0] and slow.route(0, 0.0).servers == [1]
+    assert slow.route(0, 0.0).servers == [0]         # the slow chain is full now
+
+
+def resolve_two():
+    return scenario_from_dict({
+        "model": {"name": "m", "num_blocks": 2, "block_gb": 1.0, "cache_gb": 0.5},
+        "servers": [{"name": "fast", "memory_gb": 4.25, "decode_ms": 500.0, "prefill_ms": 1000.0},
+                    {"name": "slow", "memory_gb": 3.25, "decode_ms": 1000.0,
+                     "prefill_ms": 2000.0}],
+        "clients": [{"name": "c"}], "rtt_ms": [[0.0, 0.0]],
+        "workload": {"input_tokens": 1, "output_tokens": 3, "requests": [0],
+                     "rate_per_s": 0.1}})
 
 
 # ------------------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ class Watcher:
         self.ended(sid, now, start)
         self.check()
 
-    def _interrupting(self, call, now):
+    def _interrupting(self, call, now, check=True):
         self.sw.advance(now)
         self.check()
         before = {s["session"]: s for s in self.sw.to_dict()["sessions"]}
@@ -169,7 +169,8 @@ class Watcher:
         lost = out if isinstance(out, list) else out.interrupted
         for sid in lost:
             self.ended(sid, now, starts[sid])
-        self.check()
+        if check:
+            self.check()
         return out, before
 
     def leave(self, j, now):
@@ -177,16 +178,43 @@ class Watcher:
         assert lost == sorted(s for s, x in before.items() if j in x["servers"])
         return lost
 
+    def _ends(self):
+        return {sid: (start, end) for sid, _, start, end, _ in self.sw._engine.sessions()}
+
+    def updates(self, before):
+        """WS-RR's waiting bookings re-routed when capacity appeared: only sessions not
+        started, each finishing strictly earlier than it was booked to; the others keep
+        their chain (checked by check())."""
+        now = self.sw._engine.clock_ms
+        for a in self.sw.take_updates():
+            start0, end0 = before[a.session]
+            assert start0 > now, f"session {a.session} had started and moved"
+            assert a.session not in self.confirmed
+            _, start, end, chain = self.sw._engine.session(a.session)
+            assert chain == a.servers and end < end0 and start >= now
+            info = self.live[a.session]
+            info.update(servers=a.servers, k=self.blocks(a.servers), service=end - start)
+            if self.stats is not None:
+                self.stats["rerouted"] = self.stats.get("rerouted", 0) + 1
+
     def join(self, j, now):
+        self.sw.advance(now)            # the late rule first: what is waiting at `now`
+        self.check()
+        before = self._ends()
         a, m = self.sw.join(j, now)
         assert self.sw.placement.num_blocks[j] == m and self.sw.placement.first_block[j] == a
+        self.updates(before)
         self.check()
         return a, m
 
     def rebalance(self, now):
-        out, before = self._interrupting(lambda: self.sw.rebalance(now), now)
+        self.sw.advance(now)
+        before = self._ends()
+        out, before_s = self._interrupting(lambda: self.sw.rebalance(now), now, check=False)
+        self.updates(before)
+        self.check()
         moved = {mv["server"] for mv in out.moves}
-        assert out.interrupted == sorted(s for s, x in before.items()
+        assert out.interrupted == sorted(s for s, x in before_s.items()
                                          if moved & set(x["servers"]))
         return out
 
@@ -215,7 +243,8 @@ def run_sequence(seed, method, policy, steps=70):
     sc = swarm_scenario(rng)
     R = int(rng.integers(1, 4))
     try:
-        sw = Swarm(sc, method=method, policy=policy, planned_requests=R, seed=seed)
+        sw = Swarm(sc, method=method, policy=policy, planned_requests=R, seed=seed,
+                   reroute_waiting=policy == "ws-rr" and seed % 2 == 1)
     except ValidationError:
         return None
     w = Watcher(sw)
@@ -300,16 +329,89 @@ def test_random_call_sequences_keep_every_invariant(seed, method_policy):
 
 def test_sequences_exercise_late_finishes_and_churn():
     """The random sequences above do reach the cases they are meant to check: sessions
-    that wait for cache, late sessions, sessions moved behind a late one, interruptions."""
-    total = dict(waited=0, late=0, moved=0, interrupted=0)
+    that wait for cache, late sessions, sessions moved behind a late one, interruptions,
+    waiting bookings re-routed when a server joins (reroute_waiting)."""
+    total = dict(waited=0, late=0, moved=0, interrupted=0, rerouted=0)
     for seed in range(10):
         w = run_sequence(seed, "cg-bprr", "ws-rr", steps=120)
         if w is None:
             continue
-        for k in ("waited", "late", "moved"):
-            total[k] += w.stats[k]
+        for k in ("waited", "late", "moved", "rerouted"):
+            total[k] += w.stats.get(k, 0)
         total["interrupted"] += w.sw.to_dict()["interrupted"]
     assert all(v > 0 for v in total.values()), total
+
+
+def test_reroute_waiting_moves_a_booking_to_a_returning_server():
+    """Two whole-model servers of one session each: b waits for a's cache on server 0
+    while server 1 is away; server 1 joins at 1 s, and b moves there (it starts now and
+    finishes earlier) with reroute_waiting, and keeps its booking without."""
+    d = {"model": {"name": "m", "num_blocks": 2, "block_gb": 1.0, "cache_gb": 0.5},
+         "servers": [{"name": f"s{j}", "memory_gb": 3.25, "decode_ms": 500.0,
+                      "prefill_ms": 1000.0} for j in range(2)],
+         "clients": [{"name": "c"}], "rtt_ms": [[0.0, 0.0]],
+         "workload": {"input_tokens": 1, "output_tokens": 3, "requests": [0]}}
+    sc = scenario_from_dict(d)
+    place = [{"server": j, "first_block": 0, "num_blocks": 2} for j in range(2)]
+    for reroute in (False, True):
+        sw = Swarm(sc, placement=place, planned_requests=1, reroute_waiting=reroute,
+                   block_counts=[2, 2])
+        sw.leave(1, 0.0)
+        a = sw.route(0, 0.0)
+        b = sw.route(0, 0.5)
+        assert (a.servers, b.servers, b.start_s) == ([0], [0], 4.0)
+        sw.join(1, 1.0)
+        ups = sw.take_updates()
+        if reroute:
+            assert [(u.session, u.servers, u.start_s, u.finish_s, u.wait_s) for u in ups] == \
+                [(b.session, [1], 1.0, 5.0, 0.5)]
+        else:
+            assert ups == [] and sw.session(b.session)["servers"] == [0]
+        assert sw._engine.check() is None
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=40)
+def test_cg_join_counts_the_free_session_slots(seed):
+    """On a loaded swarm a re-joining server takes the window the pure-Python rule gives
+    when each holder's session slots count less the sessions' worth of cache booked on it."""
+    rng = np.random.default_rng(seed)
+    sc = swarm_scenario(rng) if seed % 2 else online_scenario(rng)
+    R = int(rng.integers(1, 6))
+    try:
+        sw = Swarm(sc, planned_requests=R)
+    except ValidationError:
+        return
+    for i in range(int(rng.integers(0, 6 * R + 1))):
+        sw.route(int(rng.integers(sc.num_clients)), 0.0)
+    j = int(rng.choice(np.flatnonzero(sw.placement.num_blocks > 0)))
+    sw.leave(j, 1.0)
+    pl, used = sw.placement, sw._engine.cache_used.tolist()
+    want = naive.join_window(sc, pl.first_block.tolist(), pl.num_blocks.tolist(), j,
+                             "cg-bprr", R, list(sw._join_rank), used)
+    assert sw.join(j, 2.0) == want
+
+
+@pytest.mark.parametrize("j", [5, 6, 7])
+def test_load_moves_a_joining_slice_to_the_booked_up_blocks(j):
+    """Clustered, |R| = 20 (A100s on [0, 55) and [15, 70), slices on 4-block windows at
+    both ends): with 60 sessions booked the A100s have no free session slots, so a slice
+    re-joining goes to blocks 15-18, covered only by the two booked-up A100s, instead of
+    the window it left at the tail, which the load-blind rule picks (the thinnest idle
+    coverage)."""
+    sc = clustered()
+    sw = Swarm(sc, planned_requests=20)
+    sw.leave(j, 0.0)
+    for i in range(60):
+        sw.route(i % 3, 0.0)
+    pl = sw.placement
+    blind = naive.join_window(sc, pl.first_block.tolist(), pl.num_blocks.tolist(), j,
+                              "cg-bprr", 20, list(sw._join_rank))
+    a, m = sw.join(j, 1.0)
+    assert (a, m) == (15, 4) and blind[0] > 50
+    idle = Swarm(sc, planned_requests=20)
+    idle.leave(j, 0.0)
+    assert idle.join(j, 1.0) == blind
 
 
 # ------------------------------------------------------------------------------------------
@@ -386,7 +488,7 @@ def test_petals_policy_leaves_back_off_to_the_caller():
     assert sw.route(0, 3.0).start_s == 3.0
 
 
-def test_jffc_has_its_slot_but_needs_the_chain_method():
+def test_jffc_needs_a_chain_method_and_bad_policies_are_refused():
     with pytest.raises(ValidationError, match="jffc"):
         Swarm(clustered(), policy="jffc")
     with pytest.raises(ValidationError, match="'policy'"):
@@ -491,8 +593,9 @@ def test_rebalance_cg_re_plans_on_the_servers_alive():
 @given(st.integers(0, 2**32 - 1))
 @settings(max_examples=30)
 def test_rebalance_petals_is_petals_check(seed):
-    """Each server runs PETALS's should_choose_other_blocks (index order): the moves equal
-    a pure-Python port's, and the weakest block never gets weaker."""
+    """Each server runs PETALS's should_choose_other_blocks, the servers and each check's
+    passes in random orders from the seeded stream (PETALS's np.random.shuffle): the moves
+    equal a pure-Python port's drawing the same orders."""
     rng = np.random.default_rng(seed)
     sc = online_scenario(rng)
     S, L = sc.num_servers, sc.num_blocks
@@ -502,7 +605,8 @@ def test_rebalance_petals_is_petals_check(seed):
                policy="petals")
     thr = sc.server_throughput(m)
     ref_first = list(sw.placement.first_block)
-    want = naive.petals_rebalance(ref_first, list(m), list(thr), L, list(range(S)), 0.75)
+    want = naive.petals_rebalance(ref_first, list(m), list(thr), L, list(range(S)), 0.75,
+                                  naive.ShuffleStream(sw._shuffle_key))
     out = sw.rebalance(1.0)
     assert [(mv["server"], mv["first_block"]) for mv in out.moves] == want
     assert sw._engine.check() is None

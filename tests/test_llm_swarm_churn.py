@@ -32,13 +32,13 @@ def twin_of(sc, res, churn=None):
                           churn=churn)
 
 
-def run(sc, method, seed, churn, n=50):
+def run(sc, method, seed, churn, n=50, reroute=False):
     rng = np.random.default_rng(seed)
     return simulate(sc, method, rate_per_s=float(rng.uniform(0.2, 5)), num_requests=n,
-                    seed=seed, churn=churn, planned_requests=2)
+                    seed=seed, churn=churn, planned_requests=2, reroute_waiting=reroute)
 
 
-def churn_twin_args(sc, res, method):
+def churn_twin_args(sc, res, method, reroute=False):
     """The churn dict the twin needs: the same key the simulator drew, the join rule."""
     rule = ONLINE_METHODS[method][0]
     planned = res.planned_requests
@@ -53,19 +53,13 @@ def churn_twin_args(sc, res, method):
                   else petals_block_counts(sc))
         d = dict(rule="petals", counts=counts.tolist(), R=planned or 1, rank=rank)
     d.update(mtbf_ms=res.churn.mtbf_s * 1000, mttr_ms=res.churn.mttr_s * 1000,
-             key=res.churn.key)
+             key=res.churn.key, reroute=reroute)
     return d
 
 
-@given(st.integers(0, 2**32 - 1), st.sampled_from(CHURN_METHODS),
-       st.sampled_from(["20", "3:1", "0.5:0.5"]))
-@settings(max_examples=30)
-def test_churn_kernel_equals_pure_python_twin(seed, method, churn):
-    rng = np.random.default_rng(seed)
-    sc = online_scenario(rng)
-    res = run(sc, method, seed, churn)
+def assert_twin(sc, res, method, reroute=False):
     start, end, _, retries, routes, events, out = twin_of(
-        sc, res, churn=churn_twin_args(sc, res, method))
+        sc, res, churn=churn_twin_args(sc, res, method, reroute))
     assert [res.route(r) for r in range(res.workload.num_requests)] == routes
     assert np.array_equal(np.isnan(res.start_s), np.isnan(start))
     assert np.allclose(res.start_s * 1000, start, rtol=1e-12, atol=1e-9, equal_nan=True)
@@ -80,6 +74,31 @@ def test_churn_kernel_equals_pure_python_twin(seed, method, churn):
     assert res.churn.lost_tokens == out["lost_tokens"]
     assert res.churn.availability == pytest.approx(
         out["up_ms"] / (out["horizon_ms"] * sc.num_servers), rel=1e-9)
+    return out
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(CHURN_METHODS),
+       st.sampled_from(["20", "3:1", "0.5:0.5"]), st.booleans())
+@settings(max_examples=30)
+def test_churn_kernel_equals_pure_python_twin(seed, method, churn, reroute):
+    rng = np.random.default_rng(seed)
+    sc = online_scenario(rng)
+    reroute = reroute and ONLINE_METHODS[method][1] == "ws-rr"
+    assert_twin(sc, run(sc, method, seed, churn, reroute=reroute), method, reroute)
+
+
+def test_load_aware_join_and_reroute_equal_the_twin_where_they_act():
+    """Loaded clustered runs where repaired servers join a busy swarm (CG-BP's join counts
+    the free session slots) and, with reroute_waiting, waiting bookings move: the kernel
+    equals the twin decision by decision, and the bookings did move."""
+    sc = clustered()
+    moved = 0
+    for seed in range(3):
+        for reroute in (False, True):
+            res = simulate(sc, "cg-bprr", rate_per_s=2.0, num_requests=80, seed=seed,
+                           churn="300:100", planned_requests=10, reroute_waiting=reroute)
+            moved += assert_twin(sc, res, "cg-bprr", reroute)["moved"]
+    assert moved > 0
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from(CHURN_METHODS))

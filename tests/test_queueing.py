@@ -183,6 +183,22 @@ def test_saturation_capacity_against_overloaded_simulation(n, k, speeds, probs):
     cap, _ = saturation_capacity(n, k, np.array(speeds), np.array(probs))
     lam, N = 1.5 * cap, 400_000
     m = simulate(ForkJoin(n, k, lam, speeds, None, probs), N, seed=3, warmup_fraction=0.0,
-                 batches=2)
+                 batches=2, transient=True)
+    assert not m.extra["stable"] and not m.extra["steady_state"]
     measured = 1.0 / (2 * m.mean_response / N + 1.0 / lam)
     assert cap == pytest.approx(measured, rel=0.02)
+
+
+@given(st.integers(2, 40), st.lists(st.floats(0.05, 20.0), min_size=1, max_size=3),
+       st.integers(0, 10 ** 6))
+@settings(max_examples=40)
+def test_fork_join_slope_is_finite_for_any_mix(n, speeds, seed):
+    """The cancellation-free form of the k = n slope: finite, positive, and one speed gives
+    the two-job recursion (large speed ratios made the earlier form overflow to NaN)."""
+    from distalloc.queueing.approx import fork_join_light_traffic_slope
+    mu = np.array(speeds)
+    p = np.random.default_rng(seed).dirichlet(np.ones(mu.size))
+    b0 = fork_join_light_traffic_slope(n, mu, p)
+    assert np.isfinite(b0) and b0 > 0
+    one = fork_join_light_traffic_slope(n, mu[:1], np.ones(1))
+    assert one == pytest.approx(light_traffic_slope(n, n), rel=1e-6)

@@ -305,8 +305,8 @@ def _cmd_llm_compare(args) -> int:
     from distalloc.llm.simulation import ONLINE_METHODS, simulate
     sc = _scenario(args)
     spec = args.methods
-    if spec is None:   # the chain methods do not take churn (yet)
-        spec = "cg-bprr,petals" if args.churn is not None else "cg-bprr,petals,chains"
+    if spec is None:
+        spec = "cg-bprr,petals,chains"
     methods = [m.strip() for m in spec.split(",")]
     for m in methods:
         if m not in ONLINE_METHODS:
@@ -529,7 +529,7 @@ def add_parser(sub) -> None:
     _add_online_options(cmp_)
     cmp_.add_argument("--methods", default=None, metavar="M1,M2,...",
                       help=f"methods among {', '.join(ONLINE_METHODS)} "
-                      "(default cg-bprr,petals,chains; cg-bprr,petals with --churn)")
+                      "(default cg-bprr,petals,chains)")
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")

@@ -1,11 +1,30 @@
-"""``distalloc queue``: approx, exact, simulate, tradeoff, optimize (SPEC 4.2, 3.x)."""
+"""``distalloc queue``: approx, exact, simulate, tradeoff, optimize (SPEC 4.2, 3.x).
+
+Every command decides stability first (distalloc.queueing.stability) and refuses an
+unstable system with one line; work whose estimated time or memory is out of range is
+refused before it starts, naming the estimate and the option that allows it.  Warnings
+raised while computing are held back: dropped if the command fails (only its one-line
+error is printed), otherwise printed to stderr after the result, never on stdout.
+"""
 from __future__ import annotations
 
-
+import contextlib
+import sys
+import warnings
 
 from distalloc.cli._common import Parser, floats, print_json
 
 __all__ = ["add_parser"]
+
+
+@contextlib.contextmanager
+def _held_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        text = str(w.message).splitlines()[0] if str(w.message) else w.category.__name__
+        print(f"distalloc: warning: {text}", file=sys.stderr)
 
 
 def _fork_join(args):
@@ -30,49 +49,60 @@ def _print_metrics(d: dict) -> None:
 
 def _cmd_queue(args) -> int:
     from distalloc.queueing import approximate, exact, simulate
-    system = _fork_join(args)
-    if args.command == "approx":
-        m = approximate(system)
-    elif args.command == "exact":
-        m = exact(system, max_jobs=args.max_jobs, tail_tol=args.tail_tol)
-    else:
-        m = simulate(system, args.jobs, seed=args.seed, replications=args.replications)
-    d = m.to_dict()
-    if args.json:
-        print_json(d)
-    else:
-        _print_metrics(d)
+    with _held_warnings():
+        system = _fork_join(args)
+        if args.command == "approx":
+            m = approximate(system, max_seconds=args.max_seconds)
+        elif args.command == "exact":
+            m = exact(system, max_jobs=args.max_jobs, tail_tol=args.tail_tol,
+                      max_memory_gb=args.max_memory_gb)
+        else:
+            m = simulate(system, args.jobs, seed=args.seed, replications=args.replications,
+                         transient=args.transient, max_seconds=args.max_seconds)
+        d = m.to_dict()
+        if args.json:
+            print_json(d)
+        else:
+            if d.get("steady_state") is False:
+                print("# not a steady state: " + ("rate >= saturation throughput, a transient "
+                                                  "study" if not d.get("stable") else
+                                                  "the batch means trend upwards"))
+            _print_metrics(d)
     return 0
 
 
 def _cmd_queue_tradeoff(args) -> int:
     from distalloc.queueing import tradeoff
-    system = _fork_join(args)
-    t = tradeoff(system, args.points, method=args.method)
-    if args.json:
-        print_json(t.to_dict())
-    else:
-        print(f"{'p(fast)':>8} {'E[N]':>10} {'E[T]':>10} {'energy/job':>12}")
-        for p, n_, t_, e in zip(t.switch_prob, t.mean_jobs, t.mean_response, t.energy_per_job):
-            print(f"{p:8.3f} {n_:10.4g} {t_:10.4g} {e:12.5g}")
-    if args.plot:
-        from distalloc.plots import tradeoff_curve
-        tradeoff_curve(t, args.plot, title=f"({system.servers},{system.needed}) fork-join, "
-                       f"rate {system.rate:g}")
+    with _held_warnings():
+        system = _fork_join(args)
+        kw = {"num_jobs": args.jobs} if args.method == "simulate" else {}
+        t = tradeoff(system, args.points, method=args.method, max_seconds=args.max_seconds,
+                     **kw)
+        if args.json:
+            print_json(t.to_dict())
+        else:
+            print(f"{'p(fast)':>8} {'E[N]':>10} {'E[T]':>10} {'energy/job':>12}")
+            for p, n_, t_, e in zip(t.switch_prob, t.mean_jobs, t.mean_response,
+                                    t.energy_per_job):
+                print(f"{p:8.3f} {n_:10.4g} {t_:10.4g} {e:12.5g}")
+        if args.plot:
+            from distalloc.plots import tradeoff_curve
+            tradeoff_curve(t, args.plot, title=f"({system.servers},{system.needed}) "
+                           f"fork-join, rate {system.rate:g}")
     return 0
 
 
 def _cmd_queue_optimize(args) -> int:
     from distalloc.queueing import optimize
-    system = _fork_join(args)
-    o = optimize(system, max_jobs=args.max_jobs, max_response=args.max_response,
-                 max_energy=args.max_energy)
-    if args.json:
-        print_json(o.to_dict())
-    else:
-        _print_metrics(o.to_dict())
+    with _held_warnings():
+        system = _fork_join(args)
+        o = optimize(system, max_jobs=args.max_jobs, max_response=args.max_response,
+                     max_energy=args.max_energy)
+        if args.json:
+            print_json(o.to_dict())
+        else:
+            _print_metrics(o.to_dict())
     return 0
-
 
 
 # ------------------------------------------------------------------------------------------
@@ -83,39 +113,69 @@ def add_parser(sub) -> None:
     q_sub = queue.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def system_options(q):
-        q.add_argument("--servers", type=int, required=True, metavar="n")
-        q.add_argument("--needed", type=int, required=True, metavar="k")
-        q.add_argument("--rate", type=float, required=True, metavar="λ")
-        q.add_argument("--speeds", default="1", metavar="µ1,µ2", help="service rates (default 1)")
-        q.add_argument("--powers", default=None, metavar="P1,P2", help="busy powers (default 1 each)")
+        q.add_argument("--servers", type=int, required=True, metavar="n",
+                       help="cores n (each job forks one task per core), 1..10^6")
+        q.add_argument("--needed", type=int, required=True, metavar="k",
+                       help="tasks a job needs (the other n - k are cancelled)")
+        q.add_argument("--rate", type=float, required=True, metavar="λ",
+                       help="job arrival rate (Poisson), jobs per unit time")
+        q.add_argument("--speeds", default="1", metavar="µ1,µ2",
+                       help="service rate of each speed level (default: 1)")
+        q.add_argument("--powers", default=None, metavar="P1,P2",
+                       help="busy power of each level (default: 1 each)")
         q.add_argument("--probs", default=None, metavar="p1,p2",
-                       help="speed-level probabilities (default uniform)")
-        q.add_argument("--idle-power", type=float, default=0.0, metavar="P0")
+                       help="probability of each level per (core, job) (default: uniform)")
+        q.add_argument("--idle-power", type=float, default=0.0, metavar="P0",
+                       help="power of an idle core (default: 0)")
         q.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def max_seconds(q, default):
+        q.add_argument("--max-seconds", type=float, default=default, metavar="S",
+                       help=f"refuse work estimated to take longer (default: {default:g})")
 
     for name, helptext in (("approx", "closed-form approximation"),
                            ("exact", "truncated Markov chain (small systems)"),
                            ("simulate", "compiled simulation with confidence intervals")):
         q = q_sub.add_parser(name, help=helptext)
         system_options(q)
+        if name == "approx":
+            max_seconds(q, 60.0)
         if name == "exact":
             q.add_argument("--max-jobs", type=int, default=None, metavar="N",
-                           help="truncation level (default: doubled until the tail is small)")
-            q.add_argument("--tail-tol", type=float, default=1e-8)
+                           help="truncation level (default: from the load, grown until the "
+                                "tail mass is below --tail-tol)")
+            q.add_argument("--tail-tol", type=float, default=1e-8, metavar="ε",
+                           help="largest stationary mass at the truncation (default: 1e-8)")
+            q.add_argument("--max-memory-gb", type=float, default=4.0, metavar="GB",
+                           help="refuse chains estimated to need more memory (default: 4)")
         if name == "simulate":
-            q.add_argument("--jobs", type=int, default=1_000_000, metavar="N")
-            q.add_argument("--replications", type=int, default=1, metavar="R")
-            q.add_argument("--seed", type=int, default=0)
+            q.add_argument("--jobs", type=int, default=1_000_000, metavar="N",
+                           help="jobs per replication, 10%% warm-up (default: 10^6)")
+            q.add_argument("--replications", type=int, default=1, metavar="R",
+                           help="independent replications; 1: batch means (default: 1)")
+            q.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+            q.add_argument("--transient", action="store_true",
+                           help="run an unstable system anyway (a transient study; the "
+                                "output says steady_state: false)")
+            max_seconds(q, 3600.0)
         q.set_defaults(func=_cmd_queue)
     q = q_sub.add_parser("tradeoff", help="E[N]-energy curve over the fast-level probability")
     system_options(q)
-    q.add_argument("--points", type=int, default=21)
-    q.add_argument("--method", choices=["approx", "exact", "simulate"], default="approx")
-    q.add_argument("--plot", default=None, metavar="FILE")
+    q.add_argument("--points", type=int, default=21,
+                   help="values of p(fast) from 0 to 1 (default: 21)")
+    q.add_argument("--method", choices=["approx", "exact", "simulate"], default="approx",
+                   help="how each point is computed (default: approx)")
+    q.add_argument("--jobs", type=int, default=200_000, metavar="N",
+                   help="jobs per point with --method simulate (default: 200000)")
+    q.add_argument("--plot", default=None, metavar="FILE", help="save the curve as a PNG")
+    max_seconds(q, 600.0)
     q.set_defaults(func=_cmd_queue_tradeoff)
     q = q_sub.add_parser("optimize", help="minimum-energy speed mix under a latency bound")
     system_options(q)
-    q.add_argument("--max-jobs", type=float, default=None, metavar="N")
-    q.add_argument("--max-response", type=float, default=None, metavar="T")
+    q.add_argument("--max-jobs", type=float, default=None, metavar="N",
+                   help="minimise energy per job subject to E[N] <= N")
+    q.add_argument("--max-response", type=float, default=None, metavar="T",
+                   help="minimise energy per job subject to E[T] <= T")
     q.add_argument("--max-energy", type=float, default=None, metavar="E",
                    help="instead: minimise E[N] subject to energy per job <= E")
+    q.set_defaults(func=_cmd_queue_optimize)

@@ -8,7 +8,8 @@ CG-BPRR (:func:`cg_bprr`), the PETALS baseline (:func:`petals`) and the exact MI
 Calibration of the model's constants from measurements of a real swarm (SPEC 1.11):
 :func:`calibrate`, :func:`apply_profile`.
 Online: :class:`Swarm`, the engine a scheduler embeds (route, finish, leave, join,
-rebalance), which the simulator drives too.
+rebalance; policies WS-RR, PETALS and JFFC on composed chains), which the simulator drives
+too; :func:`compiled_dispatch`, a user's chain dispatch rule compiled with Numba (SPEC 5.2).
 
 Reference: T. Sun, T. He, B. Ji, P. Parag, "Optimizing Resource Allocation for
 Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884 (2025).
@@ -16,6 +17,7 @@ Geographically-Distributed Inference by Large Language Models", arXiv 2512.21884
 from distalloc.llm.calibrate import (Calibration, Measurement, Profile, apply_profile, calibrate,
                                     load_profile, predict, read_measurements)
 from distalloc.llm.chains import Chain, ChainComposition, compose_chains, gbp_cr, gca
+from distalloc.llm.dispatch import compiled_dispatch
 from distalloc.llm.jffc import jffc_bounds
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.model import Placement, RouteMetrics, evaluate_routes
@@ -36,6 +38,7 @@ __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlaceme
            "plan", "solve_milp", "theorem2_bound_ms", "Swarm", "Assignment", "Rebalance",
            # chain composition (SPEC 1.10)
            "Chain", "ChainComposition", "compose_chains", "gbp_cr", "gca", "jffc_bounds",
+           "compiled_dispatch",
            # calibration (SPEC 1.11)
            "calibrate", "Calibration", "Measurement", "Profile", "apply_profile", "load_profile",
            "predict", "read_measurements"]

@@ -3,23 +3,24 @@ response time and the discrete-event simulation (SPEC 1.10; 2604.14993 §3.2).
 
 JFFC: an arrival takes a free slot on its client's fastest chain that has one (with client
 groups, its group's chains first: :mod:`distalloc.llm.chain_groups`), else it waits in one
-central FCFS queue; a finishing job's slot goes to the head of the queue; no migration.  The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
-(shared with the online engine); ``chain_kernels.simulate_jffc`` is the event loop.
+central FCFS queue; a finishing job's slot goes to the head of the queue; no migration.
+The rule itself is ``_jffc_arrive``/``_jffc_complete`` in ``kernels/llm_core.pxd``
+(shared with the online engine); the event loop is the online engine's
+(``swarm_kernels.simulate``, see :mod:`distalloc.llm.swarm_chains`).
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from distalloc._compiled import chain_kernels
 from distalloc._validation import ValidationError, check_count, check_number
 from distalloc.llm.limits import MAX_COUNT
 from distalloc.llm.chains import (DEFAULT_TARGET_LOAD, ChainComposition, compose_chains)
 from distalloc.llm.scenario import Scenario
 from distalloc.llm.simulation import SimulationResult
+from distalloc.llm.swarm_chains import chain_times_ms
 from distalloc.llm.workload import Workload
 
 __all__ = ["jffc_bounds", "jffc_bounds_arrays", "simulate_chains", "chain_times_ms",
@@ -116,20 +117,6 @@ def jffc_bounds(service_rates_per_s: Sequence[float], capacities: Sequence[int],
 # ------------------------------------------------------------------------------------------
 # Simulation
 # ------------------------------------------------------------------------------------------
-def chain_times_ms(scenario: Scenario, comp: ChainComposition) -> tuple[np.ndarray, np.ndarray]:
-    """(prefill_ms, token_ms), clients x chains: chain k's time to first token and per-token
-    time for a job of client c (SPEC 1.1)."""
-    C, K = scenario.num_clients, len(comp.chains)
-    servers = np.array([j for ch in comp.chains for j in ch.servers], dtype=np.int64)
-    blocks = np.array([k for ch in comp.chains for k in ch.blocks], dtype=np.float64)
-    starts = np.cumsum([0] + [len(ch.servers) for ch in comp.chains])[:-1]
-    pre = scenario.prefill_rtt_ms[:, servers] + blocks * scenario.prefill_ms[servers]
-    tok = scenario.rtt_ms[:, servers] + blocks * scenario.decode_ms[servers]
-    pre = np.add.reduceat(pre, starts, axis=1) if K else np.zeros((C, 0))
-    tok = np.add.reduceat(tok, starts, axis=1) if K else np.zeros((C, 0))
-    return np.ascontiguousarray(pre), np.ascontiguousarray(tok)
-
-
 def chain_groups_arrays(comp: ChainComposition) -> tuple[np.ndarray, np.ndarray]:
     """(home, client_group) for the JFFC kernels: the group each chain was composed for
     (-1 shared) and each client's group (-1 none); both empty without client groups."""
@@ -145,23 +132,36 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
                     design_rate_per_s: float | None = None,
                     composition: ChainComposition | None = None,
                     client_groups: Any = "auto",
-                    service: str = "model", **unknown: Any) -> SimulationResult:
+                    service: str = "model", churn: tuple[float, float] | None = None,
+                    churn_key: int = 0, max_attempts: int = 10_000, dispatch: Any = None,
+                    **unknown: Any) -> SimulationResult:
     """Serve ``workload`` by JFFC on the chains of ``method`` ('chains' or 'jffc-whole').
 
-    Called by :func:`distalloc.llm.simulate` (which draws the workload and the service
-    factors); see it for the parameters.  The chains are composed for the realised client
-    mix and ``design_rate_per_s`` (default: the workload's rate), unless ``composition`` is
-    given; chains are composed and ranked for the workload's mean output length (l̄_out of
-    the paper; the scenario's static length for Poisson workloads).  Job r of client c on
-    chain k runs (prefill + (l_out,r - 1) x per-token time) x
-    factor[r]; the factor is 1, the log-normal noise, and/or an Exp(1) job size.
+    Called by :func:`distalloc.llm.simulate` (which draws the workload, the service
+    factors and the churn key); see it for the parameters.  The chains are composed for
+    the realised client mix and ``design_rate_per_s`` (default: the workload's rate),
+    unless ``composition`` is given; chains are composed and ranked for the workload's mean
+    output length (l̄_out of the paper; the scenario's static length for Poisson
+    workloads).  Job r of client c on chain k runs (prefill + (l_out,r - 1) x per-token
+    time) x factor[r]; the factor is 1, the log-normal noise, and/or an Exp(1) job size.
     ``client_groups`` ('auto', 'one', 'each' or a label per client) is passed to
     :func:`~distalloc.llm.chains.compose_chains`.
+
+    The event loop is the online engine's (``swarm_kernels.simulate`` around the 'jffc'
+    engine of :func:`~distalloc.llm.swarm_chains.chain_engine`), so every decision is the
+    one :class:`~distalloc.llm.Swarm` makes: an arrival takes a free slot by JFFC (or the
+    user's ``dispatch`` score) or waits in the central queue, a completion hands its slot
+    to the queue's head; with ``churn`` (MTBF s, MTTR s) a failure removes the chains
+    through the server (their jobs re-routed, progress lost) and a repair re-joins by the
+    chain method's rule.
     """
     if unknown:
         raise ValidationError(f"Unknown option '{sorted(unknown)[0]}' for the chain methods "
                               f"(reservation, target_load, placement, design_rate_per_s, "
                               f"client_groups).")
+    from distalloc.llm.simulation import run_event_loop
+    from distalloc.llm.swarm_chains import chain_engine
+    mean_tokens = float(np.mean(workload.output_tokens))
     if composition is None:
         counts = np.bincount(workload.client, minlength=scenario.num_clients)
         rate = (design_rate_per_s if design_rate_per_s is not None else workload.rate_per_s)
@@ -171,35 +171,16 @@ def simulate_chains(scenario: Scenario, method: str, workload: Workload, factor:
         composition = compose_chains(scenario, method, reservation=reservation,
                                      rate_per_s=rate, target_load=target_load,
                                      placement=placement, client_weights=counts / counts.sum(),
-                                     output_tokens=float(np.mean(workload.output_tokens)),
+                                     output_tokens=mean_tokens,
                                      client_groups=client_groups)
     comp = composition
-    pre, tok = chain_times_ms(scenario, comp)
-    rank = np.ascontiguousarray(pre + (np.mean(workload.output_tokens) - 1) * tok)
-    cap = np.array([ch.capacity for ch in comp.chains], dtype=np.int64)
-    home, client_group = chain_groups_arrays(comp)
-    N = workload.num_requests
-    start, end, first_tok, wait = (np.empty(N) for _ in range(4))
-    chain = np.empty(N, dtype=np.int64)
-    t0 = time.perf_counter()
-    events = chain_kernels.simulate_jffc(
-        cap, rank, home, client_group, pre, tok,
-        np.ascontiguousarray(workload.arrival_s * 1000.0),
-        workload.client, workload.output_tokens, np.ascontiguousarray(factor, dtype=np.float64),
-        delay_s * 1000.0, start, end, first_tok, wait, chain)
-    wall = time.perf_counter() - t0
-    lengths = np.array([len(ch.servers) for ch in comp.chains], dtype=np.int64)
-    offs = np.concatenate(([0], np.cumsum(lengths)))
-    flat = np.array([j for ch in comp.chains for j in ch.servers], dtype=np.int64)
-    served = chain >= 0
-    path_offset = np.where(served, offs[np.maximum(chain, 0)], -1)
-    path_len = np.where(served, lengths[np.maximum(chain, 0)], 0)
+    engine = chain_engine(scenario, comp, rank_tokens=mean_tokens, dispatch=dispatch)
     extra = {**{k: v for k, v in comp.to_dict().items() if k != "chains"},
              "service": service}
-    return SimulationResult(method, workload, comp.placement, None, delay_s, start / 1000.0,
-                            end / 1000.0, first_tok / 1000.0, wait / 1000.0,
-                            np.zeros(N, dtype=np.int64), path_offset, path_len, flat,
-                            int(events), wall, extra=extra)
+    if dispatch is not None:
+        extra["dispatch"] = str(dispatch)
+    return run_event_loop(scenario, method, engine, workload, factor, delay_s,
+                          comp.placement, None, extra, churn, churn_key, max_attempts)
 
 
 def response_curve(scenario: Scenario, workload: Workload, factor: np.ndarray,

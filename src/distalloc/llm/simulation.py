@@ -361,7 +361,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
              max_attempts: int = 10_000, time_limit_s: float = 60.0,
              workload: Workload | None = None, churn: Any = None,
              service: str = "model", trace_format: str | None = None,
-             max_memory_gb: float | None = None, **chain_options: Any) -> SimulationResult:
+             max_memory_gb: float | None = None, dispatch: Any = None,
+             reroute_waiting: bool = False, **chain_options: Any) -> SimulationResult:
     """Simulate online serving of ``scenario`` with ``method``.
 
     Parameters
@@ -395,7 +396,14 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         are re-routed at once (their progress lost and counted), and a repaired server
         re-joins by the method's rule (CG-BP's window rule, or PETALS's weakest window).
         With churn a request that finds no live chain is retried with the back-off below
-        instead of being dropped.  Not for the chain methods (yet).
+        instead of being dropped (the chain methods: it waits in JFFC's central queue).
+        The chain methods: a failure removes every chain through the server, a repair
+        re-joins by the chain method's rule (GCA on the slots no chain reserves, see
+        :class:`~distalloc.llm.Swarm`).
+    reroute_waiting : bool
+        WS-RR routing only: when a server re-joins, route the sessions still waiting for
+        cache again (booking order) and move those that finish strictly earlier (off by
+        default; see the README's churn section for what it measured).
     service : {'model', 'exponential'}
         'model': service times from the performance model (times the noise factor);
         'exponential': each job's time is additionally multiplied by an Exp(1) work draw
@@ -405,7 +413,11 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
         'chains' and 'jffc-whole' only (:func:`distalloc.llm.jffc.simulate_chains`):
         ``reservation`` (int or 'auto'), ``target_load`` ρ̄, ``placement`` (GCA on it),
         ``design_rate_per_s`` (the rate the chains are composed for; default the
-        workload's).
+        workload's), ``client_groups``.
+    dispatch : CompiledCallback, optional
+        the chain methods only: a user's dispatch score
+        (:func:`distalloc.llm.compiled_dispatch`) instead of JFFC's built-in choice among
+        the chains with a free slot.
     trace_format : {'azure', 'burstgpt', 'mooncake'}, optional
         columns of the trace (default: detected; see :mod:`distalloc.llm.workload`).
     max_memory_gb : float, optional
@@ -455,9 +467,15 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
                               f"{', '.join(SERVICE_MODELS)}. Got {describe(service)} instead.")
     memory_limit = max_memory_limit(max_memory_gb)
     churn_s = parse_churn(churn)
-    if churn_s is not None and ONLINE_METHODS[method][1] == "jffc":
-        raise ValidationError(f"The 'churn' parameter applies to the methods served by the "
-                              f"online engine, not {method!r} (its JFFC slot is not wired yet).")
+    if reroute_waiting and ONLINE_METHODS[method][1] != "ws-rr":
+        raise ValidationError(f"The 'reroute_waiting' parameter applies only to the methods "
+                              f"with WS-RR routing, not {method!r}.")
+    if dispatch is not None:
+        if ONLINE_METHODS[method][1] != "jffc":
+            raise ValidationError(f"The 'dispatch' parameter applies only to the chain methods "
+                                  f"(chains, jffc-whole), not {method!r}.")
+        from distalloc.llm.dispatch import compiled_dispatch
+        dispatch = compiled_dispatch(dispatch)
     rng = as_generator(seed)
     if workload is None:
         planned_n = num_requests if num_requests is not None else (
@@ -483,7 +501,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     if routing == "jffc":   # chain composition + JFFC (SPEC 1.10): distalloc.llm.jffc
         from distalloc.llm.jffc import simulate_chains
         return simulate_chains(scenario, method, workload, factor, delay_s, service=service,
-                               **chain_options)
+                               churn=churn_s, churn_key=churn_key, max_attempts=max_attempts,
+                               dispatch=dispatch, **chain_options)
     if chain_options:
         raise ValidationError(f"Option '{sorted(chain_options)[0]}' applies only to the "
                               f"chain methods (chains, jffc-whole), not {method!r}.")
@@ -502,6 +521,19 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     _check_serves_someone(scenario, method, placement, budget, workload)
     engine = make_engine(scenario, placement, policy=routing,
                          **_join_rule_for(scenario, rule, planned, info))
+    engine.reroute_waiting = bool(reroute_waiting)
+    return run_event_loop(scenario, method, engine, workload, factor, delay_s, placement,
+                          planned, info, churn_s, churn_key, max_attempts)
+
+
+def run_event_loop(scenario: Scenario, method: str, engine: Any, workload: Workload,
+                   factor: np.ndarray, delay_s: float, placement: Placement,
+                   planned: int | None, extra: dict[str, Any], churn_s, churn_key: int,
+                   max_attempts: int) -> SimulationResult:
+    """Run the compiled event loop (``swarm_kernels.simulate``) around a fresh ``engine``
+    and wrap its outputs (shared by every method, the chain methods included)."""
+    N = workload.num_requests
+    routing = ONLINE_METHODS[method][1]
     mtbf_s, mttr_s = churn_s if churn_s is not None else (0.0, 0.0)
     start = np.empty(N)
     end = np.empty(N)
@@ -514,7 +546,8 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     t0 = time.perf_counter()
     chains, events, log, lost_ms, lost_tokens, up_ms, horizon_ms = swarm_kernels.simulate(
         engine, np.ascontiguousarray(workload.arrival_s * 1000.0), workload.client,
-        workload.output_tokens, factor, delay_s * 1000.0, BACKOFF_BASE_S * 1000.0,
+        workload.output_tokens, np.ascontiguousarray(factor, dtype=np.float64),
+        delay_s * 1000.0, BACKOFF_BASE_S * 1000.0,
         BACKOFF_CAP_S * 1000.0, max_attempts, mtbf_s * 1000.0, mttr_s * 1000.0, churn_key,
         start, end, first_tok, wait, retries, interruptions, offset, plen)
     wall = time.perf_counter() - t0
@@ -530,7 +563,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
                            up_ms / (horizon_ms * scenario.num_servers) if horizon_ms > 0 else 1.0)
     return SimulationResult(method, workload, placement, planned, delay_s, start / 1000.0,
                             end / 1000.0, first_tok / 1000.0, wait / 1000.0, retries, offset,
-                            plen, chains, int(events), wall, extra=info,
+                            plen, chains, int(events), wall, extra=extra,
                             interruptions=interruptions, churn=churn_info)
 
 

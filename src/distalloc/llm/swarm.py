@@ -28,23 +28,28 @@ from distalloc.llm.scenario import Scenario
 __all__ = ["Swarm", "Assignment", "Rebalance", "SWARM_METHODS", "SWARM_POLICIES"]
 
 #: placement method -> the join/rebalance rule it brings
-SWARM_METHODS = {"cg-bprr": "cg-bp", "petals": "petals"}
-#: routing policies; 'jffc' (join the fastest free chain, SPEC 1.10) has its slot in the
-#: engine's per-policy dispatch and is not wired in yet
+SWARM_METHODS = {"cg-bprr": "cg-bp", "petals": "petals", "chains": "chains",
+                 "jffc-whole": "chains"}
+#: routing policies: WS-RR, PETALS's Dijkstra, JFFC on composed chains (SPEC 1.10)
 SWARM_POLICIES = ("ws-rr", "petals", "jffc")
+CHAIN_METHODS = ("chains", "jffc-whole")
 PETALS_BALANCE_QUALITY = 0.75
 
 
 @dataclass(frozen=True)
 class Assignment:
     """Where a session goes: its id, its chain (server indices in order), when it starts
-    (``start_s`` = decision time + ``wait_s``) and its predicted finish (seconds)."""
+    (``start_s`` = decision time + ``wait_s``) and its predicted finish (seconds).
+
+    Under the ``jffc`` policy a session that waits in the central queue has a predicted
+    chain and start (None, and ``servers`` [], when the jobs ahead include late ones); it
+    is given a chain only when a slot is handed to it (:meth:`Swarm.take_updates`)."""
 
     session: int
     servers: list[int]
-    start_s: float
-    finish_s: float
-    wait_s: float
+    start_s: float | None
+    finish_s: float | None
+    wait_s: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return {"session": self.session, "servers": self.servers, "start_s": self.start_s,
@@ -67,6 +72,14 @@ class Rebalance:
 
 def _ms_to_s(x: float) -> float | None:
     return None if x == math.inf else x / 1000.0
+
+
+def _assignment(sid: int, chain: list[int], start_ms: float, end_ms: float,
+                decided_ms: float) -> Assignment:
+    if start_ms == math.inf:
+        return Assignment(sid, [], None, None, None)
+    return Assignment(sid, chain, start_ms / 1000.0, _ms_to_s(end_ms),
+                      (start_ms - decided_ms) / 1000.0)
 
 
 def placement_from_any(scenario: Scenario, placement: Any) -> Placement:
@@ -117,9 +130,11 @@ def make_engine(scenario: Scenario, placement: Placement, *, policy: str, join_r
                 balance_quality: float = PETALS_BALANCE_QUALITY) -> Any:
     """The compiled engine on ``placement`` (shared by :class:`Swarm` and the simulator).
 
-    ``join_rule`` ('cg-bp' or 'petals') and ``join_blocks`` (blocks each server takes when
-    it joins) are the placement method's; ``join_rank`` orders the servers holding blocks
-    as PETALS's join order did (default: by index); ``planned_requests`` is CG-BP's |R|.
+    ``join_rule`` ('cg-bp', 'petals' or 'chains') and ``join_blocks`` (blocks each server
+    takes when it joins) are the placement method's; ``join_rank`` orders the servers
+    holding blocks as PETALS's join order did (default: by index); ``planned_requests``
+    is CG-BP's |R|.  Policy 'jffc' needs its chains next
+    (:func:`distalloc.llm.swarm_chains.chain_engine` does both).
     """
     S = scenario.num_servers
     p_alpha, p_beta = petals_costs(scenario)
@@ -143,24 +158,42 @@ class Swarm:
     scenario : Scenario
     placement : Placement or list of {server, first_block, num_blocks}, optional
         the blocks each server hosts; default: the method's placement of ``scenario``.
-    method : {'cg-bprr', 'petals'}
+        With a chain method, GCA composes the chains on it (shared by every client).
+    method : {'cg-bprr', 'petals', 'chains', 'jffc-whole'}
         the placement rule, also used when a server joins and by :meth:`rebalance`:
-        CG-BP (conservative block counts for |R| planned sessions, its greedy window rule)
-        or PETALS (fixed-cache block counts, the weakest window by throughput, random join
-        order from ``seed``).
-    policy : {'ws-rr', 'petals'}
-        routing: WS-RR (shortest request time plus the wait for cache; the session is
-        booked at once and starts when its chain has the cache) or PETALS's Dijkstra
-        (rtt/2 + 18 ms per hop, +10 s where a server lacks free cache; a chain without
-        free cache is not booked: :meth:`route` returns None and the caller backs off,
-        1, 2, 4 ... 60 s, as PETALS clients do).  'jffc' has its slot in the engine's
-        per-policy dispatch and is not wired in yet.
+        CG-BP (conservative block counts for |R| planned sessions, its greedy window rule),
+        PETALS (fixed-cache block counts, the weakest window by throughput, random join
+        order from ``seed``), or chain composition (SPEC 1.10: GBP-CR + GCA, the
+        reservation c searched at ``rate_per_s`` unless given; 'jffc-whole': every server
+        holding the whole model is a chain of one).
+    policy : {'ws-rr', 'petals', 'jffc'}, optional
+        routing (default: 'jffc' for the chain methods, else 'ws-rr'): WS-RR (shortest
+        request time plus the wait for cache; the session is booked at once and starts when
+        its chain has the cache), PETALS's Dijkstra (rtt/2 + 18 ms per hop, +10 s where a
+        server lacks free cache; a chain without free cache is not booked: :meth:`route`
+        returns None and the caller backs off, 1, 2, 4 ... 60 s, as PETALS clients do), or
+        JFFC (the chain methods only: the fastest chain with a free slot, else the central
+        FCFS queue).
     planned_requests : int, optional
         CG-BP's |R| (default: the scenario's request set size).
     block_counts : array of int, optional
-        blocks each server takes when it joins (default: the method's rule).
+        blocks each server takes when it joins (default: the method's rule; the chain
+        methods: GBP-CR's m_j(c)).
     seed : int or Generator
-        PETALS's random join order.
+        draws PETALS's random join order (when the placement is not given), then the
+        stream of PETALS's random re-choice orders (:meth:`rebalance`).
+    reservation, rate_per_s, target_load, client_groups : chain methods only
+        passed to :func:`~distalloc.llm.chains.compose_chains` (reservation c or 'auto',
+        the design rate λ, default the scenario's, ρ̄, the client grouping).
+    dispatch : CompiledCallback, optional
+        policy 'jffc' only: a user's dispatch score
+        (:func:`~distalloc.llm.compiled_dispatch`) instead of JFFC's choice among the
+        chains with a free slot.
+    reroute_waiting : bool
+        policy 'ws-rr' only: when capacity appears (:meth:`join`, :meth:`rebalance`),
+        route every session booked but not started yet again, in booking order, and move
+        it if it finishes strictly earlier (off by default: it did not help under churn,
+        see the README).
 
     Notes
     -----
@@ -172,12 +205,31 @@ class Swarm:
     it was first planned nor before the previous call; None while it waits for a late
     session), so the cache of sessions that have started is never over-booked.  A session
     counts as started once a call comes after its ``start_s``.  Finishing a session that
-    was still waiting for a late one cancels it.
+    was still waiting for a late one cancels it.  A waiting session keeps its chain when
+    capacity appears, unless ``reroute_waiting``: then at a join or a rebalance every
+    session booked but not started yet is routed again as if it arrived then, and moves to
+    the new chain if it finishes strictly earlier there (:meth:`take_updates` reports it).
+
+    JFFC (SPEC 1.10): each chain k reserves c_k job slots on its servers.  An arrival
+    takes a free slot of the fastest chain for its client (its client group's chains
+    first) and starts at once; when every chain is full it waits in one central FCFS
+    queue: :meth:`route` then returns its predicted chain and start (JFFC replayed on the
+    predicted finishes of the jobs running: each finishing job hands its slot to the
+    queue's head; None while that needs a late job's finish).  The decision is taken when a
+    slot frees: :meth:`finish` gives the slot to the queue's head, which starts then, on
+    that chain (no migration); :meth:`take_updates` returns the sessions started so.  A
+    late job holds its slot until its finish.  :meth:`leave` removes every chain through
+    the server (its jobs are interrupted; queued jobs stay queued); :meth:`join` places
+    the server by the chain method's rule and adds the chains GCA finds on the slots no
+    chain reserves (the queue's head jobs take them); :meth:`rebalance` re-runs GBP-CR on
+    the servers alive (the chains through moved servers go) and GCA on the free slots.
 
     Cost: :meth:`route` is O(chain) when the client's cheapest chain has free cache, else
     one block-ordered DP over the placement, O(S + sum_j m_j) plus the sessions of servers
-    short of cache; :meth:`finish` O(chain x sessions per server); :meth:`leave` and
-    :meth:`join` O(S + L) plus the window rule (O(sum_j m_j + L m)), no re-plan.
+    short of cache (JFFC: O(K / 64), plus O((R + Q) log R) for a prediction after other
+    events; R running, Q queued); :meth:`finish` O(chain x sessions per server);
+    :meth:`leave` and :meth:`join` O(S + L) plus the window rule (O(sum_j m_j + L m); JFFC:
+    (L - m + 1) GCA runs on the servers with free slots), no re-plan.
 
     Examples
     --------
@@ -190,22 +242,41 @@ class Swarm:
     """
 
     def __init__(self, scenario: Scenario, placement: Any = None, method: str = "cg-bprr",
-                 policy: str = "ws-rr", *, planned_requests: int | None = None,
+                 policy: str | None = None, *, planned_requests: int | None = None,
                  block_counts: Sequence[int] | None = None, seed: Any = 0,
-                 balance_quality: float = PETALS_BALANCE_QUALITY):
+                 balance_quality: float = PETALS_BALANCE_QUALITY,
+                 reservation: Any = "auto", rate_per_s: float | None = None,
+                 target_load: float | None = None, client_groups: Any = "auto",
+                 dispatch: Any = None, reroute_waiting: bool = False):
         if not isinstance(scenario, Scenario):
             raise ValidationError(f"The 'scenario' parameter must be a Scenario. "
                                   f"Got {type(scenario).__name__} instead.")
         if method not in SWARM_METHODS:
             raise ValidationError(f"The 'method' parameter must be one of "
                                   f"{', '.join(SWARM_METHODS)}. Got {method!r} instead.")
+        chained = method in CHAIN_METHODS
+        if policy is None:
+            policy = "jffc" if chained else "ws-rr"
         if policy not in SWARM_POLICIES:
             raise ValidationError(f"The 'policy' parameter must be one of "
                                   f"{', '.join(SWARM_POLICIES)}. Got {policy!r} instead.")
-        if policy == "jffc":
-            raise ValidationError("The 'policy' parameter 'jffc' is not wired into the online "
-                                  "engine yet; use 'ws-rr' or 'petals' (the chain methods "
-                                  "run in simulate(method='chains')).")
+        if chained != (policy == "jffc"):
+            raise ValidationError(
+                f"The 'policy' parameter 'jffc' goes with the chain methods (chains, "
+                f"jffc-whole), and they with it. Got method {method!r} and policy "
+                f"{policy!r} instead.")
+        if not chained:
+            if reroute_waiting and policy != "ws-rr":
+                raise ValidationError("The 'reroute_waiting' parameter applies only to the "
+                                      f"'ws-rr' policy. Got policy {policy!r} instead.")
+            given = [k for k, v in (("reservation", reservation != "auto"),
+                                    ("rate_per_s", rate_per_s is not None),
+                                    ("target_load", target_load is not None),
+                                    ("client_groups", client_groups != "auto"),
+                                    ("dispatch", dispatch is not None)) if v]
+            if given:
+                raise ValidationError(f"The '{given[0]}' parameter applies only to the chain "
+                                      f"methods (chains, jffc-whole), not {method!r}.")
         S = scenario.num_servers
         R = (scenario.num_requests if planned_requests is None else
              check_number(planned_requests, "planned_requests", low=1, integer=True))
@@ -213,7 +284,21 @@ class Swarm:
         rng = as_generator(seed)
         rule = SWARM_METHODS[method]
         rank = None
-        if placement is None:
+        comp = None
+        if chained:
+            from distalloc.llm.chains import DEFAULT_TARGET_LOAD, compose_chains
+            from distalloc.llm.dispatch import compiled_dispatch
+            if dispatch is not None:
+                dispatch = compiled_dispatch(dispatch)
+            comp = compose_chains(scenario, method, reservation=reservation,
+                                  rate_per_s=rate_per_s,
+                                  target_load=(DEFAULT_TARGET_LOAD if target_load is None
+                                               else target_load),
+                                  placement=(None if placement is None else
+                                             placement_from_any(scenario, placement)),
+                                  client_groups=client_groups)
+            placement = comp.placement
+        elif placement is None:
             if rule == "cg-bp":
                 cg = cg_bp_placement(scenario, R)
                 if not cg.feasible:
@@ -229,10 +314,7 @@ class Swarm:
                 rank[order] = np.arange(S)
         else:
             placement = placement_from_any(scenario, placement)
-        if block_counts is None:
-            counts = (conservative_block_counts(scenario, R) if rule == "cg-bp"
-                      else petals_block_counts(scenario))
-        else:
+        if block_counts is not None:
             counts = np.asarray([check_number(x, f"block_counts[{j}]", low=0,
                                               high=scenario.num_blocks, integer=True)
                                  for j, x in enumerate(block_counts)], dtype=np.int64)
@@ -243,15 +325,31 @@ class Swarm:
                 j = int(np.flatnonzero(scenario.block_gb * counts > scenario.usable_memory_gb)[0])
                 raise ValidationError(f"'block_counts[{j}]' = {counts[j]} blocks do not fit "
                                       f"server {j}'s usable memory.")
+        elif chained:
+            from distalloc.llm.swarm_chains import chain_join_blocks
+            counts = chain_join_blocks(scenario, comp)
+        else:
+            counts = (conservative_block_counts(scenario, R) if rule == "cg-bp"
+                      else petals_block_counts(scenario))
         self.scenario = scenario
         self.method = method
         self.policy = policy
         self.planned_requests = R
+        self.composition = comp
+        self.dispatch = dispatch
         self._join_rank = np.arange(S, dtype=np.float64) if rank is None else rank
-        self._engine = make_engine(scenario, placement, policy=policy, join_rule=rule,
-                                   join_blocks=counts, join_rank=self._join_rank,
-                                   planned_requests=R,
-                                   balance_quality=quality)
+        self._shuffle_key = int(rng.integers(0, 2**63))
+        if chained:
+            from distalloc.llm.swarm_chains import chain_engine
+            self._engine = chain_engine(scenario, comp, rank_tokens=float(scenario.output_tokens),
+                                        join_blocks=counts, dispatch=dispatch)
+        else:
+            self._engine = make_engine(scenario, placement, policy=policy, join_rule=rule,
+                                       join_blocks=counts, join_rank=self._join_rank,
+                                       planned_requests=R,
+                                       balance_quality=quality)
+        self._engine.seed_shuffle(self._shuffle_key)
+        self._engine.reroute_waiting = bool(reroute_waiting)
         self._now_s = 0.0
         self._num_clients = scenario.num_clients
         self._max_tokens = scenario.output_tokens
@@ -301,7 +399,10 @@ class Swarm:
         Assignment or None
             None when the session cannot be booked now: no live chain covers every block
             (or the request is larger than a server's whole cache), or, under the PETALS
-            policy, the chosen chain lacks free cache (retry after a back-off).
+            policy, the chosen chain lacks free cache (retry after a back-off).  Under
+            JFFC never None: a session that finds every chain full waits in the central
+            queue (``wait_s`` > 0, its chain and start predicted, None if unknown; it
+            starts when :meth:`finish` hands it a slot, see :meth:`take_updates`).
 
         Raises
         ------
@@ -320,6 +421,8 @@ class Swarm:
         now_ms = now * 1000.0
         status, sid, chain, start_ms, end_ms = self._engine.route(c, lo, now_ms)
         self._now_s = now
+        if status == swarm_kernels.ROUTE_QUEUED_CODE:
+            return _assignment(sid, chain, start_ms, end_ms, now_ms)
         if status != 0:
             return None
         wait = (start_ms - now_ms) / 1000.0
@@ -337,7 +440,8 @@ class Swarm:
     def finish(self, session: int, now_s: float) -> None:
         """Session ``session`` ended at ``now_s``: release its cache.  A late finish
         (after the predicted ``finish_s``) holds the cache until ``now_s`` and moves the
-        sessions booked behind it.
+        sessions booked behind it.  JFFC: its slot goes to the queue's head, which starts
+        now (:meth:`take_updates`); finishing a queued session cancels it.
 
         Raises
         ------
@@ -349,10 +453,23 @@ class Swarm:
         self._engine.finish(sid, now * 1000.0)
         self._now_s = now
 
+    def take_updates(self) -> list[Assignment]:
+        """The sessions a decision after their routing set, since the last call, each once
+        with its current state: JFFC's queued sessions that were handed a slot (by
+        :meth:`finish`, :meth:`join` or :meth:`rebalance`; ``start_s`` is when, on
+        ``servers``), and WS-RR's waiting bookings moved to a chain that finishes them
+        earlier when capacity appeared (:meth:`join`, :meth:`rebalance`).  ``wait_s``
+        counts from the session's routing.  Sessions over since are left out.  A late
+        finish's moves of ``start_s`` are not decisions and show in :meth:`session` only."""
+        eng = self._engine
+        return [_assignment(sid, chain, start, end, eng.routed_ms(sid))
+                for sid, chain, start, end in eng.take_updates()]
+
     def leave(self, server: int, now_s: float) -> list[int]:
         """Server ``server`` left at ``now_s``: it holds no blocks and no cache any more.
         Returns the sessions that lost it (released everywhere; re-route or re-queue them,
-        their progress is lost)."""
+        their progress is lost).  JFFC: every chain through it is gone (the sessions are
+        its running jobs; queued sessions stay queued)."""
         j = self._index(server, "server", self.scenario.num_servers)
         now = self._time(now_s)
         if not self._engine.alive[j]:
@@ -364,9 +481,14 @@ class Swarm:
 
     def join(self, server: int, now_s: float) -> tuple[int, int]:
         """Server ``server`` (one that left) joins at ``now_s`` and picks its blocks by the
-        method's rule against the current coverage: CG-BP's window rule on the capacity
-        and amortised time of the servers holding blocks now (credited in CG-BP's order),
-        or PETALS's weakest window by throughput.  Returns (first_block, num_blocks)."""
+        method's rule against the current coverage and load: CG-BP's window rule on the
+        free session slots and amortised time of the servers holding blocks now (credited
+        in CG-BP's order; a server's slots count less the sessions' worth of cache booked
+        on it), PETALS's weakest window by throughput, or, for the chain methods, GBP-CR's
+        m_j(c) blocks at the window where GCA on the slots no chain reserves adds the most
+        service rate (the chains it finds are added, the queue's head jobs take them).
+        WS-RR with ``reroute_waiting``: the sessions still waiting are then routed again
+        (:meth:`take_updates`).  Returns (first_block, num_blocks)."""
         j = self._index(server, "server", self.scenario.num_servers)
         now = self._time(now_s)
         if self._engine.alive[j]:
@@ -377,15 +499,19 @@ class Swarm:
         return out
 
     def rebalance(self, now_s: float) -> Rebalance:
-        """Re-run the method's rule (PETALS's periodic re-choice of blocks; CG-BP's re-plan
-        on the servers alive now) and move the servers it says.  A server that moves loses
-        its sessions (reported in ``interrupted``)."""
+        """Re-run the method's rule (PETALS's periodic re-choice of blocks, servers in a
+        random order from the seeded stream; CG-BP's re-plan on the servers alive now; the
+        chain methods: GBP-CR at the composition's c on the servers alive, then GCA on the
+        free slots) and move the servers it says.  A server that moves loses its sessions
+        (reported in ``interrupted``; JFFC: the chains through it go)."""
         now = self._time(now_s)
         eng = self._engine
+        sc = self.scenario
         if self.method == "petals":
             moves, lost = eng.rebalance_petals(now * 1000.0)
+        elif self.method in CHAIN_METHODS:
+            moves, lost = self._rebalance_chains(now)
         else:
-            sc = self.scenario
             alive = eng.alive.astype(bool)
             masked = replace(sc, memory_gb=np.where(alive, sc.memory_gb, sc.reserve_gb))
             cg = cg_bp_placement(masked, self.planned_requests)
@@ -397,6 +523,26 @@ class Swarm:
         self._now_s = now
         return Rebalance([{"server": j, "first_block": a, "num_blocks": m} for j, a, m in moves],
                          lost.tolist())
+
+    def _rebalance_chains(self, now: float):
+        from distalloc.llm.chain_types import whole_model_placement
+        from distalloc.llm.chains import _gbp_cr
+        comp, sc, eng = self.composition, self.scenario, self._engine
+        alive = eng.alive.astype(bool)
+        masked = replace(sc, memory_gb=np.where(alive, sc.memory_gb, sc.reserve_gb))
+        owner = None
+        if comp.method == "jffc-whole":
+            pl = whole_model_placement(masked)
+        elif comp.reservation is None:          # GCA on a given placement: keep it
+            pl = self.placement
+        else:
+            groups = comp.client_groups
+            if groups is None:                  # pragma: no cover - GBP-CR always has one
+                raise ValidationError("no client grouping to re-run GBP-CR with")
+            pl = _gbp_cr(masked, int(comp.reservation), comp.rate_per_s, comp.target_load,
+                         groups)
+            owner = pl.owner
+        return eng.set_placement(pl.first_block, pl.num_blocks, now * 1000.0, owner)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -414,7 +560,23 @@ class Swarm:
 
     @property
     def num_sessions(self) -> int:
+        """Sessions in progress (JFFC: running or queued)."""
         return int(self._engine.nactive)
+
+    @property
+    def queue(self) -> list[int]:
+        """JFFC: the sessions waiting in the central queue, head first ([] otherwise)."""
+        return self._engine.queue()
+
+    @property
+    def chains(self) -> list[dict[str, Any]]:
+        """JFFC: the live chains, {chain, servers, blocks, capacity, busy, service_s}
+        (``service_s``: T_k as the composition costs it; chains keep their index while
+        they live) ([] otherwise)."""
+        return [{"chain": int(k), "servers": srv, "blocks": blk, "capacity": int(cap),
+                 "busy": int(busy), "service_s": cost / 1000.0}
+                for k, srv, blk, cap, busy, cost, _ in self._engine.chains()] \
+            if self.policy == "jffc" else []
 
     @property
     def free_cache_gb(self) -> np.ndarray:
@@ -434,12 +596,13 @@ class Swarm:
     def to_dict(self) -> dict[str, Any]:
         """The state (SPEC 5.1 contract keys): ``placement`` (``llm plan`` form),
         ``sessions`` in progress ({session, client, servers, start_s, finish_s}; None
-        while a session waits for a late one), ``free_cache_gb`` and ``alive`` per server,
-        plus ``now_s``, ``method``, ``policy``, ``planned_requests``, ``interrupted``
-        (sessions that lost a server so far) and ``lost_token_s`` (their serving time
-        lost)."""
+        while a session waits for a late one; JFFC's queued sessions with their predicted
+        chain and start), ``free_cache_gb`` and ``alive`` per server, plus ``now_s``,
+        ``method``, ``policy``, ``planned_requests``, ``interrupted`` (sessions that lost a
+        server so far) and ``lost_token_s`` (their serving time lost); JFFC adds
+        ``chains`` and ``queue``."""
         eng = self._engine
-        return {
+        d = {
             "method": self.method,
             "policy": self.policy,
             "now_s": self._now_s,
@@ -453,6 +616,10 @@ class Swarm:
             "interrupted": int(eng.interrupted),
             "lost_token_s": eng.lost_ms / 1000.0,
         }
+        if self.policy == "jffc":
+            d["chains"] = self.chains
+            d["queue"] = self.queue
+        return d
 
     def __repr__(self) -> str:
         return (f"Swarm({self.scenario.name!r}, method={self.method!r}, policy={self.policy!r}, "

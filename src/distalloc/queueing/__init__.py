@@ -6,9 +6,13 @@ trade-offs in Online Data-Intensive Applications", arXiv 2108.08199 (2021).
 """
 from distalloc.queueing.approx import approximate
 from distalloc.queueing.exact import exact
+from distalloc.queueing.grid import approximate_grid
 from distalloc.queueing.model import ForkJoin, QueueMetrics
+from distalloc.queueing.rules import SpeedRule, compiled_speed_rule
 from distalloc.queueing.simulation import simulate
+from distalloc.queueing.stability import Stability, UnstableError, stability
 from distalloc.queueing.tradeoff import OptimalMix, Tradeoff, optimize, tradeoff
 
-__all__ = ["ForkJoin", "QueueMetrics", "OptimalMix", "Tradeoff", "approximate", "exact",
-           "optimize", "simulate", "tradeoff"]
+__all__ = ["ForkJoin", "QueueMetrics", "OptimalMix", "SpeedRule", "Stability", "Tradeoff",
+           "UnstableError", "approximate", "approximate_grid", "compiled_speed_rule", "exact", "optimize",
+           "simulate", "stability", "tradeoff"]

@@ -57,22 +57,40 @@ still running, slow ones, completions lean to fast levels less than in a fresh r
 interpolate q = (1 - rho) q^0 + rho q^sat with q^sat the completion shares of n always-busy
 cores racing to k completions and restarting after each completion (a renewal race).
 
-Cost: O(k^2) for beta(0) (cached per (n, k)), O(k C(n + s - 1, s - 1) s) for the race with
-s speed levels; closed form otherwise.
+Stability is decided first, by :func:`distalloc.queueing.stability` (closed form, bounds
+or a measured saturated run), never by Lambda above: Lambda is an approximation (within 1%
+of the measured capacity for speed ratios up to ~4, but up to 14% high for ratios of 10 or
+more), used only inside the formula.  A stable system whose rate reaches Lambda is outside
+the formula's range and refused as such.
+
+Levels with equal speeds are merged for the timing computations (they differ only in
+power) and levels of probability 0 dropped; completion shares are split back per level.
+
+Cost: O(k^2) for beta(0) (cached per (n, k)), O(C(n + s, s) s) for the race with s distinct
+speeds (vectorised over the mixes of the cores still racing), O(80^2 s^2) for the k = n
+slope; closed form otherwise.  A call estimated over ``max_seconds`` is refused before it
+starts.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from functools import lru_cache
 
 import numpy as np
 
+from distalloc.queueing.mixes import (WORK_PER_SECOND, check_work, log_multinomial, race_k1,
+                                      race_tables, race_work)
 from distalloc._validation import ValidationError
 from distalloc.queueing.model import ForkJoin, QueueMetrics
+from distalloc.queueing.stability import QUICK_LOOKS, UnstableError, check_stable
 
 __all__ = ["approximate", "light_traffic_race", "light_traffic_slope",
-           "fork_join_light_traffic_slope", "heavy_traffic_constant", "saturation_capacity"]
+           "fork_join_light_traffic_slope", "heavy_traffic_constant", "saturation_capacity",
+           "approx_work", "DEFAULT_MAX_SECONDS", "LAGUERRE_ORDER"]
+
+#: default limit on the estimated time of one ``approximate`` call
+DEFAULT_MAX_SECONDS = 60.0
+LAGUERRE_ORDER = 80
 
 
 def _harmonic(m: int) -> float:
@@ -81,15 +99,17 @@ def _harmonic(m: int) -> float:
 
 @lru_cache(maxsize=4096)
 def light_traffic_slope(n: int, k: int) -> float:
-    """beta(0) = Lambda^2 dE[T]/dlambda at lambda = 0, single speed (scale free)."""
+    """beta(0) = Lambda^2 dE[T]/dlambda at lambda = 0, single speed (scale free).  O(k^2)."""
     mu = 1.0
     t0 = _harmonic(n) - _harmonic(n - k)
     f: dict[tuple[int, int], float] = {}
+    tail = [0.0] * (k + 1)                   # tail[b] = sum_{j=b}^{k-1} 1 / ((n - j) mu)
+    for j in range(k - 1, -1, -1):
+        tail[j] = tail[j + 1] + 1.0 / ((n - j) * mu)
     for a in range(k - 1, -1, -1):           # level of the earlier job P
         for b in range(a, -1, -1):           # level of the tagged job (never above P's)
             rp, rt = (n - a) * mu, (a - b) * mu
-            after_p = (f[(a + 1, b)] if a + 1 < k
-                       else sum(1.0 / ((n - j) * mu) for j in range(b, k)))
+            after_p = f[(a + 1, b)] if a + 1 < k else tail[b]
             after_t = f[(a, b + 1)] if rt > 0 else 0.0
             f[(a, b)] = (1.0 + rp * after_p + rt * after_t) / (rp + rt)
     d1 = sum((f[(i, 0)] - t0) / ((n - i) * mu) for i in range(k))
@@ -97,29 +117,40 @@ def light_traffic_slope(n: int, k: int) -> float:
 
 
 def fork_join_light_traffic_slope(n: int, speeds: np.ndarray, probs: np.ndarray,
-                                  order: int = 80) -> float:
+                                  order: int = LAGUERRE_ORDER) -> float:
     """beta(0) for k = n, any speed mix, exactly: without purging each core serves the
     earlier job's task, then the tagged job's, independently of the others, so with the
     earlier job arriving tau before, the tagged job's response is max_i Y_i with
     Y = (X_P - tau)^+ + X_T, and D_1 = int_0^inf dtau int_0^inf (G(x)^n - F_tau(x)^n) dx
     (G: task-time CDF, a hyperexponential; F_tau: the CDF of Y, a mixture of G and of
     hypoexponentials).  Gauss-Laguerre quadrature in both variables (relative error
-    ~1e-7; one speed reproduces light_traffic_slope(n, n), 11/8 for n = 2)."""
+    ~1e-7; one speed reproduces light_traffic_slope(n, n), 11/8 for n = 2).
+
+    Without cancellation: G - F_tau = sum_l q_l(tau) (G - H_l), q_l = p_l exp(-mu_l tau)
+    (the earlier task still running), and G - H_l = P(X <= x < X + E_l) = sum_l2 p_l2
+    b e^{-bx} (1 - e^{-(a-b)x}) / (a - b) (a = mu_l, b = mu_l2; b x e^{-bx} if a = b), so
+    G^n - F^n = G^n (1 - (1 - (G - F)/G)^n) by expm1/log1p.  ``speeds``/``probs``: levels
+    of probability 0 contribute nothing."""
     mu = np.asarray(speeds, dtype=float)
     p = np.asarray(probs, dtype=float)
     u, wts = np.polynomial.laguerre.laggauss(order)
-    x = u / mu.min()
-    wx = wts * np.exp(u) / mu.min()
+    mu_min = float(mu[p > 0].min())
+    x = u / mu_min
+    wx = wts * np.exp(u) / mu_min
     G = (p[None, :] * -np.expm1(-np.outer(x, mu))).sum(axis=1)
     a, b, xx = mu[:, None, None], mu[None, :, None], x[None, None, :]
-    same = np.isclose(a, b)
+    lo, gap_ab = np.minimum(a, b), np.abs(a - b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        hypo = np.where(same, 1 - np.exp(-a * xx) * (1 + a * xx),
-                        1 - (b * np.exp(-a * xx) - a * np.exp(-b * xx)) / np.where(same, 1.0, b - a))
-    H = (p[None, :, None] * hypo).sum(axis=1)                 # P(Exp(mu_l) + X <= x)
+        # b (e^{-bx} - e^{-ax}) / (a - b) = b e^{-min x} (1 - e^{-|a - b| x}) / |a - b|
+        term = np.where(gap_ab == 0, b * xx * np.exp(-b * xx),
+                        b * np.exp(-lo * xx) * -np.expm1(-gap_ab * xx)
+                        / np.where(gap_ab == 0, 1.0, gap_ab))
+    gap = (p[None, :, None] * term).sum(axis=1)               # G - H_l, shape (s, order)
     q = p[None, :] * np.exp(-np.outer(x, mu))                 # earlier task still running
-    F = (1 - q.sum(axis=1))[:, None] * G[None, :] + q @ H
-    d1 = float(((G[None, :] ** n - F ** n) @ wx) @ wx)
+    with np.errstate(divide="ignore"):
+        ratio = (q @ gap) / G[None, :]                        # (G - F_tau) / G
+        diff = G[None, :] ** n * -np.expm1(n * np.log1p(-ratio))
+    d1 = float((diff @ wx) @ wx)
     return d1 / float(np.sum(p / mu)) ** 2
 
 
@@ -177,96 +208,97 @@ def _relaxation(n: int, k: int) -> float:
     return 1.0 if k == n else 1.7 + 0.87 * k / (n - k + 1)
 
 
-@lru_cache(maxsize=4096)
-def _compositions(g: int, s: int) -> tuple[tuple[int, ...], ...]:
-    out = []
-    for cut in itertools.combinations(range(g + s - 1), s - 1):
-        parts, prev = [], -1
-        for c in (*cut, g + s - 1):
-            parts.append(c - prev - 1)
-            prev = c
-        out.append(tuple(parts))
-    return tuple(out)
-
-
 def light_traffic_race(n: int, k: int, speeds: np.ndarray, probs: np.ndarray,
-                       renewal: bool = False) -> tuple[float, np.ndarray]:
-    """(E[time to k-th completion], share of the k completions won by each level) for n
-    cores with i.i.d. speeds.  ``renewal=True``: a core that completes restarts at once with
-    a fresh speed (the saturated system), otherwise it stops (a lone job)."""
+                       ) -> tuple[float, np.ndarray]:
+    """(E[time to the k-th completion], share of the k completions won by each level) for a
+    lone job on n cores with i.i.d. speeds.  ``speeds``/``probs``: distinct speeds (levels
+    of probability 0 allowed).  The distribution over the mixes of the cores still racing
+    is advanced completion by completion (:func:`mixes.race_tables`)."""
     s = speeds.size
-    # distribution over mixes of the cores racing, advanced completion by completion
-    dist: dict[tuple[int, ...], float] = {}
-    for mix in _compositions(n, s):
-        pr = math.factorial(n)
-        for l in range(s):
-            pr = pr / math.factorial(mix[l]) * probs[l] ** mix[l]
-        if pr > 0:
-            dist[mix] = pr
+    tables = race_tables(n, s, k)
+    dist = np.exp(log_multinomial(tables[0][0], probs))
     t = 0.0
     wins = np.zeros(s)
-    for _ in range(k):
-        nxt: dict[tuple[int, ...], float] = {}
-        for mix, pr in dist.items():
-            rate = float(np.dot(mix, speeds))
-            t += pr / rate
-            for l in range(s):
-                if mix[l] == 0:
-                    continue
-                w = pr * mix[l] * speeds[l] / rate
-                wins[l] += w
-                base = list(mix)
-                base[l] -= 1
-                if renewal:
-                    for l2 in range(s):
-                        if probs[l2] > 0:
-                            m2 = list(base)
-                            m2[l2] += 1
-                            key = tuple(m2)
-                            nxt[key] = nxt.get(key, 0.0) + w * probs[l2]
-                else:
-                    key = tuple(base)
-                    nxt[key] = nxt.get(key, 0.0) + w
+    for step, (mixes, down) in enumerate(tables):
+        rate = mixes @ speeds
+        t += float(np.sum(dist / rate))
+        last = step == len(tables) - 1
+        nxt = None if last else np.zeros(len(tables[step + 1][0]))
+        for l in range(s):
+            w = dist * mixes[:, l] * speeds[l] / rate
+            wins[l] += float(np.sum(w))
+            if not last:
+                has = mixes[:, l] > 0
+                np.add.at(nxt, down[has, l], w[has])
         dist = nxt
     return t, wins / k
 
 
+def approx_work(n: int, k: int, s: int) -> float:
+    """Estimated steps of ``approximate`` with s distinct live speeds (for refusals; at
+    ~WORK_PER_SECOND steps per second)."""
+    if k == 1:
+        return race_work(n, 0, s) + s
+    slope = 0.5 * k * k
+    fork_join = LAGUERRE_ORDER ** 2 * s * s if k == n else 0.0
+    return race_work(n, k, s) + slope + fork_join / 50.0
+
+
 @lru_cache(maxsize=65536)
 def _mix_terms(n: int, k: int, speeds_key: bytes, probs_key: bytes):
-    """Everything that does not depend on the arrival rate, cached per (n, k, mix): the
-    saturation capacity and purge rate, the race (T_0, q^0), the task-time SCV under purging
-    and the saturated completion shares."""
+    """Everything that does not depend on the arrival rate, cached per (n, k, distinct
+    speeds, their probabilities): the approximate saturation capacity and purge rate, the
+    race (T_0, q^0), the task-time SCV under purging, the saturated completion shares and
+    beta(0)."""
     mu = np.frombuffer(speeds_key)
     p = np.frombuffer(probs_key)
-    live = p > 0
     capacity, purge_rate = saturation_capacity(n, k, mu, p)
-    t0, q0 = light_traffic_race(n, k, mu[live], p[live])
+    t0, q0 = light_traffic_race(n, k, mu, p)
     r = mu + purge_rate
     mean_d = float(np.sum(p / r))
     scv = 2.0 * float(np.sum(p / r ** 2)) / mean_d ** 2 - 1.0
     q_sat = p * mu / r
-    b0_fj = fork_join_light_traffic_slope(n, mu[live], p[live]) if k == n else math.nan
-    return capacity, purge_rate, t0, q0, scv, q_sat / q_sat.sum(), b0_fj
+    if k == n:
+        b0 = fork_join_light_traffic_slope(n, mu, p)
+    else:
+        b0 = light_traffic_slope(n, k) * (1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1))
+    return capacity, t0, q0, scv, q_sat / q_sat.sum(), b0
 
 
-def approximate(system: ForkJoin) -> QueueMetrics:
+def _per_level(system: ForkJoin, shares: np.ndarray, group: np.ndarray,
+               merged: np.ndarray) -> np.ndarray:
+    """Split shares of the distinct speeds back onto the levels, in proportion to p_l."""
+    q = np.zeros(system.num_levels)
+    live = group >= 0
+    q[live] = shares[group[live]] * system.probs[live] / merged[group[live]]
+    return q
+
+
+def approximate(system: ForkJoin, *,
+                max_seconds: float | None = DEFAULT_MAX_SECONDS) -> QueueMetrics:
     """Closed-form approximation of E[N], E[T], energy per job and mean power.
 
     Parameters
     ----------
     system : ForkJoin
         any (n, k), any number of speed levels.
+    max_seconds : float or None
+        refuse (before any work) if the estimated time exceeds this; None: no limit.
 
     Returns
     -------
     QueueMetrics
-        with ``load`` and the pieces ``light_traffic_response``, ``beta`` in ``extra``.
+        with ``load`` and the pieces ``saturation_load``, ``light_traffic_response``,
+        ``beta`` in ``extra``.
 
     Raises
     ------
+    UnstableError
+        the system is unstable (decided by :func:`stability`), or stable but at or beyond
+        the approximation's own capacity estimate (use simulate()).
     ValidationError
-        if the rate reaches the saturation capacity (purging lets a multi-speed system carry
-        more than SPEC 3.3's rho = 1; for one speed the two agree).
+        the estimated time exceeds ``max_seconds`` (e.g. hundreds of speed levels on many
+        cores: the race enumerates C(n + s - 1, s - 1) mixes).
 
     Notes
     -----
@@ -280,58 +312,39 @@ def approximate(system: ForkJoin) -> QueueMetrics:
     1.0
     """
     n, k, lam = system.servers, system.needed, system.rate
-    mu, p = system.speeds, system.probs
+    mu, pg, group = system.distinct
+    check_work(approx_work(n, k, mu.size) / WORK_PER_SECOND, f"approximate() of a ({n},{k}) "
+               f"system with {mu.size} distinct speed(s)", max_seconds)
+    st = check_stable(system, max_looks=QUICK_LOOKS)
     rho = system.load
-    live = p > 0
     if k == 1:
-        return _race_mg1(system)
-    capacity, purge_rate, t0, q0, scv, q_sat, b0_fork_join = _mix_terms(n, k, mu.tobytes(),
-                                                                         p.tobytes())
+        m1, m2, wins = race_k1(n, mu, pg)
+        resp = m1 + lam * m2 / (2.0 * (1.0 - lam * m1))
+        q = _per_level(system, wins, group, pg)
+        energy = system.energy_from_completions(q)
+        return QueueMetrics(method="approx", mean_jobs=lam * resp, mean_response=resp,
+                            energy_per_job=energy, mean_power=lam * energy,
+                            completion_fraction=q,
+                            extra={"load": rho, "saturation_load": lam * m1,
+                                   "light_traffic_response": m1, "beta": 1.0, "exact": True})
+    capacity, t0, q0, scv, q_sat, b0 = _mix_terms(n, k, mu.tobytes(), pg.tobytes())
     load = lam / capacity
     if load >= 1.0:
-        raise ValidationError(f"The system is unstable: rate {lam:g} >= saturation capacity "
-                              f"{capacity:.4g} jobs per unit time (n = {n}, k = {k}).")
+        raise UnstableError(
+            f"The approximation does not reach this load: rate {lam:.6g} >= its saturation "
+            f"estimate {capacity:.6g}, although the system is stable (saturation throughput "
+            f"{st.capacity:.6g} +- {st.capacity_ci:.2g}, {st.source}); use simulate().")
     b1 = heavy_traffic_constant(n, k, scv)
-    if k == n:
-        b0 = b0_fork_join
-    else:
-        b0 = light_traffic_slope(n, k) * (1.0 + 0.5 * (scv - 1.0) * (k - 1) / (n - 1))
     theta = _relaxation(n, k)
     beta = b1 + (b0 - b1) * (1.0 - load) / (1.0 - load + load / theta)
     resp = t0 + load / (1.0 - load) * beta / capacity
-    q = np.zeros(mu.size)
-    q[live] = (1.0 - load) * q0 + load * q_sat[live]
+    shares = (1.0 - load) * q0 + load * q_sat
+    q = _per_level(system, shares, group, pg)
     energy = system.energy_from_completions(q)
+    if not (math.isfinite(resp) and math.isfinite(energy)):
+        raise ValidationError(f"approximate() failed numerically for this system (E[T] "
+                              f"{resp!r}, energy {energy!r}); use simulate().")
     return QueueMetrics(method="approx", mean_jobs=lam * resp, mean_response=resp,
                         energy_per_job=energy, mean_power=lam * energy, completion_fraction=q,
                         extra={"load": rho, "saturation_load": load,
                                "light_traffic_response": t0, "beta": beta})
-
-
-def _race_mg1(system: ForkJoin) -> QueueMetrics:
-    """k = 1 exactly: all n cores race on the head job, the service time is Exp(sum of the
-    drawn rates) mixed over the multinomial speed mix, so the queue is M/G/1 and
-    Pollaczek-Khinchine gives E[T] (SPEC 3.2).  Winner shares: E[g_l mu_l / sum g mu]."""
-    n, lam = system.servers, system.rate
-    mu, p = system.speeds, system.probs
-    m1 = m2 = 0.0
-    q = np.zeros(mu.size)
-    for mix in _compositions(n, mu.size):
-        pr = math.factorial(n)
-        for l in range(mu.size):
-            pr = pr / math.factorial(mix[l]) * p[l] ** mix[l]
-        if pr == 0:
-            continue
-        rate = float(np.dot(mix, mu))
-        m1 += pr / rate
-        m2 += 2.0 * pr / rate ** 2
-        q += pr * np.asarray(mix) * mu / rate
-    if lam * m1 >= 1.0:
-        raise ValidationError(f"The system is unstable: rate {lam:g} >= 1 / E[S] = {1 / m1:.4g} "
-                              f"for the k = 1 race (n = {n}).")
-    resp = m1 + lam * m2 / (2.0 * (1.0 - lam * m1))
-    energy = system.energy_from_completions(q)
-    return QueueMetrics(method="approx", mean_jobs=lam * resp, mean_response=resp,
-                        energy_per_job=energy, mean_power=lam * energy, completion_fraction=q,
-                        extra={"load": system.load, "light_traffic_response": m1, "beta": 1.0,
-                               "exact": True})

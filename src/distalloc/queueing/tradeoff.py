@@ -10,7 +10,13 @@ from scipy.optimize import minimize
 
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.approx import approximate
+from distalloc.queueing.grid import approximate_grid
+from distalloc.queueing.mixes import check_work
 from distalloc.queueing.model import ForkJoin, QueueMetrics
+from distalloc.queueing.stability import SECONDS_PER_TASK, UnstableError
+
+#: default limit on the estimated time of one tradeoff() call
+DEFAULT_TRADEOFF_MAX_SECONDS = 600.0
 
 __all__ = ["Tradeoff", "tradeoff", "OptimalMix", "optimize"]
 
@@ -22,8 +28,8 @@ def _evaluate(system: ForkJoin, method: str, **kw) -> QueueMetrics | None:
                                        "simulate": simulate}[method]
     try:
         return fn(system, **kw)
-    except ValidationError:
-        return None  # unstable at this mix
+    except UnstableError:
+        return None  # unstable at this mix (or beyond the approximation's range)
 
 
 @dataclass(eq=False)
@@ -43,7 +49,8 @@ class Tradeoff:
                 "energy_per_job": clean(self.energy_per_job)}
 
 
-def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", **kw) -> Tradeoff:
+def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", *,
+             max_seconds: float | None = DEFAULT_TRADEOFF_MAX_SECONDS, **kw) -> Tradeoff:
     """The E[N]-energy curve of a two-level system as the probability p of the second
     (high) speed level goes from 0 to 1.
 
@@ -52,7 +59,31 @@ def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", **k
     system : ForkJoin
         two speed levels; its own ``probs`` are ignored.
     num_points : int
+        2 .. 10^6.
     method : {'approx', 'exact', 'simulate'}
+        'approx' runs :func:`approximate_grid` (one parallel kernel call).
+    max_seconds : float or None
+        refuse (before any work) if the estimated time exceeds this.
+    **kw
+        passed to :func:`exact` or :func:`simulate`.
+
+    Returns
+    -------
+    Tradeoff
+        NaN where the system is unstable at that mix (:func:`stability`) or the
+        approximation does not reach its load.
+
+    Raises
+    ------
+    ValidationError
+        not two levels, an unknown method, or an estimated time over ``max_seconds``.
+
+    Examples
+    --------
+    >>> from distalloc.queueing import ForkJoin, tradeoff
+    >>> t = tradeoff(ForkJoin(10, 5, 2.0, [1.0, 3.0], [1.0, 6.0]), 5)
+    >>> [round(float(x), 3) for x in t.mean_jobs[1:]]   # p = 0: all slow, unstable (NaN)
+    [2.587, 1.248, 0.777, 0.552]
     """
     if system.num_levels != 2:
         raise ValidationError(f"tradeoff() sweeps the switching probability of a two-level "
@@ -60,8 +91,24 @@ def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", **k
     if method not in ("approx", "exact", "simulate"):
         raise ValidationError(f"The 'method' parameter must be approx, exact or simulate. "
                               f"Got {method!r} instead.")
-    num_points = check_number(num_points, "num_points", low=2, integer=True)
+    num_points = check_number(num_points, "num_points", low=2, high=10 ** 6, integer=True)
     ps = np.linspace(0.0, 1.0, num_points)
+    if method == "approx":
+        if kw:
+            raise ValidationError(f"tradeoff(method='approx') takes no options. Got "
+                                  f"{sorted(kw)} instead.")
+        probs = np.column_stack([1.0 - ps, ps])
+        g = approximate_grid(system.servers, system.needed, system.speeds, system.powers,
+                             np.full(num_points, system.rate), probs, system.idle_power,
+                             max_seconds=max_seconds)
+        return Tradeoff(ps, g["mean_jobs"], g["mean_response"], g["energy_per_job"])
+    if method == "simulate":
+        jobs = kw.get("num_jobs", 1_000_000) * kw.get("replications", 1)
+        per_point = float(jobs) * system.servers * SECONDS_PER_TASK
+    else:
+        per_point = 1.0
+    check_work(per_point * num_points, f"tradeoff(method={method!r}) over {num_points} points",
+               max_seconds)
     out = np.full((3, num_points), np.nan)
     for i, p in enumerate(ps):
         m = _evaluate(system.with_probs([1.0 - p, p]), method, **kw)

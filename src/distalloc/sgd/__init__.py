@@ -8,7 +8,8 @@ Communication-Efficient Distributed Learning" (arXiv 2208.03134).
 from distalloc.sgd.aggregate import fastest_k_average
 from distalloc.sgd.fit import FitResult, fit_response_model, read_times
 from distalloc.sgd.models import (Empirical, Exponential, Heterogeneous, LogNormal, Pareto,
-                                  ResponseModel, ShiftedExponential, parse_model)
+                                  ResponseModel, ShiftedExponential, WithOverhead,
+                                  parse_model)
 from distalloc.sgd.order_stats import expected_order_statistics
 from distalloc.sgd.policies import (CompiledPolicy, KController, KPOLICY_SIGNATURE,
                                     compiled_policy, parse_policy)
@@ -19,8 +20,9 @@ from distalloc.sgd.schedule import Schedule, bound_schedule
 from distalloc.sgd.cluster import TrainResult, train
 
 __all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
-           "Heterogeneous", "Empirical", "parse_model", "Problem", "synthetic_regression",
-           "diabetes", "digits", "from_arrays", "load_problem", "SGDResult", "run",
+           "Heterogeneous", "Empirical", "WithOverhead", "parse_model", "Problem",
+           "synthetic_regression", "diabetes", "digits", "from_arrays", "load_problem",
+           "SGDResult", "run",
            "DivergenceError", "parse_policy", "Schedule", "bound_schedule",
            "fastest_k_average", "KController", "CompiledPolicy", "compiled_policy",
            "KPOLICY_SIGNATURE", "expected_order_statistics", "FitResult",

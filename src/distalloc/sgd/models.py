@@ -11,7 +11,7 @@ from scipy import integrate, optimize, special, stats
 from distalloc._validation import ValidationError, as_generator, check_number
 
 __all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
-           "Heterogeneous", "Empirical", "parse_model"]
+           "Heterogeneous", "Empirical", "WithOverhead", "parse_model"]
 
 
 class ResponseModel:
@@ -285,6 +285,45 @@ class Empirical(ResponseModel):
 
     def to_dict(self):
         return {"model": self.name, "num_samples": int(self.samples.size)}
+
+
+class WithOverhead(ResponseModel):
+    """``model`` plus a constant: X_i + ``overhead`` for every worker, so that an iteration
+    with k lasts X_(k) + overhead.  For a real master whose own work between iterations
+    (stepping, recording, dispatching the next round) takes ``overhead`` seconds: the
+    simulator's clock and the bound schedule's mu_k then price an iteration as the real
+    run pays it.  ``spec`` is ``BASE+OVERHEAD`` (for reading; not a ``--model`` string)."""
+
+    name = "with-overhead"
+
+    def __init__(self, model: ResponseModel, overhead: float):
+        if not isinstance(model, ResponseModel):
+            raise ValidationError(f"The 'model' parameter must be a ResponseModel. Got "
+                                  f"{type(model).__name__} instead.")
+        self.model = model
+        self.overhead = check_number(overhead, "overhead", low=0, high=1e300)
+
+    def sample(self, iterations, n, seed=0):
+        return self.model.sample(iterations, n, seed) + self.overhead
+
+    def cdf(self, x, n):
+        return self.model.cdf(np.asarray(x, dtype=float) - self.overhead, n)
+
+    def order_stat_mean(self, k, n):
+        return self.model.order_stat_mean(k, n) + self.overhead
+
+    def order_stat_means(self, n):
+        return self.model.order_stat_means(n) + self.overhead
+
+    def infinite_mean_reason(self, k, n):
+        return self.model.infinite_mean_reason(k, n)
+
+    @property
+    def spec(self):
+        return f"{self.model.spec}+{self.overhead!r}"
+
+    def to_dict(self):
+        return {"model": self.name, "base": self.model.to_dict(), "overhead": self.overhead}
 
 
 def parse_model(spec: str) -> ResponseModel:

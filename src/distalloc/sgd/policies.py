@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from distalloc._compiled import sgd_kernels
+from distalloc._callbacks import compiled_callback
 from distalloc._validation import ValidationError, check_number
 
 __all__ = ["KController", "CompiledPolicy", "compiled_policy", "parse_policy",
@@ -26,10 +27,11 @@ class CompiledPolicy:
 
     cfunc: Any
     name: str
+    addr: int = 0
 
     @property
     def address(self) -> int:
-        return int(self.cfunc.address)
+        return self.addr or int(self.cfunc.address)
 
     def __str__(self) -> str:
         return f"compiled:{self.name}"
@@ -52,7 +54,7 @@ def compiled_policy(f: Any, name: str | None = None) -> CompiledPolicy:
 
     Parameters
     ----------
-    f : numba.core.ccallback.CFunc
+    f : numba.core.ccallback.CFunc (or scipy.LowLevelCallable of that C signature)
     name : str, optional
         shown as the policy name ``compiled:NAME`` (default: the Python function's name).
 
@@ -70,20 +72,9 @@ def compiled_policy(f: Any, name: str | None = None) -> CompiledPolicy:
     >>> compiled_policy(fixed_10).name
     'fixed_10'
     """
-    from numba.core.ccallback import CFunc
-    from numba.core import types
-    expected = f"a numba.cfunc(\"{_NUMBA_SIGNATURE}\"), i.e. the C signature {KPOLICY_SIGNATURE}"
-    if not isinstance(f, CFunc):
-        what = (f"the plain Python function {getattr(f, '__name__', '?')!r}" if callable(f)
-                else f"{type(f).__name__} {f!r}"[:80])
-        raise ValidationError(f"A compiled k policy must be {expected}. Got {what} instead.")
-    sig = f._sig
-    want_args = (types.int64, types.float64, types.int64, types.int64, types.float64, types.int64)
-    if tuple(sig.args) != want_args or sig.return_type != types.int64:
-        raise ValidationError(f"A compiled k policy must be {expected}. Got a cfunc with "
-                              f"signature {sig.return_type}{tuple(map(str, sig.args))} instead."
-                              .replace("'", ""))
-    return CompiledPolicy(f, name or getattr(f._pyfunc, "__name__", "policy"))
+    cb = compiled_callback(f, numba_signature=_NUMBA_SIGNATURE, c_signature=KPOLICY_SIGNATURE,
+                           what="compiled k policy")
+    return CompiledPolicy(cb.owner, name or cb.name, cb.address)
 
 
 def parse_policy(spec: Any, workers: int) -> dict[str, Any]:

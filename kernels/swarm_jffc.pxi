@@ -1,0 +1,389 @@
+# The online engine's 'jffc' policy (SPEC 1.10, 5.1): chains with reserved slots, one
+# central FCFS queue, predictions for queued sessions, and the chain method's churn rules
+# (leave: the chains through a server go; join/rebalance: GCA on the slots no chain
+# reserves).  Module-level cdef functions on swarm_kernels.Engine, included into
+# swarm_kernels.pyx; every decision is llm_core's _jffc_* (the one copy of the rule) and
+# llm_core's _gca_run (the one copy of GCA).
+
+cdef int _jffc_advance(Engine self, double now) noexcept nogil:
+    """JFFC's late-finish rule: a running job whose predicted end passed without finish
+    is late (end inf): it holds its slot until finish, and the queued jobs' predictions
+    no longer count on it.  Jobs start only when a slot is handed to them, so nothing
+    else moves.  O(1) when no job is late."""
+    cdef int64_t s
+    self.prev_clock = self.clock_ms
+    self.clock_ms = now
+    while self.nheap > 0 and self.ht[0] < now:
+        s = self.hc[0] >> 1
+        if (self.ss[s].state == ST_ACTIVE and not self.ss[s].queued
+                and self.ss[s].end == self.ht[0]):
+            _heap_pop(self.ht, self.hc, &self.nheap)
+            if self._set_end(s, INFINITY) < 0:
+                return -1
+            self.pred_valid = False
+        else:
+            _heap_pop(self.ht, self.hc, &self.nheap)
+    return 0
+
+cdef int _jffc_start_job(Engine self, int64_t s, int64_t k, double now) noexcept nogil:
+    """Session s (client, lo, noise set) starts now on chain k: its cache is booked on
+    every server of the chain until its end."""
+    cdef int64_t c = self.ss[s].client
+    self.ss[s].chain = k
+    self.ss[s].pchain = -1
+    self.ss[s].queued = 0
+    self.pred_valid = False
+    return self._book_path(s, now, self.ch_pre[k * self.C + c], self.ch_tok[k * self.C + c],
+                           &self.ch_srv[self.ch_off[k]], self.ch_len[k])
+
+cdef int _jffc_route(Engine self, int64_t s, int64_t c, int64_t lo, double now,
+                     double noise) noexcept nogil:
+    """JFFC: the job takes the first free chain of its client's ranking (or the user
+    score's choice) and starts now, else it waits in the central FCFS queue
+    (ROUTE_QUEUED).  O(K / 64) (one score call per free chain with a score)."""
+    cdef int64_t k
+    if not self.js_ready:
+        return ROUTE_NO_CHAIN
+    self.ss[s].client = c
+    self.ss[s].lo = lo
+    self.ss[s].noise = noise
+    self.ss[s].chain = -1
+    self.ss[s].pchain = -1
+    self.ss[s].seq = self.seq
+    self.seq += 1
+    k = _jffc_arrive(&self.js, s, c)
+    if k == -2:
+        return -1
+    self.ss[s].state = ST_ACTIVE
+    self.nactive += 1
+    if k >= 0:
+        if _jffc_start_job(self, s, k, now) < 0:
+            return -1
+        return ROUTE_BOOKED
+    # every chain is full: in the queue, no cache held, start unknown until predicted
+    self.ss[s].queued = 1
+    self.ss[s].off = -1
+    self.ss[s].len = 0
+    self.ss[s].start = INFINITY
+    self.ss[s].planned = INFINITY
+    self.ss[s].end = INFINITY
+    self.ss[s].service = 0.0
+    self.ss[s].pre = 0.0
+    _predict_append(self, s)
+    return ROUTE_QUEUED
+
+cdef void _chain_remove(Engine self, int64_t k) noexcept nogil:
+    """Chain k takes no more jobs (its jobs are gone); its slots are free again."""
+    cdef Py_ssize_t q
+    for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+        self.reserved[self.ch_srv[q]] -= self.ch_cap[k] * self.ch_blk[q]
+    self.ch_cap[k] = 0
+    self.ch_live -= self.ch_len[k]
+    _jffc_remove(&self.js, k)
+    self.pred_valid = False
+
+cdef Py_ssize_t _chains_drop_server(Engine self, Py_ssize_t j, double now,
+                                    int64_t* out) noexcept nogil:
+    """Every chain through server j is removed and its running jobs are released (into
+    ``out``, counted as interrupted); queued jobs stay queued."""
+    cdef Py_ssize_t n = self._interrupt_server(j, now, out), k, q
+    for k in range(self.K):
+        if self.ch_cap[k] <= 0:
+            continue
+        for q in range(self.ch_off[k], self.ch_off[k] + self.ch_len[k]):
+            if self.ch_srv[q] == j:
+                _chain_remove(self, k)
+                break
+    return n
+
+cdef int _chain_append(Engine self, const int64_t* servers, const int64_t* blocks,
+                       Py_ssize_t plen, int64_t cap, double cost, int64_t home) noexcept nogil:
+    """Add a chain to the table (a dead index is reused) and reserve its slots; the
+    JFFC ranking is rebuilt by _jffc_chains_changed.  Its per-client times are SPEC
+    1.1's, summed along the chain.  0, or -1 if out of memory."""
+    cdef Py_ssize_t k = -1, q, c, S = self.S, C = self.C, pos = 0, i
+    cdef int64_t j, nk
+    cdef double pre, tok
+    cdef void* p
+    cdef int64_t* fs
+    cdef int64_t* fb
+    for q in range(self.K):
+        if self.ch_cap[q] == 0 and (not self.js_ready or self.js.busy[q] == 0):
+            k = q
+            break
+    if k < 0:
+        if self.K >= 2147483647:          # chain indices are 32-bit in a session
+            return -1
+        if self.K == self.kcap:
+            nk = 2 * self.kcap + 16
+            if (_grow(<void**> &self.ch_off, nk, sizeof(int64_t)) < 0
+                    or _grow(<void**> &self.ch_len, nk, sizeof(int64_t)) < 0
+                    or _grow(<void**> &self.ch_cap, nk, sizeof(int64_t)) < 0
+                    or _grow(<void**> &self.ch_home, nk, sizeof(int64_t)) < 0
+                    or _grow(<void**> &self.ch_cost, nk, sizeof(double)) < 0
+                    or _grow(<void**> &self.ch_pre, nk * C + 1, sizeof(double)) < 0
+                    or _grow(<void**> &self.ch_tok, nk * C + 1, sizeof(double)) < 0
+                    or _grow(<void**> &self.ch_rank, nk * C + 1, sizeof(double)) < 0):
+                return -1
+            self.kcap = nk
+        k = self.K
+        self.K += 1
+    if self.ch_size + plen > self.ch_arena_cap:
+        if self.ch_live + plen <= self.ch_arena_cap // 2:
+            # compact the arena: dead chains' paths go
+            fs = <int64_t*> malloc((self.ch_arena_cap + 1) * sizeof(int64_t))
+            fb = <int64_t*> malloc((self.ch_arena_cap + 1) * sizeof(int64_t))
+            if not (fs and fb):
+                free(fs); free(fb)
+                return -1
+            for i in range(self.K):
+                if i == k or self.ch_cap[i] <= 0:
+                    continue
+                memcpy(fs + pos, self.ch_srv + self.ch_off[i], self.ch_len[i] * sizeof(int64_t))
+                memcpy(fb + pos, self.ch_blk + self.ch_off[i], self.ch_len[i] * sizeof(int64_t))
+                self.ch_off[i] = pos
+                pos += self.ch_len[i]
+            free(self.ch_srv); free(self.ch_blk)
+            self.ch_srv = fs
+            self.ch_blk = fb
+            self.ch_size = pos
+        else:
+            nk = 2 * self.ch_arena_cap + plen + 64
+            if (_grow(<void**> &self.ch_srv, nk, sizeof(int64_t)) < 0
+                    or _grow(<void**> &self.ch_blk, nk, sizeof(int64_t)) < 0):
+                return -1
+            self.ch_arena_cap = nk
+    self.ch_off[k] = self.ch_size
+    self.ch_len[k] = plen
+    for q in range(plen):
+        self.ch_srv[self.ch_size + q] = servers[q]
+        self.ch_blk[self.ch_size + q] = blocks[q]
+        self.reserved[servers[q]] += cap * blocks[q]
+    self.ch_size += plen
+    self.ch_live += plen
+    self.ch_cap[k] = cap
+    self.ch_home[k] = home
+    self.ch_cost[k] = cost
+    for c in range(C):
+        pre = 0.0
+        tok = 0.0
+        for q in range(plen):
+            j = servers[q]
+            pre += self.prtt[c * S + j] + self.pre[j] * blocks[q]
+            tok += self.rtt[c * S + j] + self.dec[j] * blocks[q]
+        self.ch_pre[k * C + c] = pre
+        self.ch_tok[k * C + c] = tok
+        self.ch_rank[k * C + c] = pre + (self.rank_tokens - 1.0) * tok
+    return 0
+
+cdef int _chains_changed(Engine self, double now) noexcept nogil:
+    """Re-rank the chains for every client (llm_core._jffc_rerank, queue kept), then
+    let the queue's head jobs take the free slots that appeared, in queue order (each
+    takes the chain an arrival would, and starts now; noted).  0, or -1 if out of
+    memory."""
+    cdef Py_ssize_t k, c, K = self.K, C = self.C
+    cdef int64_t h, kk
+    cdef double* table = <double*> malloc((C * K + 1) * sizeof(double))
+    cdef int rc
+    if not table:
+        return -1
+    for c in range(C):
+        for k in range(K):
+            table[c * K + k] = self.ch_rank[k * C + c]
+    rc = _jffc_rerank(&self.js, K, self.ch_cap, table, self.ch_home, self.cgroup)
+    free(table)
+    if rc < 0:
+        return -1
+    self.pred_valid = False
+    while self.js.qsize > 0:
+        h = _jffc_queued(&self.js, 0)
+        kk = _jffc_admit(&self.js, self.ss[h].client)
+        if kk < 0:
+            break
+        if _jffc_start_job(self, h, kk, now) < 0 or self._note(h) < 0:
+            return -1
+    return 0
+
+cdef int _chains_compose(Engine self, Py_ssize_t j, int64_t m, double now,
+                           int64_t* a_out) noexcept nogil:
+    """The chain method's rule on a live swarm (SPEC 1.10 GCA, SPEC 5.1 join): GCA on
+    the slots no chain reserves (each live server holding blocks: its slots minus what
+    its chains reserve), per client group then shared, and the chains found are added.
+    With a joining server j (m blocks, not placed yet): it takes the window of m blocks
+    where that GCA adds the most service rate sum_k c_k / T_k (ties: the smaller start);
+    if no window adds any, the window whose blocks have the fewest residual slots (the
+    weakest coverage, as PETALS's rule on slots), and j is placed there.  Running jobs
+    never move.  Cost: O((L - m + 1) x GCA) on the servers with residual slots only.
+    0, or -1 if out of memory."""
+    cdef Py_ssize_t S = self.S, L = self.L, G = self.G, n = 0, q, i, g, a, b, qj = -1
+    cdef Py_ssize_t best_a = 0, nwin
+    cdef double gain, best_gain = 0.0
+    cdef int64_t r
+    cdef int fail = 0
+    cdef int64_t* idx = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef int64_t* cf = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef int64_t* cn = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef int64_t* co = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef int64_t* free0 = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef int64_t* cfree = <int64_t*> malloc((S + 2) * sizeof(int64_t))
+    cdef double* csal = <double*> malloc((S + 2) * sizeof(double))
+    cdef double* cbt = <double*> malloc((S + 2) * sizeof(double))
+    cdef double* cal = <double*> malloc((G * (S + 2) + 1) * sizeof(double))
+    cdef int64_t* gs = NULL
+    cdef GCAWork w
+    cdef ChainBuffers out
+    memset(&w, 0, sizeof(GCAWork))
+    memset(&out, 0, sizeof(ChainBuffers))
+    if not (idx and cf and cn and co and free0 and cfree and csal and cbt and cal):
+        fail = 1
+    if not fail:
+        # in index order (j too), so GCA breaks ties as on the whole swarm
+        for i in range(S):
+            if i == j:
+                qj = n
+                idx[n] = j
+                free0[n] = _floor_count((self.usable[j] - self.block_gb * m) / self.cache_gb)
+                n += 1
+                continue
+            if not self.alv[i] or self.num[i] <= 0:
+                continue
+            r = self.capb[i] - self.reserved[i]
+            if r > 0:
+                idx[n] = i
+                free0[n] = r
+                n += 1
+        for q in range(n):
+            i = idx[q]
+            cf[q] = self.first[i]
+            cn[q] = self.num[i] if i != j else m
+            co[q] = self.owner[i]
+            csal[q] = self.salpha[i]
+            cbt[q] = self.cbeta[i]
+            for g in range(G):
+                cal[g * n + q] = self.galpha[g * S + i]
+        if _gca_work_init(&w, n, L) < 0 or _chains_init(&out) < 0:
+            fail = 1
+    if not fail and j >= 0:
+        nwin = L - m + 1
+        best_a = -1
+        for a in range(nwin):
+            cf[qj] = a
+            for q in range(n):
+                cfree[q] = free0[q]
+            out.n_chains = 0
+            out.flat_size = 0
+            if _gca_run(&w, cf, cn, G, cal, cbt, csal, co, cfree, &out) < 0:
+                fail = 1
+                break
+            gain = 0.0
+            for q in range(out.n_chains):
+                gain = gain + out.caps[q] / out.costs[q]
+            if gain > best_gain:
+                best_gain = gain
+                best_a = a
+        if not fail and best_a < 0:
+            # no window adds a chain: the weakest window by residual slots
+            for b in range(L):
+                self.blockval[b] = 0.0
+            for q in range(n):
+                if q != qj:
+                    for b in range(cf[q], cf[q] + cn[q]):
+                        self.blockval[b] += <double> free0[q]
+            best_a = _lexmin_sorted_window(self.blockval, L, m, self.wbuf, self.wbest)
+        cf[qj] = best_a
+        a_out[0] = best_a
+    if not fail and n > 0:
+        for q in range(n):
+            cfree[q] = free0[q]
+        out.n_chains = 0
+        out.flat_size = 0
+        if _gca_run(&w, cf, cn, G, cal, cbt, csal, co, cfree, &out) < 0:
+            fail = 1
+    if not fail and j >= 0:
+        self._move_server(j, best_a, m)
+    if not fail and out.n_chains > 0:
+        gs = <int64_t*> malloc((out.flat_size + 1) * sizeof(int64_t))
+        if not gs:
+            fail = 1
+        else:
+            for q in range(out.flat_size):
+                gs[q] = idx[out.flat_s[q]]
+            for q in range(out.n_chains):
+                if _chain_append(self, &gs[out.offs[q]], &out.flat_k[out.offs[q]],
+                                      out.offs[q + 1] - out.offs[q], out.caps[q],
+                                      out.costs[q], out.homes[q]) < 0:
+                    fail = 1
+                    break
+            if not fail and _chains_changed(self, now) < 0:
+                fail = 1
+    free(idx); free(cf); free(cn); free(co); free(free0); free(cfree); free(csal)
+    free(cbt); free(cal); free(gs)
+    _gca_work_free(&w)
+    _chains_free(&out)
+    return -1 if fail else 0
+
+cdef int _predict_heap_add(Engine self, double t, int64_t code) noexcept nogil:
+    cdef Py_ssize_t cap
+    cdef void* p
+    if self.pn == self.pcap:
+        cap = 2 * self.pcap + 64
+        p = realloc(self.pht, cap * sizeof(double))
+        if not p: return -1
+        self.pht = <double*> p
+        p = realloc(self.phc, cap * sizeof(int64_t))
+        if not p: return -1
+        self.phc = <int64_t*> p
+        self.pcap = cap
+    _heap_push(self.pht, self.phc, &self.pn, t, code)
+    return 0
+
+cdef void _predict_one(Engine self, int64_t h) noexcept nogil:
+    """Queued session h takes the earliest predicted end left in the replay's heap:
+    its chain and start are that job's (JFFC hands a finishing job's slot to the
+    queue's head), its end is pushed; unknown (inf, chain -1) once only late jobs are
+    left."""
+    cdef int64_t s0, k, c
+    cdef double t
+    if self.pn == 0:
+        self.ss[h].pchain = -1
+        self.ss[h].start = INFINITY
+        self.ss[h].end = INFINITY
+        return
+    t = self.pht[0]
+    s0 = self.phc[0] >> 1
+    _heap_pop(self.pht, self.phc, &self.pn)
+    k = self.ss[s0].chain if not self.ss[s0].queued else self.ss[s0].pchain
+    c = self.ss[h].client
+    self.ss[h].pchain = k
+    self.ss[h].start = t
+    self.ss[h].planned = t
+    self.ss[h].pre = self.ch_pre[k * self.C + c] * self.ss[h].noise
+    self.ss[h].service = (self.ch_pre[k * self.C + c]
+                          + (self.ss[h].lo - 1) * self.ch_tok[k * self.C + c]) * self.ss[h].noise
+    self.ss[h].end = t + self.ss[h].service
+    if _predict_heap_add(self, self.ss[h].end, 2 * h) < 0:
+        self.pn = 0                   # out of memory: the rest stays unknown
+
+cdef void _predict_all(Engine self) noexcept nogil:
+    """The queued sessions' predicted chains and starts: JFFC replayed on the predicted
+    ends (every running job finishing at its predicted end, late ones never; at equal
+    ends in slot order, as the simulator's event heap).  O((R + Q) log R) for R running
+    and Q queued jobs; kept while nothing but queued arrivals happens."""
+    cdef Py_ssize_t s, i
+    if self.pred_valid:
+        return
+    self.pn = 0
+    for s in range(self.ncap):
+        if (self.ss[s].state == ST_ACTIVE and not self.ss[s].queued
+                and self.ss[s].end < INFINITY):
+            if _predict_heap_add(self, self.ss[s].end, 2 * s) < 0:
+                self.pn = 0
+                return
+    for i in range(self.js.qsize):
+        _predict_one(self, _jffc_queued(&self.js, i))
+    self.pred_valid = True
+
+cdef void _predict_append(Engine self, int64_t h) noexcept nogil:
+    """A session joined the queue's tail: extend a current replay by one step."""
+    if self.pred_valid:
+        _predict_one(self, h)
