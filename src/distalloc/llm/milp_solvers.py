@@ -136,9 +136,7 @@ def solve_highs(model: LinearModel, *, deadline: float, rel_gap: float, threads:
     lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
                        for b in model.integer]
     h.passModel(lp)
-    if start is not None and _START_MODE == "bound":
-        h.setOptionValue("objective_bound", float(model.cost @ start) * (1 + 1e-9) + 1e-9)
-    elif start is not None:
+    if start is not None:
         sol = highspy.HighsSolution()
         sol.col_value = list(map(float, start))
         sol.value_valid = True
@@ -153,16 +151,9 @@ def solve_highs(model: LinearModel, *, deadline: float, rel_gap: float, threads:
     S = highspy.HighsModelStatus
     if st == S.kOptimal:
         return SolverOutcome("optimal", x, bound, "highs")
-    if st == S.kInfeasible and start is not None and _START_MODE == "bound":
-        # nothing at or below the start's objective: the start is optimal
-        return SolverOutcome("optimal", None, float(model.cost @ start), "highs")
     if st == S.kInfeasible:
         return SolverOutcome("infeasible", None, None, "highs")
     return SolverOutcome("time_limit", x, bound, "highs", message=h.modelStatusToString(st))
-
-
-_CPSAT_EXTRA: dict = {}
-_START_MODE = "solution"
 
 
 def cpsat_scale(model: LinearModel) -> float:
@@ -233,8 +224,6 @@ def solve_cpsat(model: LinearModel, *, deadline: float, rel_gap: float, threads:
     p.num_workers = int(threads)
     p.random_seed = int(seed) % (2 ** 31)
     p.relative_gap_limit = float(rel_gap)
-    for k, val in _CPSAT_EXTRA.items():
-        setattr(p, k, val)
     st = solver.solve(md)
     precision = 0.5 / scale * num_requests * (max_visits + num_blocks)
     if st == cp_model.INFEASIBLE:

@@ -20,9 +20,6 @@ DISAGGREGATE_PAIRS = 4000
 # a window whose memory can bind gets one variable per maximal load if it has at most this
 # many, else its linear rows
 MAX_LOADS = 64
-POSITION_COLS = False
-DOMINANCE = True
-ARRIVAL_ROWS = True
 
 
 def room_table(sc: Scenario, j: int) -> list[int]:
@@ -65,8 +62,13 @@ def _kept(m: int, t: int, room: list[int], R: int) -> bool:
     with room(m) >= R m), and every window whose memory can bind."""
     if room[m] < R * m:
         return True
-    m_star = max(k for k in range(1, len(room)) if room[k] >= R * k)
-    return m == min(m_star, t)
+    return m == min(_longest_unbinding(room, R), t)
+
+
+def _longest_unbinding(room: list[int], R: int) -> int:
+    """m*: the largest m >= 1 with room(m) >= R m (room(m) - R m decreases in m, so these
+    m are 1..m*); 0 if there is none."""
+    return max((k for k in range(1, len(room)) if room[k] >= R * k), default=0)
 
 
 class _Cols:
@@ -108,13 +110,14 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
         ms = [m for m in range(1, len(room)) if room[m] >= 1]
         kmax = max([k for k in ms if room[k] >= k], default=0)
         windows = [(t - m, t) for t in range(1, L + 1) for m in ms if t - m >= 0
-                   and (not DOMINANCE or _kept(m, t, room, R))]
+                   and _kept(m, t, room, R)]
         for a, t in windows:
             y_col[(j, a, t)] = cols.new(f"y s{j} [{a},{t})")
         pairs = sum(min(t - a, kmax) for a, t in windows)
         disaggregated[j] = cuts and pairs <= DISAGGREGATE_PAIRS
         for c in clients:
-            cost = lambda s, t, c=c: float(sc.rtt_ms[c, j] + sc.decode_ms[j] * (t - s))  # noqa: E731
+            def cost(s, t, c=c, j=j):
+                return float(sc.rtt_ms[c, j] + sc.decode_ms[j] * (t - s))
             if disaggregated[j]:
                 for a, t in windows:
                     for s in range(max(a, t - min(kmax, room[t - a])), t):
@@ -126,18 +129,10 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
                     for s in range(max(t - kmax, 0), t):
                         arc_cols[(c, j, s, t)] = [cols.new(f"x c{c} s{j} {s}->{t}", cost(s, t), counts[c])]
 
-    pos_cols = []
     for j in range(S):                                   # at most one window per server
         ys = [col for (jj, a, t), col in y_col.items() if jj == j]
         if ys:
             rows.add(ys, [1] * len(ys), -np.inf, 1)
-        if POSITION_COLS and ys:
-            e = cols.new(f"end s{j}", 0.0, L)
-            a_ = cols.new(f"first s{j}", 0.0, L)
-            pos_cols += [e, a_]
-            w = [(k, v) for k, v in y_col.items() if k[0] == j]
-            rows.add([e] + [v for _, v in w], [1] + [-k[2] for k, _ in w], 0, 0)
-            rows.add([a_] + [v for _, v in w], [1] + [-k[1] for k, _ in w], 0, 0)
     for cls in identical_server_classes(sc):             # (L+1) a + t non-decreasing
         for j1, j2 in zip(cls, cls[1:]):
             w1 = [(k, v) for k, v in y_col.items() if k[0] == j1]
@@ -166,9 +161,6 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
                          load_cols, new_load_col)
         else:
             _prefix_rows(sc, j, rooms[j], R, counts, clients, y_col, arc_cols, rows, cuts)
-
-    z_col = _arrival_rows(sc, rooms, R, y_col, arc_cols, cols, rows) if cuts and ARRIVAL_ROWS \
-        else {}
 
     cost = np.array(cols.cost)
     ub = np.array(cols.ub, dtype=float)
@@ -211,6 +203,13 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
     def encode(first, num, routes):
         first = np.asarray(first, dtype=np.int64).copy()
         end = first + np.asarray(num, dtype=np.int64)
+        for j in range(S):
+            m = int(end[j] - first[j])
+            if m > 0 and (j, int(first[j]), int(end[j])) not in y_col and m < len(rooms[j]) \
+                    and rooms[j][m] >= R * m:
+                # a dominated window (see _kept): its dominating one carries the same
+                # sessions at the same cost
+                first[j] = end[j] - min(_longest_unbinding(rooms[j], R), int(end[j]))
         # a server without a window of the model (unused, or a window with no room for a
         # cache, which then carries nothing) is unused
         used = np.array([num[j] > 0 and (j, int(first[j]), int(end[j])) in y_col
@@ -226,12 +225,6 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
         x = np.zeros(n_all)
         for j in np.flatnonzero(used):
             x[y_col[(int(j), int(first[j]), int(end[j]))]] = 1
-        for s, col in z_col.items():
-            x[col] = 1.0 if any(end[j] == s for j in np.flatnonzero(used)) else 0.0
-        for col in pos_cols:
-            lab = cols.labels[col].split()
-            j = int(lab[1][1:])
-            x[col] = (end[j] if lab[0] == "end" else first[j]) if used[j] else 0
         load = {}
         for c, path in zip(sc.requests, routes):
             prev = 0
@@ -339,27 +332,3 @@ def _prefix_rows(sc, j, room, R, counts, clients, y_col, arc_cols, rows, cuts):
                     ys = [a for a in starts if a <= s]
                     rows.add([arc_cols[(c, j, s, t)][0]] + [y_col[(j, a, t)] for a in ys],
                              [1] + [-int(counts[c])] * len(ys), -np.inf, 0)
-
-
-def _arrival_rows(sc, rooms, R, y_col, arc_cols, cols, rows):
-    """A session enters server j at block s > 0 only from another server that ends at s
-    (a session visits a server once: j's own windows do not count), and j's window takes
-    at most K_j(l) = min(R, room_j(l) // l) sessions of l = t - s blocks (its smallest
-    window [s, t) has the most room); j has one window, so one t.  Hence
-    sum_t x_(j, s, t) / K_j(t - s) <= sum_(i != j) [e_i = s], scaled to integers."""
-    S, L = sc.num_servers, sc.num_blocks
-    ends: dict[tuple[int, int], list[int]] = {}
-    for (i, a, t), col in y_col.items():
-        ends.setdefault((i, t), []).append(col)
-    by_entry: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for (c, j, s, t), cs in arc_cols.items():
-        if s > 0:
-            ln = t - s
-            k = min(R, rooms[j][ln] // ln)
-            by_entry.setdefault((j, s), []).extend((col, k) for col in cs)
-    for (j, s), xs in sorted(by_entry.items()):
-        lcm = math.lcm(*{k for _, k in xs})
-        others = [col for i in range(S) if i != j for col in ends.get((i, s), [])]
-        rows.add([col for col, _ in xs] + others, [lcm // k for _, k in xs] + [-lcm] * len(others),
-                 -np.inf, 0)
-    return {}
