@@ -4,6 +4,9 @@ solver, and CG-BPRR's gap to every proven optimum.
     python bench/milp_table.py --out bench-results/milp_table.jsonl          # run (resumable)
     python bench/milp_table.py --out bench-results/milp_table.jsonl --table  # markdown
     python bench/milp_table.py --out ... --root-lp --servers 6,7 --requests 5,6  # LP bounds
+    python bench/milp_table.py --out bench/milp_window_compare.jsonl --every-instance \
+        --servers 6,7 --requests 5,6 --configs aggregated:highs,aggregated:cp-sat,window:highs
+    python bench/milp_table.py --out bench/milp_window_compare.jsonl --per-instance ...
 
 Cells: ``topology:Abvt --servers S --num-requests R`` for S in --servers, R in --requests,
 scenario seeds 0..--seeds-1, each (formulation, solver) in --configs, --time-limit seconds
@@ -132,6 +135,9 @@ def run(args) -> None:
     rows = load_rows(out)
     done = {(r["formulation"], r["solver"], r["servers"], r["requests"], r["seed"]): r
             for r in rows}
+    if args.every_instance:
+        run_every_instance(args, out, done)
+        return
     failed: dict[str, list[tuple[int, int]]] = {c: [] for c in args.configs}
     for S in args.servers:            # cell-major: a partial run has every configuration
         for R in args.requests:
@@ -156,6 +162,62 @@ def run(args) -> None:
                         break
                 if not proven:
                     failed[config].append((S, R))
+
+
+def run_every_instance(args, out: Path, done: dict) -> None:
+    """Instance-major, no skipping: every configuration on every instance, in an order
+    rotated from one instance to the next (so a change of the machine's load over the run
+    falls on every configuration alike), each row with its formulation's root LP bound."""
+    from distalloc.llm.scenario import topology_scenario
+    k = 0
+    for S in args.servers:
+        for R in args.requests:
+            for seed in range(args.seeds):
+                sc = topology_scenario("Abvt", num_servers=S, seed=seed, num_requests=R)
+                order = args.configs[k % len(args.configs):] + args.configs[:k % len(args.configs)]
+                k += 1
+                for config in order:
+                    formulation, solver = config.split(":")
+                    if (formulation, solver, S, R, seed) in done:
+                        continue
+                    row = solve_one(S, R, seed, formulation, solver, args.time_limit, args.threads)
+                    row["root_lp_ms"] = root_lp_ms(sc, formulation)
+                    with out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"{config} S={S} R={R} seed={seed}: {row['status']} "
+                          f"gap {row['gap']:.3g} wall {row['wall_s']:.1f} s "
+                          f"cpu {row['cpu_s']:.1f} s", flush=True)
+
+
+def per_instance_table(args) -> str:
+    """One line per instance: per configuration the root LP bound, then the CPU seconds to
+    the proof or the final gap (with its CPU seconds), and the load average seen."""
+    rows = [r for path in args.out.split(",") for r in load_rows(Path(path))]
+    by = {(r["formulation"] + ":" + r["solver"], r["servers"], r["requests"], r["seed"]): r
+          for r in rows}
+    lines = ["| S x R | seed | best ms | " + " | ".join(args.configs) + " |",
+             "|---" * (3 + len(args.configs)) + "|"]
+    for S in args.servers:
+        for R in args.requests:
+            for seed in range(args.seeds):
+                mine = [by.get((c, S, R, seed)) for c in args.configs]
+                if not any(mine):
+                    continue
+                best = min(r["mean_token_ms"] for r in mine if r and r["mean_token_ms"])
+                cells = []
+                for r in mine:
+                    if r is None:
+                        cells.append("—")
+                        continue
+                    lp = f"LP {r['root_lp_ms']:.1f}, " if r.get("root_lp_ms") else ""
+                    done_txt = (f"proven {r['cpu_s']:.1f} s" if r["status"] == "optimal"
+                                else f"gap {r['gap']:.1%} ({r['cpu_s']:.0f} s)")
+                    cells.append(lp + done_txt)
+                lines.append(f"| {S} x {R} | {seed} | {best:.2f} | " + " | ".join(cells) + " |")
+    loads = [r["load_avg_1min"] for r in rows if r.get("load_avg_1min") is not None]
+    if loads:
+        lines.append(f"\n(1-minute load average during the solves: {min(loads):.1f}-{max(loads):.1f})")
+    return "\n".join(lines)
 
 
 def _cell(rs: list[dict], seeds: int, budget: float) -> str:
@@ -247,11 +309,18 @@ def main(argv=None) -> None:
     ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
     ap.add_argument("--compact", action="store_true",
                     help="table: one table, every configuration in each cell")
+    ap.add_argument("--every-instance", action="store_true",
+                    help="run: every configuration on every instance (no skipping), "
+                    "interleaved, with each formulation's root LP bound in the rows")
+    ap.add_argument("--per-instance", action="store_true",
+                    help="print one line per instance (root LP, proof or gap) and exit")
     ap.add_argument("--root-lp", action="store_true",
                     help="print each formulation's root LP bound per instance against the "
                     "best plan known in --out, and exit")
     args = ap.parse_args(argv)
-    if args.root_lp:
+    if args.per_instance:
+        print(per_instance_table(args))
+    elif args.root_lp:
         print(root_lp_table(args))
     elif args.table:
         print(table(args))

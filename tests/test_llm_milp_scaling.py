@@ -73,12 +73,16 @@ def test_heuristic_plans_encode_as_model_solutions(seed):
             model = build_model(sc, formulation)
             x = model.encode(p.placement.first_block, p.placement.num_blocks, p.routes)
             assert model.check(x) is None, formulation
-            assert model.cost @ x / sc.num_requests == pytest.approx(p.mean_token_ms)
+            value = model.cost @ x / sc.num_requests
+            if formulation == "window":   # its RTT order may move windows: never dearer
+                assert value <= p.mean_token_ms + 1e-9
+            else:
+                assert value == pytest.approx(p.mean_token_ms)
             a, m, routes = model.decode(x)
             from distalloc.llm.model import Placement, evaluate_routes
             again = evaluate_routes(sc, Placement.from_arrays(a, m), routes, sc.requests)
             assert again.all_valid
-            assert float(again.token_ms.mean()) == pytest.approx(p.mean_token_ms)
+            assert float(again.token_ms.mean()) == pytest.approx(value)
 
 
 def test_visit_capacity_envelope_is_above_every_point():

@@ -68,9 +68,11 @@ requests.
 ------------------------------------------------------------------------------
 (:mod:`distalloc.llm.milp_window`.)  The aggregated model's weakness is its LP relaxation:
 the big-M rows of Lemma 1 and of w let a fractional point spread a request over many
-links at a fraction of their cost (7 x 6 AboveNet: root bound 712 ms against an optimum
-of about 765).  This model has no big-M and no product at all; its LP relaxation is a
-convex combination of whole windows.
+links at a fraction of their cost (AboveNet 7 x 6, seed 0: root bound 712 ms against the
+optimum, 764.74).  This model has no big-M and no product at all; per server its LP
+relaxation is a convex combination of whole windows (what it still allows: the mixtures of
+different servers need not agree, so a fraction of the flow can pass one server twice, in
+two of its windows).
 
 Let room_j(m) = floor((M_j - s_m m) / s_c) (with the 1e-9 GB tolerance of the memory
 check) be the caches that fit beside m blocks on j.  A *window* of j is [a, t),
@@ -113,12 +115,22 @@ Reductions, each keeping an optimal solution: a window without room for one cach
 nothing (dropped: the server is unused instead); among windows with the same end whose
 memory cannot bind, the longest dominates (it admits every entry the others admit, at the
 same cost), so only it is kept; an arc of l blocks needs room_j(l) >= l.  Identical servers
-are ordered by sum_at ((L+1) a + t) y_jat, non-decreasing, unused first.  The model is
+are ordered by sum_at ((L+1) a + t) y_jat, non-decreasing, unused first.  *RTT order*
+(one client): servers that differ only in their RTT t_j (same memory and decode time, as
+AboveNet's MIG slices) are nearly symmetric, which the lexicographic order does not touch;
+exchanging the windows of two of them, with the sessions each carries, changes the cost by
+(t_i - t_j)(f_j - f_i), f the sessions through a server (sum of its flows), and nothing
+else.  Sorting the windows of such a group so that f falls as t rises never costs more, so
+the rows f_i >= f_j for t_i < t_j (neighbouring RTT values) keep an optimum, and together
+with the lexicographic order among equal t (a permutation within equal t keeps the f of each
+RTT value).  With several clients an exchange can help one client and hurt another: no rows.
+The warm start is sorted the same way (its objective can only fall).  The model is
 exact at every integer point (each row above is either the definition or implied by it),
 and the brute-force oracle and the other formulations check it.  Size: O(S L cap) window
 columns and O(S L cap^2 |C|) flow columns when disaggregated (10 687 on AboveNet 6 servers,
 12 087 on 7; the aggregated model has 288 and 385), but the LP bound on the AboveNet 6 x 5
-... 7 x 6 instances is within 1-3% of the optimum where the aggregated one is 6-7% below.
+... 7 x 6 instances is ROOTWIN below the optimum where the aggregated one is ROOTAGG below
+(README; ``python bench/milp_table.py --root-lp``).
 
 Solvers and the answer
 ----------------------
@@ -240,9 +252,10 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
 
     Notes
     -----
-    SPEC 1.4; formulations derived in the module docstring.  NP-hard; exact in practice
-    for about 7 servers x 6 requests of the AboveNet scenarios within 60 s (README table);
-    always read ``gap``.
+    SPEC 1.4; formulations derived in the module docstring.  NP-hard; on the AboveNet
+    scenarios (README table) 'aggregated' proves up to 6 x 4 and 7 x 4 within a minute of
+    CPU, 'window' with HiGHS every 6-server instance up to 8 requests and 7 x 4, and 7 x 5
+    in about a minute of CPU; always read ``gap``.
     """
     t0 = time.perf_counter()
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)

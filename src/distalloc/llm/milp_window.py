@@ -140,6 +140,19 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
             rows.add([v for _, v in w1] + [v for _, v in w2],
                      [(L + 1) * a + t for (_, a, t), _ in w1] + [-((L + 1) * a + t) for (_, a, t), _ in w2],
                      -np.inf, 0)
+    rtt_groups = _rtt_groups(sc, clients)                # sessions through j by RTT
+    if rtt_groups:
+        through: dict[int, list[int]] = {j: [] for j in range(S)}
+        for (c, j, s, t), cs in arc_cols.items():
+            through[j].extend(cs)
+        rtt = sc.rtt_ms[clients[0]]
+        for members in rtt_groups:
+            levels = sorted({float(rtt[j]) for j in members})
+            for low, high in zip(levels, levels[1:]):
+                for i in [j for j in members if rtt[j] == low]:
+                    for j in [j for j in members if rtt[j] == high]:
+                        rows.add(through[j] + through[i],
+                                 [1] * len(through[j]) + [-1] * len(through[i]), -np.inf, 0)
     for c in clients:                                    # n_c units from boundary 0 to L
         nc = int(counts[c])
         out_of: list[list[int]] = [[] for _ in range(L + 1)]
@@ -215,13 +228,22 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
         used = np.array([num[j] > 0 and (j, int(first[j]), int(end[j])) in y_col
                          for j in range(S)], dtype=bool)
         relabel = np.arange(S)
+
+        def move(targets, sources):   # the window of server sources[k] goes to targets[k]
+            step = np.arange(S)
+            step[sources] = targets
+            first[targets], end[targets], used[targets] = \
+                first[sources].copy(), end[sources].copy(), used[sources].copy()
+            relabel[:] = step[relabel]
+
+        through = np.zeros(S, dtype=np.int64)     # sessions through each server
+        for path in routes:
+            through[list(path)] += 1
+        for members in rtt_groups:   # more sessions on lower RTT (cost never increases)
+            move(members, sorted(members, key=lambda j: -through[j]))
         for cls in identical_server_classes(sc):
-            key = [((L + 1) * first[j] + end[j]) if used[j] else 0 for j in cls]
-            members = [cls[i] for i in sorted(range(len(cls)), key=lambda i: key[i])]
-            f0, e0, u0 = first[members].copy(), end[members].copy(), used[members].copy()
-            for new, old in zip(cls, members):
-                relabel[old] = new
-            first[cls], end[cls], used[cls] = f0, e0, u0
+            key = {j: ((L + 1) * first[j] + end[j]) if used[j] else 0 for j in cls}
+            move(cls, sorted(cls, key=lambda j: key[j]))
         x = np.zeros(n_all)
         for j in np.flatnonzero(used):
             x[y_col[(int(j), int(first[j]), int(end[j]))]] = 1
@@ -253,6 +275,24 @@ def build_window_model(sc: Scenario, cuts: bool = True) -> LinearModel:
                        np.zeros(0, dtype=np.int64), decode, encode,
                        {"windows": len(y_col), "disaggregated": int(disaggregated.sum())},
                        cols.labels)
+
+
+def _rtt_groups(sc: Scenario, clients: list[int]) -> list[list[int]]:
+    """With one client: groups of servers that differ in their RTT only (same usable memory
+    and decode time), each sorted by RTT, with two RTTs at least.  Exchanging the windows
+    of two of them, with the sessions each carries, changes the cost by
+    (rtt_i - rtt_j)(f_j - f_i) (f: sessions through the server) and nothing else, so some
+    optimum has f non-increasing in RTT within a group (rows f_i >= f_j for
+    rtt_i < rtt_j; equal RTTs are the identical servers of the lexicographic order).
+    Several clients: none (an exchange can lower one client's cost and raise another's)."""
+    if len(clients) != 1:
+        return []
+    rtt = sc.rtt_ms[clients[0]]
+    groups: dict[tuple[float, float], list[int]] = {}
+    for j in range(sc.num_servers):
+        groups.setdefault((float(sc.usable_memory_gb[j]), float(sc.decode_ms[j])), []).append(j)
+    return [sorted(g, key=lambda j: rtt[j]) for g in groups.values()
+            if len({float(rtt[j]) for j in g}) > 1]
 
 
 def _window_rows(sc, j, room, R, counts, clients, y_col, win_arcs, rows, load_cols, new_col):
