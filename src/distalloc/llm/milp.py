@@ -129,7 +129,7 @@ exact at every integer point (each row above is either the definition or implied
 and the brute-force oracle and the other formulations check it.  Size: O(S L cap) window
 columns and O(S L cap^2 |C|) flow columns when disaggregated (10 687 on AboveNet 6 servers,
 12 087 on 7; the aggregated model has 288 and 385), but the LP bound on the AboveNet 6 x 5
-... 7 x 6 instances is ROOTWIN below the optimum where the aggregated one is ROOTAGG below
+... 7 x 6 instances is 0.8-3.3% below the optimum where the aggregated one is 6.5-8.1% below
 (README; ``python bench/milp_table.py --root-lp``).
 
 Solvers and the answer
