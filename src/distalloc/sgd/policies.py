@@ -11,6 +11,7 @@ import numpy as np
 from distalloc._compiled import sgd_kernels
 from distalloc._callbacks import compiled_callback
 from distalloc._validation import ValidationError, check_number
+from distalloc.sgd.models import check_workers
 
 __all__ = ["KController", "CompiledPolicy", "compiled_policy", "parse_policy",
            "KPOLICY_SIGNATURE", "DBW_DECAY"]
@@ -148,7 +149,7 @@ class KController:
     def __init__(self, policy: Any, workers: int, *, k_max: int | None = None,
                  schedule: Any = None, order_stat_means: Any = None, lr: float | None = None,
                  smoothness: float | None = None, dbw_decay: float = DBW_DECAY):
-        n = check_number(workers, "workers", low=1, high=2**40, integer=True)
+        n = check_workers(workers)
         pol = parse_policy(policy, n)
         cap = n if k_max is None else check_number(k_max, "k_max", low=1, high=n, integer=True)
         kinds = sgd_kernels.K_KIND
