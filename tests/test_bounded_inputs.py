@@ -157,3 +157,16 @@ def test_unhashable_or_non_string_names_are_one_line_errors():
     from distalloc.sweep import resolve_target
     with pytest.raises(ValidationError, match="sweep target must be a name"):
         resolve_target(["queue.approx"])
+
+
+def test_exact_solver_iterations_stop_at_the_time_limit():
+    """Load 0.973 (k = 1 race capacity 2.1013): the truncation is large and the iterative
+    solve converges slowly; the fuzz saw it run past 30 s under --max-seconds 4."""
+    from distalloc.queueing import ForkJoin, exact
+    system = ForkJoin(3, 1, 2.044984407054883, speeds=[0.2193, 3.085, 4.55],
+                      probs=[0.6, 0.2, 0.2])
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match="did not converge within max_seconds") as e:
+        exact(system, max_seconds=1.0)
+    one_line(e)
+    assert time.perf_counter() - t0 < 20.0

@@ -221,7 +221,11 @@ class _Chain:
         return states, rows, cols, vals
 
 
-def _solve(states, rows, cols, vals) -> np.ndarray:
+class _OutOfTime(Exception):
+    pass
+
+
+def _solve(states, rows, cols, vals, deadline: float = math.inf) -> np.ndarray:
     """pi Q = 0, sum pi = 1.  Fixing pi_0 = 1 and dropping its balance equation keeps the
     system sparse (a normalisation row of ones would fill in the whole LU factor).
 
@@ -234,7 +238,9 @@ def _solve(states, rows, cols, vals) -> np.ndarray:
     block Gauss-Seidel sweep solved by substitution without fill-in (~2 ms for 50 000
     states); the sweeps converge in hundreds to a few thousand iterations (seconds), with
     BiCGSTAB preconditioned by the sweep if they do not, and the direct solve last.  The
-    answer is judged by its residual; solver warnings are not printed."""
+    answer is judged by its residual; solver warnings are not printed.  The iterations
+    stop at ``deadline`` (time.perf_counter()): near saturation they converge slowly, and
+    the caller's time limit bounds them (a one-line error naming it)."""
     N = len(states)
     if N == 1:
         return np.ones(1)
@@ -254,13 +260,21 @@ def _solve(states, rows, cols, vals) -> np.ndarray:
     x = None
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        if N > 2000:
-            try:
-                x = _gauss_seidel(A, b, scale)
-            except RuntimeError:
-                x = None
-        if x is None:
-            x = spsolve(A, b)
+        try:
+            if N > 2000:
+                try:
+                    x = _gauss_seidel(A, b, scale, deadline=deadline)
+                except RuntimeError:
+                    x = None
+            if x is None:
+                if time.perf_counter() > deadline:
+                    raise _OutOfTime
+                x = spsolve(A, b)
+        except _OutOfTime:
+            raise ValidationError(
+                f"The iterative solve of the {N}-state chain did not converge within "
+                f"max_seconds (load near 1 converges slowly); raise it with max_seconds "
+                f"(--max-seconds), or use approximate() or simulate().") from None
         ok = bool(np.all(np.isfinite(x))) and np.abs(A @ x - b).max() <= 1e-7 * scale
     if not ok:
         raise ValidationError(f"The sparse solve of the {N}-state chain failed (residual too "
@@ -272,22 +286,28 @@ def _solve(states, rows, cols, vals) -> np.ndarray:
     return pi[where] / pi.sum()
 
 
-def _gauss_seidel(A, b: np.ndarray, scale: float, sweeps: int = 5000) -> np.ndarray | None:
+def _gauss_seidel(A, b: np.ndarray, scale: float, sweeps: int = 5000,
+                  deadline: float = math.inf) -> np.ndarray | None:
     """Block Gauss-Seidel in the chain's order (see _solve), then BiCGSTAB preconditioned by
     the sweep; None if neither reaches a residual of 1e-11 x scale."""
     sweep = splu(tril(A).tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0,
                  options={"SymmetricMode": True})
     upper = triu(A, 1).tocsr()
     x = sweep.solve(b)
-    for _ in range(sweeps):
+    for i in range(sweeps):
+        if i % 16 == 0 and time.perf_counter() > deadline:
+            raise _OutOfTime
         new = sweep.solve(b - upper @ x)
         # after a sweep the residual is U (x_new - x_old)
         done = np.abs(upper @ (new - x)).max() <= 1e-11 * scale
         x = new
         if done:
             return x
+    def out_of_time(_):
+        if time.perf_counter() > deadline:
+            raise _OutOfTime
     x, info = bicgstab(A, b, x0=x, M=LinearOperator(A.shape, sweep.solve), rtol=1e-13,
-                       atol=0, maxiter=2000)
+                       atol=0, maxiter=2000, callback=out_of_time)
     return x if info == 0 and np.abs(A @ x - b).max() <= 1e-9 * scale else None
 
 
@@ -375,7 +395,8 @@ def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e
                               time.perf_counter() - t0)
         chain = _Chain(system, level)
         states, rows, cols, vals = chain.build(limit)
-        pi = _solve(states, rows, cols, vals)
+        pi = _solve(states, rows, cols, vals,
+                    math.inf if max_seconds is None else t0 + max_seconds)
         jobs = np.array([sum(x[0] for x in st_ if x is not None) for st_ in states])
         tail = float(pi[jobs == level].sum())
         if tail <= tail_tol or not auto:
