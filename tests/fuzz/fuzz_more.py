@@ -129,7 +129,8 @@ def more_entries() -> list[EntryPoint]:
 
     def check_controller(c, r):
         ctl, ks, clock = r
-        p = [f"k = {k} outside [1, {ctl.k_max}]" for k in ks if not 1 <= k <= ctl.k_max][:1]
+        top = ctl.workers if ctl.kind in ("fixed", "bound") else ctl.k_max   # k_max caps
+        p = [f"k = {k} outside [1, {top}]" for k in ks if not 1 <= k <= top][:1]  # adaptive k
         if any(not _finite(t) for t in clock) or any(b < a for a, b in zip(clock, clock[1:])):
             p.append(f"clock not finite and nondecreasing: {clock[:6]}")
         return p

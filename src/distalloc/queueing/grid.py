@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from distalloc import _compiled
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, as_float_array, check_number
 from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
                                        light_traffic_slope)
 from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
@@ -39,7 +39,11 @@ def _rates(rates: Any) -> np.ndarray:
 def _probs(probs: Any, N: int, levels: int, group: np.ndarray, n_groups: int,
            kern: Any) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities per level, normalised; per distinct speed), one row or N rows."""
-    arr = np.asarray(probs, dtype=float)
+    try:
+        ndim = np.asarray(probs).ndim
+    except (TypeError, ValueError):
+        ndim = 1                                   # ragged: as_float_array says so
+    arr = as_float_array(probs, "probs", ndim=ndim if ndim in (1, 2) else 1)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != levels or arr.shape[0] not in (1, N):
