@@ -196,3 +196,16 @@ def test_controller_grid_and_fit_inputs_are_one_line_errors():
     one_line(e)
     # an infinite mean is the right answer, not an error: Pareto shape 0.9, n = k = 1
     assert math.isinf(parse_model("pareto:1:0.9").order_stat_mean(1, 1))
+
+
+def test_grid_rates_and_overflowing_samples_are_one_line_errors():
+    from distalloc.queueing import approximate_grid
+    from distalloc.sgd import parse_model
+    for rates in ("", {}, 2.0, [[1.0]], [1.0, math.nan]):
+        with pytest.raises(ValidationError, match="'rates"):
+            approximate_grid(4, 1, [2.0], None, rates)
+    out = approximate_grid(4, 2, [1.0], None, [0.5, 1.0, 2.5])["mean_jobs"]
+    assert np.isnan(out[2]) and out[1] == pytest.approx(1.004192073170732, rel=1e-12)
+    with pytest.raises(ValidationError, match="overflow float64") as e:
+        parse_model("lognormal:1000:1").sample(5, 1, 0)
+    one_line(e)

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from distalloc import _compiled
-from distalloc._validation import ValidationError, as_float_array, check_number
+from distalloc._validation import ValidationError, as_float_array, check_number, describe
 from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
                                        light_traffic_slope)
 from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
@@ -23,10 +23,13 @@ _EXTRA_KEYS = ("saturation_load", "light_traffic_response", "beta")
 
 
 def _rates(rates: Any) -> np.ndarray:
-    arr = np.asarray(rates, dtype=float) if not isinstance(rates, np.ndarray) else rates
-    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
-        raise ValidationError(f"The 'rates' parameter must be a 1-D array of floats. Got shape "
-                              f"{getattr(arr, 'shape', '?')} ({arr.dtype}) instead.")
+    try:
+        arr = np.asarray(rates)
+    except (TypeError, ValueError):          # ragged
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        raise ValidationError(f"The 'rates' parameter must be a 1-D array of floats. Got "
+                              f"{describe(rates)} (shape {getattr(arr, 'shape', '?')}) instead.")
     arr = np.ascontiguousarray(arr, dtype=float)
     bad = ~((arr >= 1 / MAX_VALUE) & (arr <= MAX_VALUE))
     if bad.any():

@@ -62,7 +62,12 @@ class ResponseModel:
                                   f"response times ({iterations * n * 8 / 2**30:.3g} GiB), more "
                                   f"than {MAX_SAMPLE_VALUES:.3g} at a time; draw in chunks.")
         rng = as_generator(seed)
-        return np.ascontiguousarray(self._draw(rng, (iterations, n)), dtype=np.float64)
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(self._draw(rng, (iterations, n)), dtype=np.float64)
+        if not np.all(np.isfinite(out)):
+            raise ValidationError(f"Response times drawn from {self.spec} overflow float64; "
+                                  "give the model in a larger time unit.")
+        return out
 
     def _draw(self, rng, shape):  # pragma: no cover - abstract
         raise NotImplementedError
