@@ -8,6 +8,7 @@ benchmarking is on (``if not benchmark.disabled``): CI runs every benchmark once
 ``--benchmark-disable`` on a shared machine, where it checks the work, not the clock.  Run ``python bench/report.py`` on the JSON to get the README
 table.
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,3 +25,22 @@ def best_time(fn, repeat=3, min_total_s=0.2):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def pytest_configure(config):
+    """``--benchmark-json=DIR/FILE.json``: pytest-benchmark writes the file only at the end
+    of the run, so a missing folder used to lose every result after minutes of work.
+    Create the folder now, and fail at once (not at the end) if it cannot be written."""
+    path = getattr(config.option, "benchmark_json", None)
+    if not path:
+        return
+    import pytest
+    folder = Path(path).resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"--benchmark-json={path}: cannot write to {folder}: "
+                                f"{exc.strerror or exc}") from None

@@ -47,6 +47,9 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False,
                      help="also run tests marked slow (long oracle comparisons, README "
                           "console-slow examples)")
+    parser.addoption("--fuzz-budget", type=int, default=0, metavar="N",
+                     help="tests/fuzz: N random cases per entry point (default: the CI "
+                          "budget, derandomised)")
 
 
 def pytest_collection_modifyitems(config, items):

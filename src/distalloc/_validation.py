@@ -21,13 +21,20 @@ class ValidationError(ValueError):
     """Bad user input: a one-line message naming the field, the constraint and the value."""
 
 
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 def _where(owner: str | None) -> str:
     return f" of {owner}" if owner else ""
 
 
+def _bound(x) -> str:
+    return f"{x:g}" if isinstance(x, (Real, np.number)) and not isinstance(x, bool) else repr(x)
+
+
 def _interval(low, high, low_open, high_open) -> str:
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
+    lo = "-inf" if low is None else _bound(low)
+    hi = "inf" if high is None else _bound(high)
     return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
 
 
@@ -35,6 +42,9 @@ def check_number(value: Any, name: str, owner: str | None = None, *, low=None, h
                  low_open: bool = False, high_open: bool = False,
                  integer: bool = False) -> float | int:
     """Return ``value`` as float (or int) if it is a finite number in the interval.
+
+    With ``integer=True`` only ints (Python or numpy) are accepted, never an integral float
+    such as ``6.0``, and they must fit in 64 bits (the kernels' index type).
 
     Raises
     ------
@@ -47,15 +57,22 @@ def check_number(value: Any, name: str, owner: str | None = None, *, low=None, h
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.number)):
         raise ValidationError(msg)
     if integer:
-        if isinstance(value, (Integral, np.integer)):
-            value = int(value)
-        elif isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
-            value = int(value)
-        else:
+        # nothing is coerced (SPEC 1.2): 6.0 is not an int, even though it is integral
+        if not isinstance(value, (Integral, np.integer)):
             raise ValidationError(msg)
+        value = int(value)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            lo = "-2^63" if low is None else _bound(low)
+            hi = "2^63 - 1" if high is None else _bound(high)
+            raise ValidationError(f"The '{name}' parameter{_where(owner)} must be an int in "
+                                  f"[{lo}, {hi}] (64 bits). Got {value!r} instead.")
     else:
         value = float(value)
         if not math.isfinite(value):
+            raise ValidationError(msg)
+    for bound in (low, high):     # a bound that is itself bad input (e.g. an unchecked n)
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (Real, np.number))
+                                  or bound != bound):
             raise ValidationError(msg)
     if low is not None and (value < low or (low_open and value == low)):
         raise ValidationError(msg)

@@ -13,80 +13,158 @@ A sweep file (TOML)::
     rate = [1.0, 2.0, 3.0]
     probs = [[1.0, 0.0], [0.5, 0.5]]
 
-Every (grid point, seed) is a task; tasks run in chunks.  Results are appended to a CSV
-file after every chunk (whole lines, flushed and fsync'ed), and, where pyarrow is
-installed and the output ends in ``.parquet``, written as one part file per chunk in that
-directory.  A rerun of the same sweep skips the (point, seed) pairs already in the output,
-so an interrupted sweep resumes with nothing lost and nothing duplicated.  A chunk whose
-worker dies is resubmitted (local: a new process pool; Dask: task retries).
+**A sweep file is code**: its target names a Python function that is imported and called
+with the file's values.  Run only sweep files you trust.  The target's signature is checked
+against the file (unknown and missing parameters) before anything else is imported or run.
+
+Every (grid point, seed) is a task; tasks run in chunks, generated as they are needed (a
+sweep of 10^7 tasks never holds its task list).  Rows are written as chunks finish: CSV
+lines appended, flushed and fsync'ed; or, for an output ending in ``.parquet``, one part
+file per chunk in that folder (needs pyarrow).  A rerun skips the rows already in the
+output (their key: every grid and fixed parameter and the seed), so an interrupted sweep
+resumes with nothing lost and nothing duplicated.
+
+A task that fails (invalid for the target, an unstable system, a solver error) writes its
+row with empty metrics and its one-line error in the ``status`` column (``ok`` otherwise),
+and the sweep goes on; ``fail_fast`` stops at the first failure instead.  Failed rows are
+not retried on a rerun unless ``retry_failed``.  A task whose worker process dies (a crash,
+the OOM killer; on Dask ``KilledWorker``) is retried once on a fresh worker, then recorded
+as failed; the others are untouched.
 
 Columns: the grid parameters, ``seed``, then the target's metrics (the keys of its
-``--json`` output; arrays are summarised as their last value, ``final_*``).
+``--json`` output; arrays are summarised, e.g. ``final_error``; ``llm.plan``'s own
+``status`` is ``plan_status``), then ``status``, then the fixed parameters.
+
+Adding a target: put a :class:`Target` in :data:`TARGETS`.  A target may also give
+``run_batch`` (many tasks in one call, e.g. a batched compiled kernel over the chunk's
+grid points); its results must equal ``run``'s, one per task, an exception where a task
+fails.
 """
 from __future__ import annotations
 
-import csv
 import importlib
 import inspect
-import io
 import itertools
 import json
+import math
 import os
-import sys
-import time
-import uuid
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from distalloc._sweep_run import (DEFAULT_MAX_TASKS, RESERVED, SweepWarning,
+                                  run_chunk, run_sweep)
 from distalloc._validation import ValidationError, check_keys, check_number
 
-__all__ = ["SweepConfig", "load_sweep", "run_sweep", "TARGETS", "evaluate_task"]
-
+__all__ = ["SweepConfig", "Target", "TARGETS", "SweepWarning", "load_sweep", "run_sweep",
+           "evaluate_task", "run_chunk", "DEFAULT_MAX_TASKS"]
 
 # ------------------------------------------------------------------------------------------
 # Targets: parameters -> metrics (the same keys as the CLI's --json output)
 # ------------------------------------------------------------------------------------------
-def _queue(method: str) -> Callable[..., dict]:
-    def target(seed: int, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
-               idle_power=0.0, **kw) -> dict:
-        from distalloc import queueing
-        system = queueing.ForkJoin(servers, needed, rate, speeds, powers, probs, idle_power)
-        if method == "simulate":
-            m = queueing.simulate(system, kw.get("jobs", 200_000), seed=seed,
-                                  replications=kw.get("replications", 1))
-        elif method == "exact":
-            m = queueing.exact(system, max_jobs=kw.get("max_jobs"))
-        else:
-            m = queueing.approximate(system)
-        d = m.to_dict()
-        d.pop("completion_fraction", None)
-        d.pop("wall_s", None)
-        return d
-    target.params = {"servers", "needed", "rate", "speeds", "powers", "probs", "idle_power",
-                     *({"jobs", "replications"} if method == "simulate" else ()),
-                     *({"max_jobs"} if method == "exact" else ())}
-    return target
+@dataclass
+class Target:
+    """A sweep target.
+
+    Calling it, ``target(seed=..., **params)``, runs ``run``: the metrics of one task as a
+    flat dict.  ``params`` are the parameter names it accepts (None: any, it takes
+    ``**kwargs``), ``required`` the ones without a default.  ``batch(params_list)``,
+    optional, evaluates many tasks in one call (a batched compiled kernel over a chunk's grid
+    points; the target must not depend on the seed): one metrics dict per task, equal to
+    ``run``'s, or the exception ``run`` raises; ``batch_chunk`` is then its preferred chunk
+    size.  ``modules`` are imported once in the parent before local workers are forked, so
+    that each worker does not import (and JIT-load) them again.
+    """
+
+    run: Callable[..., dict]
+    params: frozenset[str] | None
+    required: frozenset[str] = frozenset()
+    batch: Callable[[list[dict]], list[Any]] | None = None
+    batch_chunk: int | None = None
+    modules: tuple[str, ...] = ()
+
+    def __call__(self, **kwargs) -> dict:
+        return self.run(**kwargs)
+
+    @classmethod
+    def from_function(cls, fn: Callable, name: str, **kw) -> "Target":
+        """Read the accepted and required parameters from ``fn``'s signature."""
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            raise ValidationError(f"Sweep target {name!r}: its signature cannot be read, so its "
+                                  "parameters cannot be checked.") from None
+        params, required, takes_kwargs, takes_seed = set(), set(), False, False
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                takes_kwargs = True
+            elif p.kind is p.VAR_POSITIONAL:
+                continue
+            elif p.kind is p.POSITIONAL_ONLY:
+                if p.default is p.empty:
+                    raise ValidationError(f"Sweep target {name!r} has a positional-only "
+                                          f"parameter '{p.name}'; targets are called with "
+                                          "keyword arguments.")
+            elif p.name == "seed":
+                takes_seed = True
+            else:
+                params.add(p.name)
+                if p.default is p.empty:
+                    required.add(p.name)
+        if not (takes_seed or takes_kwargs):
+            raise ValidationError(f"Sweep target {name!r} must take a 'seed' keyword argument "
+                                  "(the sweep passes seeds 0..N-1).")
+        return cls(fn, None if takes_kwargs else frozenset(params), frozenset(required), **kw)
 
 
-def _llm_plan(seed: int, scenario, method="cg-bprr", num_requests=None, time_limit=60.0,
+def _fork_join(servers, needed, rate, speeds, powers, probs, idle_power):
+    from distalloc.queueing import ForkJoin
+    return ForkJoin(servers, needed, rate, speeds, powers, probs, idle_power)
+
+
+def _queue_metrics(m) -> dict:
+    d = m.to_dict()
+    d.pop("completion_fraction", None)
+    d.pop("wall_s", None)
+    return d
+
+
+def _queue_approx(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
+                  idle_power=0.0) -> dict:
+    from distalloc.queueing import approximate
+    return _queue_metrics(approximate(_fork_join(servers, needed, rate, speeds, powers, probs,
+                                                 idle_power)))
+
+
+def _queue_exact(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
+                 idle_power=0.0, max_jobs=None, tail_tol=1e-8) -> dict:
+    from distalloc.queueing import exact
+    return _queue_metrics(exact(_fork_join(servers, needed, rate, speeds, powers, probs,
+                                           idle_power), max_jobs=max_jobs, tail_tol=tail_tol))
+
+
+def _queue_simulate(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
+                    idle_power=0.0, jobs=200_000, replications=1) -> dict:
+    from distalloc.queueing import simulate
+    return _queue_metrics(simulate(_fork_join(servers, needed, rate, speeds, powers, probs,
+                                              idle_power), jobs, seed=seed,
+                                   replications=replications))
+
+
+def _llm_plan(seed, scenario, method="cg-bprr", num_requests=None, time_limit=60.0,
               servers=None, scenario_seed=0) -> dict:
     from distalloc.llm import plan, resolve_scenario
     sc = resolve_scenario(scenario, num_servers=servers, seed=scenario_seed)
     d = plan(sc, method, seed=seed, num_requests=num_requests, time_limit_s=time_limit).to_dict()
-    d["servers_used"] = len(d.pop("placement"))
-    d.pop("routes")
+    d["servers_used"] = len(d.pop("placement") or [])
+    d["plan_status"] = d.pop("status")       # the sweep's own `status` column is ok/error
+    d.pop("routes", None)
     d.pop("join_order", None)
     return d
 
 
-_llm_plan.params = {"scenario", "method", "num_requests", "time_limit", "servers",
-                    "scenario_seed"}
-
-
-def _llm_simulate(seed: int, scenario, method="cg-bprr", rate=None, num_requests=None,
+def _llm_simulate(seed, scenario, method="cg-bprr", rate=None, num_requests=None,
                   allocation_delay=0.0, planned_requests=None, noise=0.0, client_weights=None,
                   servers=None, scenario_seed=0, output_tokens=None) -> dict:
     from distalloc.llm import resolve_scenario
@@ -101,12 +179,7 @@ def _llm_simulate(seed: int, scenario, method="cg-bprr", rate=None, num_requests
     return d
 
 
-_llm_simulate.params = {"scenario", "method", "rate", "num_requests", "allocation_delay",
-                        "planned_requests", "noise", "client_weights", "servers",
-                        "scenario_seed", "output_tokens"}
-
-
-def _sgd_run(seed: int, problem="synthetic", workers=50, policy="pflug", horizon=None, lr=None,
+def _sgd_run(seed, problem="synthetic", workers=50, policy="pflug", horizon=None, lr=None,
              k_max=None) -> dict:
     from distalloc.sgd import run
     r = run(problem, workers, policy, horizon=horizon, lr=lr, seed=seed, k_max=k_max)
@@ -116,55 +189,52 @@ def _sgd_run(seed: int, problem="synthetic", workers=50, policy="pflug", horizon
             "downlink_models": r.downlink_models}
 
 
-_sgd_run.params = {"problem", "workers", "policy", "horizon", "lr", "k_max"}
-
-TARGETS: dict[str, Callable[..., dict]] = {
-    "queue.simulate": _queue("simulate"), "queue.approx": _queue("approx"),
-    "queue.exact": _queue("exact"), "llm.plan": _llm_plan, "llm.simulate": _llm_simulate,
-    "sgd.run": _sgd_run,
-}
-
+TARGETS: dict[str, Target] = {
+    name: Target.from_function(fn, name, modules=(module,)) for name, fn, module in [
+        ("queue.simulate", _queue_simulate, "distalloc.queueing"),
+        ("queue.approx", _queue_approx, "distalloc.queueing"),
+        ("queue.exact", _queue_exact, "distalloc.queueing"),
+        ("llm.plan", _llm_plan, "distalloc.llm"),
+        ("llm.simulate", _llm_simulate, "distalloc.llm.simulation"),
+        ("sgd.run", _sgd_run, "distalloc.sgd")]}
 
 # --- Batched targets (queueing helper) ----------------------------------------------------
-# A target may carry ``batch(params_list) -> list``: per task, what the target returns for
-# ``target(seed=..., **params)`` or the exception it raises (rows identical to the scalar
-# path, values to 1e-12); ``run_chunk`` then evaluates a whole chunk in one call, and
-# ``batch_chunk`` is its preferred chunk size.  queue.approx: approximate_grid (Numba).
+# queue.approx: approximate_grid (Numba) over a chunk's points, rows identical to the scalar
+# path (values to 1e-12), the scalar path's exception for every point it refuses.
 def _queue_approx_batch(params_list: list[dict]) -> list:
     from distalloc.queueing.grid import approximate_rows
-    scalar = TARGETS["queue.approx"]            # (one kernel thread per worker)
-    return approximate_rows(params_list, lambda params: scalar(seed=0, **params))
+    return approximate_rows(params_list, lambda params: _queue_approx(seed=0, **params))
 
 
 TARGETS["queue.approx"].batch = _queue_approx_batch
 TARGETS["queue.approx"].batch_chunk = 65_536
 # ------------------------------------------------------------------------------------------
 
+_USER_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+                          r":[A-Za-z_][A-Za-z0-9_]*$")
 
-def _resolve_target(name: str) -> Callable[..., dict]:
+
+def resolve_target(name: str) -> Target:
+    """A built-in target, or ``package.module:function`` imported (which runs that module's
+    code: a sweep file is code)."""
+    if not isinstance(name, str):
+        raise ValidationError(f"The sweep target must be a name (a string). Got "
+                              f"{type(name).__name__} instead.")
     if name in TARGETS:
         return TARGETS[name]
-    module, sep, func = name.partition(":")
-    if not sep or not module or not func:
+    if not _USER_TARGET.match(name):
         raise ValidationError(f"Unknown sweep target {name!r} (built-in: {', '.join(TARGETS)}; "
                               "or 'package.module:function').")
+    module, _, func = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise ValidationError(f"Sweep target {name!r} cannot be imported: {exc}.") from None
+    except Exception as exc:   # ImportError, AttributeError, or whatever the module raises
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValidationError(f"Sweep target {name!r} cannot be imported: "
+                              f"{type(exc).__name__}: {text}.") from None
     if not callable(fn):
         raise ValidationError(f"Sweep target {name!r} is not callable.")
-    return fn
-
-
-def _target_params(fn: Callable) -> set[str] | None:
-    """Accepted parameter names, or None if the function takes **kwargs."""
-    if hasattr(fn, "params"):
-        return set(fn.params)
-    sig = inspect.signature(fn)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return {n for n in sig.parameters if n != "seed"}
+    return Target.from_function(fn, name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -181,290 +251,149 @@ class SweepConfig:
     def grid_names(self) -> list[str]:
         return list(self.grid)
 
-    def points(self) -> list[dict[str, Any]]:
+    @property
+    def fixed_names(self) -> list[str]:
+        return list(self.fixed)
+
+    @property
+    def num_points(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
+
+    @property
+    def num_tasks(self) -> int:
+        return self.num_points * self.seeds
+
+    def iter_points(self) -> Iterator[dict[str, Any]]:
         names = self.grid_names
-        return [dict(zip(names, combo)) for combo in itertools.product(*self.grid.values())]
+        return (dict(zip(names, combo)) for combo in itertools.product(*self.grid.values()))
+
+    def iter_tasks(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """(grid point, seed) pairs, generated lazily."""
+        return ((p, s) for p in self.iter_points() for s in range(self.seeds))
+
+    def _guard(self, n: int) -> None:
+        if n > DEFAULT_MAX_TASKS:
+            raise ValidationError(f"This sweep has {n} tasks; use iter_tasks() / iter_points() "
+                                  "to go through them without building a list.")
+
+    def points(self) -> list[dict[str, Any]]:
+        self._guard(self.num_points)
+        return list(self.iter_points())
 
     def tasks(self) -> list[tuple[dict[str, Any], int]]:
-        return [(p, s) for p in self.points() for s in range(self.seeds)]
+        self._guard(self.num_tasks)
+        return list(self.iter_tasks())
+
+
+def _check_value(value: Any, where: str) -> None:
+    """Parameter values are what JSON can hold (TOML dates and times are not)."""
+    if isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_value(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_value(v, f"{where}.{k}")
+        return
+    raise ValidationError(f"The value of {where} must be a number, string, boolean, list or "
+                          f"table. Got {value!r} instead.")
+
+
+def _read_sweep_file(path: Path) -> dict:
+    import tomllib
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValidationError(f"Sweep file '{path}' does not exist.") from None
+    except IsADirectoryError:
+        raise ValidationError(f"Sweep file '{path}' is a folder, not a file.") from None
+    except OSError as exc:
+        raise ValidationError(f"Sweep file '{path}' cannot be read: {exc.strerror or exc}.") \
+            from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"Sweep file '{path}' is not UTF-8 text (byte {exc.start}).") \
+            from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"Sweep file '{path}' is not valid TOML: "
+                              f"{str(exc).splitlines()[0]}.") from None
 
 
 def load_sweep(source: str | Path | dict) -> SweepConfig:
     """Read and validate a sweep file (or an already parsed dict).
 
+    The target is resolved (a ``module:function`` target is imported: a sweep file is
+    code) and its signature checked against the file's parameters before anything runs.
+
     Raises
     ------
     ValidationError
-        unknown sections or keys, unknown target, unknown parameters for the target, empty
-        or non-list grids, seeds < 1 — all before any work starts.
+        an unreadable, non-UTF-8 or invalid TOML file; unknown sections or keys; an unknown
+        target; parameters the target does not take or required ones missing; empty,
+        non-list or repeated grid values; seeds < 1 — all before any work starts.
     """
     if isinstance(source, dict):
         data = source
+    elif isinstance(source, (str, os.PathLike)):
+        data = _read_sweep_file(Path(source))
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValidationError(f"Sweep file '{path}' does not exist.")
-        import tomllib
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValidationError(f"Sweep file '{path}' is not valid TOML: {exc}") from None
+        raise ValidationError(f"A sweep must be a file path or a dict. Got "
+                              f"{type(source).__name__} instead.")
     check_keys(data, "sweep file", {"sweep"}, {"fixed", "grid"})
     head = check_keys(data["sweep"], "sweep", {"target"}, {"seeds"})
     target = head["target"]
     if not isinstance(target, str):
-        raise ValidationError(f"The 'target' parameter of sweep must be a string. Got {target!r} instead.")
+        raise ValidationError(f"The 'target' parameter of sweep must be a string. "
+                              f"Got {target!r} instead.")
     seeds = check_number(head.get("seeds", 1), "seeds", "sweep", low=1, integer=True)
     fixed = data.get("fixed", {})
     grid = data.get("grid", {})
-    if not isinstance(fixed, dict) or not isinstance(grid, dict):
-        raise ValidationError("'fixed' and 'grid' must be tables.")
+    for section, table in (("fixed", fixed), ("grid", grid)):
+        if not isinstance(table, dict):
+            raise ValidationError(f"'{section}' must be a table. Got {table!r} instead.")
+    from distalloc._sweep_output import canonical
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ValidationError(f"Grid parameter '{name}' must be a non-empty list. Got {values!r} instead.")
+            raise ValidationError(f"Grid parameter '{name}' must be a non-empty list. "
+                                  f"Got {values!r} instead.")
+        seen: dict[str, Any] = {}
+        for i, v in enumerate(values):
+            _check_value(v, f"grid.{name}[{i}]")
+            key = json.dumps(canonical(v), sort_keys=True)
+            if key in seen:
+                raise ValidationError(f"Grid parameter '{name}' lists the value {v!r} twice "
+                                      f"(as {seen[key]!r} too).")
+            seen[key] = v
+    for name, value in fixed.items():
+        _check_value(value, f"fixed.{name}")
     both = sorted(set(fixed) & set(grid))
     if both:
         raise ValidationError(f"Parameter '{both[0]}' is both fixed and in the grid.")
-    if "seed" in fixed or "seed" in grid:
-        raise ValidationError("'seed' is set by the sweep (seeds 0..N-1); do not give it.")
-    fn = _resolve_target(target)
-    allowed = _target_params(fn)
-    if allowed is not None:
-        unknown = sorted((set(fixed) | set(grid)) - allowed)
+    for name in RESERVED:
+        if name in fixed or name in grid:
+            raise ValidationError(f"'{name}' is set by the sweep (seeds 0..N-1 and the ok/error "
+                                  "status of each row); do not give it.")
+    spec = resolve_target(target)
+    given = set(fixed) | set(grid)
+    if spec.params is not None:
+        unknown = sorted(given - spec.params)
         if unknown:
             raise ValidationError(f"Unknown parameter '{unknown[0]}' for target {target} "
-                                  f"(allowed: {', '.join(sorted(allowed))}).")
+                                  f"(allowed: {', '.join(sorted(spec.params))}).")
+    missing = sorted(spec.required - given)
+    if missing:
+        raise ValidationError(f"Missing parameter '{missing[0]}' for target {target}: give it "
+                              "in [fixed] or [grid] (required: "
+                              f"{', '.join(sorted(spec.required))}).")
     return SweepConfig(target, seeds, dict(fixed), dict(grid))
 
 
-# ------------------------------------------------------------------------------------------
-# Execution
-# ------------------------------------------------------------------------------------------
-def _cell(value: Any) -> str:
-    """Canonical text of a value in the output (and in resume keys)."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(value)
-
-
 def evaluate_task(target: str, params: dict, seed: int) -> dict:
-    """Run one task in a worker: one kernel thread, the target, a flat metrics dict."""
-    fn = _resolve_target(target)
-    return fn(seed=seed, **params)
+    """Run one task directly (no error capture): the target's metrics dict."""
+    return resolve_target(target).run(seed=seed, **params)
 
-
-def _limit_threads() -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        pass
-
-
-def run_chunk(target: str, fixed: dict, chunk: list[tuple[dict, int]]) -> list[dict]:
-    """Evaluate a chunk of (grid point, seed) tasks; returns one row per task."""
-    _limit_threads()
-    rows = []
-    batch = getattr(_resolve_target(target), "batch", None)
-    if batch is not None:                       # batched target (see _queue_approx_batch)
-        results = batch([{**fixed, **point} for point, _ in chunk])
-        for (point, seed), metrics in zip(chunk, results):
-            if isinstance(metrics, Exception):
-                raise metrics
-            rows.append({**point, "seed": seed, **metrics})
-        return rows
-    for point, seed in chunk:
-        metrics = evaluate_task(target, {**fixed, **point}, seed)
-        rows.append({**point, "seed": seed, **metrics})
-    return rows
-
-
-class _CsvSink:
-    def __init__(self, path: Path, columns_hint: list[str]):
-        self.path = path
-        self.columns: list[str] | None = None
-        self.key_columns = columns_hint
-        self.done: set[tuple[str, ...]] = set()
-        if path.exists():
-            text = path.read_text()
-            if text and not text.endswith("\n"):   # a write cut short: drop the partial line
-                text = text[: text.rfind("\n") + 1]
-                path.write_text(text)
-            reader = csv.DictReader(io.StringIO(text))
-            self.columns = reader.fieldnames
-            for row in reader:
-                self.done.add(tuple(row.get(c, "") for c in self.key_columns))
-
-    def write(self, rows: list[dict]) -> None:
-        if self.columns is None:
-            self.columns = list(rows[0])
-            with self.path.open("w", newline="") as fh:
-                csv.writer(fh).writerow(self.columns)
-        extra = [k for r in rows for k in r if k not in self.columns]
-        if extra:
-            raise ValidationError(f"Target returned a new metric '{extra[0]}' not in the output "
-                                  f"columns of {self.path}.")
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        for r in rows:
-            w.writerow([_cell(r.get(c)) for c in self.columns])
-        with self.path.open("a", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-class _ParquetSink:
-    def __init__(self, path: Path, columns_hint: list[str]):
-        import pyarrow.parquet as pq
-        self.path = path
-        self.key_columns = columns_hint
-        self.done: set[tuple[str, ...]] = set()
-        path.mkdir(parents=True, exist_ok=True)
-        for part in sorted(path.glob("part-*.parquet")):
-            for row in pq.read_table(part).to_pylist():
-                self.done.add(tuple(_cell(row.get(c)) for c in self.key_columns))
-
-    def write(self, rows: list[dict]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        table = pa.Table.from_pylist(rows)
-        tmp = self.path / f".tmp-{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet")
-
-
-def _make_sink(out: Path, key_columns: list[str]):
-    if out.suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ValidationError("Parquet output needs pyarrow (pip install pyarrow); "
-                                  "use a .csv output otherwise.") from None
-        return _ParquetSink(out, key_columns)
-    return _CsvSink(out, key_columns)
-
-
-class _LocalEngine:
-    def __init__(self, n_jobs: int):
-        self.n_jobs = n_jobs
-        self.pool = ProcessPoolExecutor(max_workers=n_jobs)
-
-    def submit(self, *args):
-        return self.pool.submit(run_chunk, *args)
-
-    def restart(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = ProcessPoolExecutor(max_workers=self.n_jobs)
-
-    def close(self):
-        self.pool.shutdown(wait=True)
-
-
-class _DaskEngine:
-    def __init__(self, address: str):
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ValidationError("A Dask scheduler needs the 'distributed' package "
-                                  "(pip install 'distalloc[dask]').") from None
-        try:
-            self.client = Client(address, timeout="10s")
-        except OSError as exc:
-            raise ValidationError(f"Cannot reach the Dask scheduler at {address!r}: {exc}") from None
-
-    def submit(self, *args):
-        return self.client.submit(run_chunk, *args, pure=False, retries=3)
-
-    def restart(self):  # pragma: no cover - Dask retries tasks itself
-        pass
-
-    def close(self):
-        self.client.close()
-
-
-def _wait_any(futures, dask: bool):
-    if dask:
-        from distributed import wait as dask_wait
-        res = dask_wait(list(futures), return_when="FIRST_COMPLETED")
-        return res.done
-    done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-    return done
-
-
-def run_sweep(config: SweepConfig, out: str | Path, *, n_jobs: int | None = None,
-              scheduler: str | None = None, chunk_size: int | None = None,
-              progress: bool | None = None, max_restarts: int = 3) -> dict[str, Any]:
-    """Run (or resume) a sweep, writing rows to ``out`` as chunks finish.
-
-    Parameters
-    ----------
-    config : SweepConfig
-    out : path
-        ``.csv`` (default) or ``.parquet`` (a directory of part files; needs pyarrow).
-    n_jobs : int
-        local worker processes (default: CPU count); ignored with a scheduler.
-    scheduler : str
-        a Dask scheduler address (``tcp://host:8786``); default ``$DASK_SCHEDULER_ADDRESS``.
-    chunk_size : int
-        tasks per chunk (default: about 4 chunks per worker, at most 256 tasks).
-    progress : bool
-        a progress bar (default: only on a terminal).
-
-    Returns
-    -------
-    dict with ``tasks``, ``skipped`` (already in the output), ``written``, ``wall_s``.
-    """
-    out = Path(out)
-    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    key_columns = config.grid_names + ["seed"]
-    sink = _make_sink(out, key_columns)
-    tasks = config.tasks()
-    todo = [(p, s) for p, s in tasks
-            if tuple(_cell(p[c]) for c in config.grid_names) + (str(s),) not in sink.done]
-    t0 = time.perf_counter()
-    summary = {"tasks": len(tasks), "skipped": len(tasks) - len(todo), "written": 0}
-    if not todo:
-        return {**summary, "wall_s": 0.0}
-    engine = _DaskEngine(scheduler) if scheduler else _LocalEngine(
-        check_number(n_jobs or os.cpu_count() or 1, "n_jobs", low=1, integer=True))
-    workers = getattr(engine, "n_jobs", 4)
-    cap = getattr(_resolve_target(config.target), "batch_chunk", 256)
-    size = chunk_size or max(1, min(cap, len(todo) // (4 * workers) or 1))
-    chunks = [todo[i: i + size] for i in range(0, len(todo), size)]
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), unit="task", desc=config.target)
-    restarts = 0
-    try:
-        pending = {engine.submit(config.target, config.fixed, c): c for c in chunks}
-        while pending:
-            done = _wait_any(pending, scheduler is not None)
-            for fut in done:
-                chunk = pending.pop(fut)
-                try:
-                    rows = fut.result()
-                except BrokenProcessPool:
-                    # a worker died: resubmit everything not yet written on a fresh pool
-                    restarts += 1
-                    if restarts > max_restarts:
-                        raise
-                    lost = [chunk] + list(pending.values())
-                    engine.restart()
-                    pending = {engine.submit(config.target, config.fixed, c): c for c in lost}
-                    break
-                sink.write(rows)
-                summary["written"] += len(rows)
-                if bar is not None:
-                    bar.update(len(rows))
-    finally:
-        if bar is not None:
-            bar.close()
-        engine.close()
-    return {**summary, "restarts": restarts, "wall_s": time.perf_counter() - t0}

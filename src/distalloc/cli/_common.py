@@ -1,22 +1,54 @@
-"""Helpers shared by every family's subcommands: one-line errors, strict JSON output,
-comma-separated number lists."""
+"""Helpers shared by every family's subcommands: one-line errors, help that shows every
+default, strict JSON output, comma-separated number lists, checks of output files."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 from distalloc._validation import ValidationError
 
-__all__ = ["Parser", "print_json", "floats"]
+__all__ = ["Parser", "HelpFormatter", "print_json", "floats", "check_plot_path",
+           "check_writable_folder", "PLOT_FORMATS"]
+
+#: File types ``--plot`` can write (matplotlib's Agg backend).
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("%(default)" in text or "default" in text.lower()
+                or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit status 2."""
+    """argparse that reports usage errors as one line and exit status 2, and shows defaults
+    in the help."""
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("formatter_class") in (None, argparse.HelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter
+        elif kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
+            kwargs["formatter_class"] = _RawDescriptionHelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # noqa: D401
-        raise ValidationError(f"{self.prog}: {message}")
+        raise ValidationError(f"{self.prog}: {' '.join(message.split())}")
+
+
+class _RawDescriptionHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    pass
 
 
 def _json_default(obj: Any) -> Any:
@@ -45,7 +77,6 @@ def print_json(obj: dict) -> None:
     print(json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default)))))
 
 
-
 def floats(text: str, name: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
@@ -53,3 +84,34 @@ def floats(text: str, name: str) -> list[float]:
         raise ValidationError(f"The '{name}' option must be comma-separated numbers. "
                               f"Got {text!r} instead.") from None
 
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """The folder exists, is a folder, and a file can be created in it (tried, not guessed:
+    permissions, read-only file systems and quotas all answer)."""
+    if not folder.exists():
+        raise ValidationError(f"The folder of {what} '{folder}' does not exist.")
+    if not folder.is_dir():
+        raise ValidationError(f"The folder of {what} '{folder}' is not a folder.")
+    probe = folder / f".distalloc-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise ValidationError(f"Cannot write {what} to the folder '{folder}': "
+                              f"{exc.strerror or exc}.") from None
+
+
+def check_plot_path(path: str, option: str = "plot") -> Path:
+    """``--plot FILE``: a known image type, not a folder, in a writable folder — checked
+    before anything is computed."""
+    p = Path(path)
+    ext = p.suffix.lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise ValidationError(f"The '{option}' option must be a file ending in "
+                              f"{', '.join('.' + f for f in PLOT_FORMATS)}. Got {path!r} instead.")
+    if p.is_dir():
+        raise ValidationError(f"The '{option}' option names a folder: {path!r}.")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValidationError(f"The '{option}' file {path!r} exists and is not writable.")
+    check_writable_folder(p.parent, f"the '{option}' file")
+    return p

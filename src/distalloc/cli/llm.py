@@ -191,7 +191,10 @@ def _cmd_llm_plan(args) -> int:
             chain_map(sc, plans, args.plot)
         else:
             from distalloc.plots import placement_map
-            placement_map(sc, plans, args.plot)
+            placement_map(sc, plans, args.plot,
+                          title=f"{sc.name}: {sc.num_servers} servers, L = {sc.num_blocks} "
+                          f"blocks, |R| = {sc.num_requests} requests, PETALS join order seed "
+                          f"{args.seed}")
     return 0
 
 
@@ -360,8 +363,14 @@ def _cmd_llm_compare(args) -> int:
                           f"time {abs(cut_r):.0%} {'lower' if cut_r >= 0 else 'higher'}")
     if args.plot:
         from distalloc.plots import token_time_cdf
+        wl = runs[methods[0]][0].workload
+        rate = kw.get("rate_per_s")
         token_time_cdf({m: np.concatenate([r.token_s[r.served] for r in rs])
-                        for m, rs in runs.items()}, args.plot, title=sc.name)
+                        for m, rs in runs.items()}, args.plot,
+                       title=f"{sc.name}: {wl.num_requests} requests ({wl.source}"
+                       + (f" at {rate:g} req/s" if rate is not None else "")
+                       + f", {_rate_text(wl)} in seed 0),\n{args.seeds} seeds, allocation "
+                       f"delay {args.allocation_delay} s, noise {args.noise:g}")
     return 0
 
 
@@ -443,7 +452,8 @@ def _add_online_options(p) -> None:
     p.add_argument("--time-scale", type=float, default=None, metavar="X",
                    help="multiply the trace's inter-arrival gaps by X (default 1)")
     p.add_argument("--planned-requests", type=int, default=None, metavar="R",
-                   help="CG-BP's planned concurrent sessions |R| (default: SPEC 1.7 fixed point)")
+                   help="CG-BP's planned concurrent sessions |R| (default: the fixed point "
+                   "|R| = λT + sqrt(λT) of the expected sessions in service)")
     p.add_argument("--allocation-delay", default="0", metavar="S",
                    help="per-request set-up delay in seconds, one number or per method, "
                    "e.g. petals=250,cg-bprr=60 (default 0)")
@@ -518,7 +528,8 @@ def add_parser(sub) -> None:
     from distalloc.llm.simulation import ONLINE_METHODS
     sim = llm_sub.add_parser("simulate", help="discrete-event simulation of online serving")
     _add_online_options(sim)
-    sim.add_argument("--method", choices=list(ONLINE_METHODS), default="cg-bprr")
+    sim.add_argument("--method", choices=list(ONLINE_METHODS), default="cg-bprr",
+                     help="placement and routing method")
     sim.add_argument("--seed", type=int, default=0,
                      help="arrivals, noise and PETALS's join order (default 0)")
     sim.add_argument("--plot", default=None, metavar="FILE",
@@ -545,18 +556,24 @@ def add_parser(sub) -> None:
         "chains-testbed[:communication] (LLaMA-2-7B on 9 MIG slices, Azure code trace); "
         "communication is relay (default), once, matlab or petals.")
     scn.add_argument("scenario", help="built-in name or path (see above)")
-    scn.add_argument("--servers", type=int, default=None, metavar="C")
-    scn.add_argument("--seed", dest="scenario_seed", type=int, default=0, metavar="N",
-                     help="seed of the built-in scenario's random choices (default 0)")
-    scn.add_argument("--num-requests", type=int, default=None, metavar="R")
-    scn.add_argument("--input-tokens", type=int, default=None, metavar="N")
-    scn.add_argument("--output-tokens", type=int, default=None, metavar="N")
+    scn.add_argument("--servers", type=int, default=None, metavar="C",
+                     help="number of servers of a topology/synthetic scenario")
+    scn.add_argument("--scenario-seed", "--seed", dest="scenario_seed", type=int, default=0,
+                     metavar="N", help="seed of the built-in scenario's random choices (the "
+                     "same option as plan's and simulate's --scenario-seed; --seed is its old "
+                     "name) (default 0)")
+    scn.add_argument("--num-requests", type=int, default=None, metavar="R",
+                     help="size of the request set |R| (clients repeat cyclically)")
+    scn.add_argument("--input-tokens", type=int, default=None, metavar="N",
+                     help="static prompt length of a built-in scenario")
+    scn.add_argument("--output-tokens", type=int, default=None, metavar="N",
+                     help="static output length of a built-in scenario")
     _add_memory_option(scn)
-    scn.add_argument("--json", action="store_true")
+    scn.add_argument("--json", action="store_true", help="print one JSON object (compact)")
     scn.set_defaults(func=_guarded(_cmd_llm_scenario))
 
     cal = llm_sub.add_parser("calibrate", help="fit the performance model to measurements "
-                             "of a real swarm (SPEC 1.11)")
+                             "of a real swarm")
     cal.add_argument("file", help="measurements CSV: servers,blocks,rtt_ms,input_tokens,"
                      "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
     cal.add_argument("--validate", default=None, metavar="CSV",

@@ -55,7 +55,7 @@ def _cmd_queue(args) -> int:
             m = approximate(system, max_seconds=args.max_seconds)
         elif args.command == "exact":
             m = exact(system, max_jobs=args.max_jobs, tail_tol=args.tail_tol,
-                      max_memory_gb=args.max_memory_gb)
+                      max_memory_gb=args.max_memory_gb, max_seconds=args.max_seconds)
         else:
             m = simulate(system, args.jobs, seed=args.seed, replications=args.replications,
                          transient=args.transient, max_seconds=args.max_seconds)
@@ -88,7 +88,9 @@ def _cmd_queue_tradeoff(args) -> int:
         if args.plot:
             from distalloc.plots import tradeoff_curve
             tradeoff_curve(t, args.plot, title=f"({system.servers},{system.needed}) "
-                           f"fork-join, rate {system.rate:g}")
+                           f"fork-join, rate {system.rate:g}, speeds {args.speeds}, powers "
+                           f"{args.powers or '1 each'}, idle power {system.idle_power:g} "
+                           f"({args.method})")
     return 0
 
 
@@ -138,7 +140,7 @@ def add_parser(sub) -> None:
                            ("simulate", "compiled simulation with confidence intervals")):
         q = q_sub.add_parser(name, help=helptext)
         system_options(q)
-        if name == "approx":
+        if name in ("approx", "exact"):
             max_seconds(q, 60.0)
         if name == "exact":
             q.add_argument("--max-jobs", type=int, default=None, metavar="N",

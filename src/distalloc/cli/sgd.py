@@ -101,7 +101,14 @@ def _cmd_sgd_run(args) -> int:
                   + (f", ... ({steps.size} in all)" if steps.size > 12 else ""))
     if args.plot:
         from distalloc.plots import sgd_error
-        sgd_error([res], args.plot, title=f"{args.problem}, n = {res.workers}")
+        cap = args.k_max if args.k_max is not None else res.workers
+        label = (res.policy if res.policy.startswith(("fixed", "sync", "async"))
+                 else f"{res.policy}, k ≤ {cap}")
+        unit = "measured seconds" if args.cluster else "time units of the response-time model"
+        sgd_error([res], args.plot, labels=[label], time_label=unit,
+                  title=f"{args.problem}, n = {res.workers}, response times "
+                  f"{args.model or 'exp:1'}, horizon {res.time[-1]:.6g}, "
+                  f"step size {res.extra.get('lr', args.lr)}, seed {args.seed}")
     return 0
 
 
@@ -122,28 +129,32 @@ def _cmd_sgd_fit(args) -> int:
 def add_parser(sub) -> None:
     sgd = sub.add_parser("sgd", help="fastest-k distributed SGD with adaptive k")
     sgd_sub = sgd.add_subparsers(dest="command", required=True, parser_class=Parser)
-    sc = sgd_sub.add_parser("schedule", help="bound-optimal switching times (SPEC 2.2)")
+    sc = sgd_sub.add_parser("schedule", help="bound-optimal times to switch from k to k+1 "
+                            "(the error bound of fastest-k SGD)")
     sc.add_argument("--workers", type=int, required=True, metavar="n", help="number of workers")
     sc.add_argument("--lr", type=float, required=True, metavar="η", help="step size")
-    sc.add_argument("--smoothness", type=float, required=True, metavar="L")
-    sc.add_argument("--strong-convexity", type=float, required=True, metavar="c")
+    sc.add_argument("--smoothness", type=float, required=True, metavar="L",
+                    help="smoothness constant L of the loss")
+    sc.add_argument("--strong-convexity", type=float, required=True, metavar="c",
+                    help="strong-convexity constant c of the loss")
     sc.add_argument("--noise-var", type=float, required=True, metavar="σ²",
                     help="gradient-noise variance (0: no noise floor, k stays at its start)")
     sc.add_argument("--batch", type=int, required=True, metavar="s", help="rows per worker")
     sc.add_argument("--initial-gap", type=float, required=True, metavar="e0", help="F(w0) - F*")
     sc.add_argument("--rate", type=float, default=1.0, metavar="λ",
                     help="exponential response-time rate (default 1)")
-    sc.add_argument("--model", default=None, metavar="SPEC",
+    sc.add_argument("--model", default=None, metavar="MODEL",
                     help="response times instead of Exp(rate): " + MODEL_HELP)
     sc.add_argument("--from-times", default=None, metavar="FILE",
                     help="fit the response-time model to measured times (numbers, or the JSON "
                          "of sgd run --cluster) and plan with it")
     sc.add_argument("--step", type=int, default=1, help="k grows by this much (default 1)")
-    sc.add_argument("--json", action="store_true")
+    sc.add_argument("--json", action="store_true", help="print one JSON object")
     sc.set_defaults(func=_cmd_sgd_schedule)
     sr = sgd_sub.add_parser("run", help="fastest-k SGD: simulated, or real on a Dask cluster "
                                         "(--cluster)")
-    sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic")
+    sr.add_argument("--problem", choices=["synthetic", "diabetes", "digits"], default="synthetic",
+                    help="synthetic regression, or scikit-learn's bundled data sets")
     sr.add_argument("--workers", type=int, default=None, metavar="n",
                     help="number of workers (default 50 simulated; every worker of --cluster)")
     sr.add_argument("--policy", default="pflug", metavar="P",
@@ -153,7 +164,7 @@ def add_parser(sub) -> None:
                     help="time units simulated (default 6000 synthetic, 2000 otherwise); with "
                          "--cluster measured seconds (default 10)")
     sr.add_argument("--lr", type=float, default=None, metavar="η", help="step size")
-    sr.add_argument("--model", default=None, metavar="SPEC",
+    sr.add_argument("--model", default=None, metavar="MODEL",
                     help="response times (simulated; with --cluster the model bound and dbw "
                          "plan with, in seconds): " + MODEL_HELP)
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
@@ -167,7 +178,7 @@ def add_parser(sub) -> None:
     sr.add_argument("--cluster", default=None, metavar="ADDR",
                     help="run for real on Dask: local:N (N worker processes on loopback) or "
                          "tcp://host:port (also $DASK_SCHEDULER_ADDRESS)")
-    sr.add_argument("--straggler", default=None, metavar="SPEC",
+    sr.add_argument("--straggler", default=None, metavar="MODEL",
                     help="with --cluster: inject delays drawn from this model, in units of "
                          "--time-unit-s")
     sr.add_argument("--time-unit-s", type=float, default=1.0, metavar="S",
@@ -177,11 +188,12 @@ def add_parser(sub) -> None:
                          "before training (default 10)")
     sr.add_argument("--target-error", type=float, default=None, metavar="E",
                     help="with --cluster: stop once F(w) - F* <= E")
-    sr.add_argument("--plot", default=None, metavar="FILE")
-    sr.add_argument("--json", action="store_true")
+    sr.add_argument("--plot", default=None, metavar="FILE",
+                    help="write error and k against time as an image (.png, .pdf, .svg)")
+    sr.add_argument("--json", action="store_true", help="print one JSON object")
     sr.set_defaults(func=_cmd_sgd_run)
     sf = sgd_sub.add_parser("fit", help="fit response-time models to measured times (AIC)")
     sf.add_argument("times", metavar="FILE",
                     help="numbers (whitespace/commas) or the JSON of sgd run --cluster")
-    sf.add_argument("--json", action="store_true")
+    sf.add_argument("--json", action="store_true", help="print one JSON object")
     sf.set_defaults(func=_cmd_sgd_fit)

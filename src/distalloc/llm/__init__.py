@@ -29,6 +29,7 @@ from distalloc.llm.routing import Routes, shortest_routes
 from distalloc.llm.builtins import (builtin_scenario, clustered, resolve_scenario,
                                     synthetic_scenario, topology_scenario)
 from distalloc.llm.scenario import Scenario, load_scenario, scenario_from_dict
+from distalloc.llm.simulation import ONLINE_METHODS, SimulationResult, simulate
 from distalloc.llm.swarm import Assignment, Rebalance, Swarm
 
 __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlacement", "METHODS",
@@ -36,6 +37,8 @@ __all__ = ["Scenario", "Placement", "Plan", "Routes", "RouteMetrics", "CGPlaceme
            "scenario_from_dict", "synthetic_scenario", "topology_scenario", "evaluate_routes",
            "shortest_routes", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
            "plan", "solve_milp", "theorem2_bound_ms", "Swarm", "Assignment", "Rebalance",
+           # online simulation (SPEC 1.7)
+           "simulate", "SimulationResult", "ONLINE_METHODS",
            # chain composition (SPEC 1.10)
            "Chain", "ChainComposition", "compose_chains", "gbp_cr", "gca", "jffc_bounds",
            "compiled_dispatch",

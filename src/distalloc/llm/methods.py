@@ -79,7 +79,7 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     ValidationError
         unknown method or bad parameters, before any work.
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValidationError(f"The 'method' parameter must be one of {', '.join(METHODS)}. "
                               f"Got {method!r} instead.")
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)

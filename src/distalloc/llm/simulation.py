@@ -449,7 +449,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     cache, and a DP over the placement, O(S + sum m_j) plus the sessions of short servers,
     otherwise.  No quadratic term in requests or servers.
     """
-    if method not in ONLINE_METHODS:
+    if not isinstance(method, str) or method not in ONLINE_METHODS:
         raise ValidationError(f"The 'method' parameter must be one of {', '.join(ONLINE_METHODS)}. "
                               f"Got {method!r} instead.")
     # ---- validation, before any work (the LLM hardening pass owns this block) ----------

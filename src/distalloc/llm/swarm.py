@@ -251,7 +251,7 @@ class Swarm:
         if not isinstance(scenario, Scenario):
             raise ValidationError(f"The 'scenario' parameter must be a Scenario. "
                                   f"Got {type(scenario).__name__} instead.")
-        if method not in SWARM_METHODS:
+        if not isinstance(method, str) or method not in SWARM_METHODS:
             raise ValidationError(f"The 'method' parameter must be one of "
                                   f"{', '.join(SWARM_METHODS)}. Got {method!r} instead.")
         chained = method in CHAIN_METHODS

@@ -1,0 +1,613 @@
+"""Sweep output (SPEC 4.1): canonical resume keys, the output lock, checks of the output
+path before any work, and the CSV and Parquet sinks.
+
+A row is identified by its *key*: the values of every parameter (grid and fixed) and the
+seed, in a canonical form so that ``1``, ``1.0`` and the CSV text ``"1.0"`` are the same key
+(Parquet stores a column mixing 1 and 1.5 as doubles; CSV gives everything back as text).
+Keys are kept as 16-byte digests so that resuming a sweep of 10^7 rows holds ~1 GB at most.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import stat
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from distalloc._validation import ValidationError
+
+__all__ = ["OK", "canonical", "row_key", "OutputLock", "open_sink", "check_output_path"]
+
+OK = "ok"
+STATUS = "status"
+SEED = "seed"
+
+csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))
+
+
+# ------------------------------------------------------------------------------------------
+# Canonical values and keys
+# ------------------------------------------------------------------------------------------
+def canonical(value: Any) -> Any:
+    """The value a key is made of: text read back from a CSV cell is parsed as JSON,
+    integral floats become ints, NaN/None/empty become None, sequences become lists."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "":
+            return None
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return value if isinstance(parsed, str) else canonical(parsed)
+    if isinstance(value, bool):
+        return value
+    type_name = type(value).__module__
+    if type_name == "numpy":
+        import numpy as np
+        if isinstance(value, np.ndarray):
+            return [canonical(v) for v in value.tolist()]
+        value = value.item()
+        if isinstance(value, bool):
+            return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isfinite(value) and value == int(value) and abs(value) < 2 ** 53:
+            return int(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    return str(value)
+
+
+def canonical_text(value: Any) -> str:
+    """The canonical value as compact JSON: the unit keys are made of."""
+    return json.dumps(canonical(value), sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def key_from_texts(texts: Iterable[str]) -> bytes:
+    """16-byte digest of canonical texts (in a fixed order of names)."""
+    return hashlib.blake2b("\x1f".join(texts).encode(), digest_size=16).digest()
+
+
+def row_key(values: Iterable[Any]) -> bytes:
+    return key_from_texts(canonical_text(v) for v in values)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def cell(value: Any) -> str:
+    """Text of a value in a CSV cell: strings as they are, None and NaN empty, the rest
+    as JSON."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is float:
+        return repr(value) if math.isfinite(value) else ("" if value != value else
+                                                         json.dumps(value))
+    if kind is int:
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return json.dumps(value, default=_json_default)
+
+
+def is_ok(status: Any) -> bool:
+    """Rows written before the status column existed (empty or missing) count as ok."""
+    return status is None or status == "" or status == OK
+
+
+# ------------------------------------------------------------------------------------------
+# The lock: one sweep per output at a time
+# ------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputLock:
+    """``OUT.lock`` beside the output, holding the owner's pid.
+
+    The lock itself is a POSIX record lock (``fcntl.lockf``): the kernel releases it when
+    its process dies, however it dies, and forked workers do not inherit it, so a lock file
+    left by a dead sweep is simply taken over.  Where ``fcntl`` is missing, the file is
+    created exclusively and a lock whose pid is not alive is taken over.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out.with_name(out.name + ".lock")
+        self.fd: int | None = None
+        for _ in range(5):
+            if self._try_acquire():
+                return
+        raise ValidationError(f"Cannot lock the output '{out}': its lock file {self.path} keeps "
+                              "changing (another sweep starting at the same time?).")
+
+    def _refuse(self) -> None:
+        try:
+            pid = self.path.read_text().strip() or "unknown"
+        except OSError:
+            pid = "unknown"
+        raise ValidationError(f"The output '{self.out}' is in use by another sweep (pid {pid}, "
+                              f"lock file {self.path}); wait for it to finish or choose "
+                              "another --out.")
+
+    def _try_acquire(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self._try_acquire_exclusive()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ValidationError(f"Cannot create the lock file {self.path} beside the output: "
+                                  f"{exc.strerror or exc}.") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            self._refuse()
+        try:   # the file we locked must still be the one at the path (not unlinked meanwhile)
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return True
+
+    def _try_acquire_exclusive(self) -> bool:  # pragma: no cover - not POSIX
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(self.path.read_text().strip())
+            except (OSError, ValueError):
+                pid = None
+            if pid is not None and _pid_alive(pid):
+                self._refuse()
+            self.path.unlink(missing_ok=True)
+            return False
+        except OSError as exc:
+            raise ValidationError(f"Cannot create the lock file {self.path} beside the output: "
+                                  f"{exc.strerror or exc}.") from None
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ------------------------------------------------------------------------------------------
+# Output paths, checked before any work
+# ------------------------------------------------------------------------------------------
+def check_output_path(out: str | Path) -> Path:
+    """The output must end in .csv or .parquet, its folder must exist, and what is there
+    must be of the right kind (a regular file for CSV, a folder for Parquet)."""
+    if not isinstance(out, (str, os.PathLike)) or str(out) == "":
+        raise ValidationError(f"The 'out' option must be a file path. Got {out!r} instead.")
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValidationError(f"The 'out' option must end in .csv or .parquet. Got '{path}' "
+                              "instead.")
+    parent = path.parent
+    if not parent.exists():
+        raise ValidationError(f"The folder of the output '{path}' does not exist.")
+    if not parent.is_dir():
+        raise ValidationError(f"The folder of the output '{path}' is not a folder.")
+    if path.exists() or path.is_symlink():
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ValidationError(f"Cannot read the output '{path}': {exc.strerror or exc}.") \
+                from None
+        if suffix == ".csv" and not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ValidationError(f"The output '{path}' is {kind}; a .csv output must be a "
+                                  "regular file (it is appended to and read back to resume).")
+        if suffix == ".parquet" and not stat.S_ISDIR(mode):
+            raise ValidationError(f"The output '{path}' exists and is not a folder; a .parquet "
+                                  "output is a folder of part files.")
+    return path
+
+
+def _writable_dir(folder: Path, what: str) -> None:
+    probe = folder / f".distalloc-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise ValidationError(f"Cannot write to {what} '{folder}': {exc.strerror or exc}.") \
+            from None
+
+
+# ------------------------------------------------------------------------------------------
+# Sinks
+# ------------------------------------------------------------------------------------------
+class _Sink:
+    """Common part: which rows are in the output (their keys), and the key of a new row."""
+
+    def __init__(self, path: Path, key_names: list[str]):
+        self.path = path
+        self.key_names = list(key_names)
+        self.extra_names: list[str] = []
+        self.done: set[bytes] = set()
+        self.failed_in_output = 0
+
+    def _set_columns(self, columns: list[str]) -> None:
+        """Columns after ``status`` are fixed parameters (see :func:`order_columns`); those
+        this sweep does not set are part of the key too, so a row written with a fixed value
+        the sweep no longer sets matches only where that value is empty."""
+        after = columns[columns.index(STATUS) + 1:] if STATUS in columns else []
+        self.extra_names = [c for c in after if c not in self.key_names]
+
+    def _remember(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self.done.add(self.key_of(row))
+            if not is_ok(row.get(STATUS)):
+                self.failed_in_output += 1
+
+    def key_of(self, row: dict) -> bytes:
+        return row_key(row.get(n) for n in self.key_names + self.extra_names)
+
+    def task_keys(self, config) -> Iterator[tuple[dict, int, bytes]]:
+        """(grid point, seed, key) of every task of ``config``, in order, without building
+        the list; the canonical text of each grid and fixed value is made once."""
+        grid_names = list(config.grid)
+        values = list(config.grid.values())
+        texts = [[canonical_text(v) for v in vals] for vals in values]
+        fixed = {n: canonical_text(v) for n, v in config.fixed.items()}
+        none = canonical_text(None)
+        order = self.key_names + self.extra_names
+        where = {n: i for i, n in enumerate(grid_names)}
+        for idx in itertools.product(*(range(len(v)) for v in values)):
+            parts = []
+            for n in order:
+                if n == SEED:
+                    parts.append(None)
+                elif n in where:
+                    j = where[n]
+                    parts.append(texts[j][idx[j]])
+                else:
+                    parts.append(fixed.get(n, none))
+            seed_at = parts.index(None)
+            point = {n: values[j][idx[j]] for j, n in enumerate(grid_names)}
+            for seed in range(config.seeds):
+                parts[seed_at] = str(seed)
+                yield point, seed, key_from_texts(parts)
+
+
+def order_columns(existing: list[str], rows: list[dict], grid_names: list[str],
+                  fixed_names: list[str]) -> list[str]:
+    """Grid parameters, seed, metrics (in order of appearance), status, fixed parameters;
+    columns already in the output keep their place, new metrics go before the status."""
+    params = set(grid_names) | set(fixed_names) | {SEED, STATUS}
+    columns = list(existing) if existing else grid_names + [SEED]
+    seen = set(columns)
+    new_metrics = []
+    for r in rows:
+        for k in r:
+            if k not in seen and k not in params:
+                new_metrics.append(k)
+                seen.add(k)
+    if STATUS in columns:
+        i = columns.index(STATUS)
+        columns[i:i] = new_metrics
+    else:
+        columns += new_metrics
+    for name in grid_names + [SEED, STATUS] + fixed_names:
+        if name not in columns:
+            columns.append(name)
+    return columns
+
+
+class CsvSink(_Sink):
+    """Appends whole lines, flushed and fsync'ed after every chunk.  A line cut short by a
+    kill is dropped on the next start.  New columns (a metric first seen, a new fixed
+    parameter) rewrite the file once, atomically."""
+
+    def __init__(self, path: Path, key_names, grid_names, fixed_names):
+        super().__init__(path, key_names)
+        self.grid_names, self.fixed_names = grid_names, fixed_names
+        self.columns: list[str] = []
+        if path.exists() and path.stat().st_size > 0:
+            self._open_existing()
+
+    def _open_existing(self) -> None:
+        path = self.path
+        try:
+            with path.open("rb+") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 1))
+                if fh.read(1) != b"\n":          # a write cut short: drop the partial line
+                    fh.seek(max(0, size - 65536))
+                    tail = fh.read()
+                    cut = tail.rfind(b"\n")
+                    keep = size - len(tail) + cut + 1 if cut >= 0 else 0
+                    fh.truncate(keep)
+            with path.open(newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                self.columns = list(reader.fieldnames or [])
+                missing = [c for c in self.grid_names + [SEED] if c not in self.columns]
+                if self.columns and missing:
+                    raise ValidationError(
+                        f"The output '{path}' exists and is not the output of this sweep (no "
+                        f"'{missing[0]}' column); choose another --out.")
+                self._set_columns(self.columns)
+                self._remember(reader)
+        except UnicodeDecodeError:
+            raise ValidationError(f"The output '{path}' exists and is not a UTF-8 CSV file; "
+                                  "choose another --out.") from None
+        except PermissionError as exc:
+            raise ValidationError(f"Cannot read and write the output '{path}': "
+                                  f"{exc.strerror}.") from None
+        except csv.Error as exc:
+            raise ValidationError(f"The output '{path}' exists and is not a readable CSV file "
+                                  f"({exc}); choose another --out.") from None
+
+    def _read_all(self) -> list[dict]:
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def _rewrite(self, columns: list[str], rows: list[dict]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([cell(r.get(c)) for c in columns])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self.columns = columns
+        self._set_columns(columns)
+
+    def drop_failed(self) -> int:
+        """Remove the rows whose status is not ok (``--retry-failed``)."""
+        if not self.columns or STATUS not in self.columns:
+            return 0
+        rows = self._read_all()
+        keep = [r for r in rows if is_ok(r.get(STATUS))]
+        if len(keep) < len(rows):
+            self._rewrite(self.columns, keep)
+            self.done = set()
+            self.failed_in_output = 0
+            self._remember(keep)
+        return len(rows) - len(keep)
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        columns = order_columns(self.columns, rows, self.grid_names, self.fixed_names)
+        if columns != self.columns:
+            old = self._read_all() if self.columns else []
+            for r in old:        # rows from before the status column existed were ok
+                if not r.get(STATUS):
+                    r[STATUS] = OK
+            self._rewrite(columns, old)
+        buf = []
+        memo: dict[int, str] = {}      # lists shared by the rows of a chunk: one JSON each
+        for r in rows:
+            line = []
+            for c in self.columns:
+                v = r.get(c)
+                if type(v) is list:
+                    text = memo.get(id(v))
+                    if text is None:
+                        text = memo[id(v)] = cell(v)
+                    line.append(text)
+                else:
+                    line.append(cell(v))
+            buf.append(line)
+        with self.path.open("a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(buf)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class ParquetSink(_Sink):
+    """One part file per chunk in the output folder, written to a temporary name and
+    renamed.  Parts share one schema: when a chunk brings a new column or a wider type
+    (a metric first seen, ints then floats), earlier parts are rewritten to it."""
+
+    def __init__(self, path: Path, key_names, grid_names, fixed_names):
+        super().__init__(path, key_names)
+        import pyarrow.parquet as pq
+        self.grid_names, self.fixed_names = grid_names, fixed_names
+        self.schema = None
+        path.mkdir(exist_ok=True)
+        _writable_dir(path, "the Parquet output folder")
+        columns: list[str] = []
+        try:
+            for part in self._parts():
+                table = pq.read_table(part)
+                self.schema = table.schema if self.schema is None else self._unify(
+                    self.schema, table.schema)
+                columns = list(self.schema.names)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise ValidationError(f"The output '{path}' holds a part file that cannot be read "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                                  "choose another --out.") from None
+        self._set_columns(columns)
+        if columns:
+            missing = [c for c in self.grid_names + [SEED] if c not in columns]
+            if missing:
+                raise ValidationError(f"The output '{path}' exists and is not the output of "
+                                      f"this sweep (no '{missing[0]}' column); choose another "
+                                      "--out.")
+        for part in self._parts():
+            self._remember(pq.read_table(part).to_pylist())
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.path.glob("part-*.parquet"))
+
+    @staticmethod
+    def _unify(a, b):
+        """One schema for both: types widened where Arrow can (int -> double, null -> any),
+        text where it cannot (a column holding numbers in one chunk and tables in another),
+        so that no chunk's rows are ever refused after they were computed."""
+        import pyarrow as pa
+        try:
+            return pa.unify_schemas([a, b], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+            pass
+        fields = []
+        for name in list(a.names) + [n for n in b.names if n not in a.names]:
+            parts = [s.field(name) for s in (a, b) if name in s.names]
+            try:
+                fields.append(pa.unify_schemas([pa.schema([f]) for f in parts],
+                                               promote_options="permissive").field(name))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
+                fields.append(pa.field(name, pa.string()))
+        return pa.schema(fields)
+
+    def _replace(self, table, name: str | None = None) -> None:
+        import pyarrow.parquet as pq
+        tmp = self.path / f".tmp-{uuid.uuid4().hex}.parquet"
+        pq.write_table(table, tmp)
+        final = self.path / (name or f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet")
+        os.replace(tmp, final)
+
+    def _conform(self, table):
+        import pyarrow as pa
+        for field in self.schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        table = table.select(self.schema.names)
+        columns = []
+        for field, column in zip(self.schema, table.columns):
+            if column.type != field.type and pa.types.is_string(field.type):
+                try:
+                    column = column.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):   # lists, tables
+                    column = pa.array([None if v is None else cell(v)
+                                       for v in column.to_pylist()], type=field.type)
+            columns.append(column)
+        return pa.table(dict(zip(self.schema.names, columns))).cast(self.schema)
+
+    def drop_failed(self) -> int:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        dropped = 0
+        if self.schema is None or STATUS not in self.schema.names:
+            return 0
+        for part in self._parts():
+            table = pq.read_table(part)
+            status = table.column(STATUS)
+            ok = pc.or_kleene(pc.is_null(status), pc.equal(status, OK))
+            ok = pc.fill_null(ok, True)
+            keep = table.filter(ok)
+            if keep.num_rows < table.num_rows:
+                dropped += table.num_rows - keep.num_rows
+                if keep.num_rows:
+                    self._replace(keep, part.name)
+                else:
+                    part.unlink()
+        if dropped:
+            self.done = set()
+            self.failed_in_output = 0
+            for part in self._parts():
+                self._remember(pq.read_table(part).to_pylist())
+        return dropped
+
+    def write(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        if not rows:
+            return
+        columns = order_columns(list(self.schema.names) if self.schema is not None else [],
+                                rows, self.grid_names, self.fixed_names)
+        data = {}
+        for c in columns:
+            values = [_arrow_value(r.get(c)) for r in rows]
+            try:
+                data[c] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):   # mixed kinds: keep them as JSON text
+                data[c] = pa.array([None if v is None else cell(v) for v in values])
+        table = pa.table(data)
+        if self.schema is None:
+            self.schema = table.schema
+            self._set_columns(list(table.schema.names))
+        else:
+            unified = self._unify(self.schema, table.schema)
+            new = pa.schema([unified.field(c) for c in columns])   # order_columns' order
+            if not new.equals(self.schema):      # widen the parts already written
+                self.schema = new
+                self._set_columns(columns)
+                for part in self._parts():
+                    self._replace(self._conform(pq.read_table(part)), part.name)
+        self._replace(self._conform(table))
+
+
+def _arrow_value(v: Any) -> Any:
+    """NaN as null; tables (dicts) as JSON text: Parquet has no struct without fields, and a
+    parameter's shape should not change the column type from row to row."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return cell(v)
+    return v
+
+
+def open_sink(path: Path, key_names: list[str], grid_names: list[str],
+              fixed_names: list[str]):
+    """The sink for ``path`` (checked by :func:`check_output_path`, locked by the caller)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValidationError("Parquet output needs pyarrow (pip install pyarrow); use a "
+                                  ".csv output otherwise.") from None
+        return ParquetSink(path, key_names, grid_names, fixed_names)
+    if not path.exists():
+        _writable_dir(path.parent, "the output folder")
+    return CsvSink(path, key_names, grid_names, fixed_names)

@@ -1,0 +1,549 @@
+"""Sweeps under faults (issues 14 and 16): failing points recorded with a status (SPEC 4.1),
+bounded work, resume keys, output checks before any work, crashed workers, orphans, locks,
+untrusted files."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from distalloc import ValidationError
+from distalloc.cli import main
+from distalloc.queueing import ForkJoin, approximate
+from distalloc.sweep import load_sweep, run_sweep
+
+HERE = Path(__file__).parent
+ENV = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def one_error_line(capsys, needle=""):
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distalloc: error: "), cap.err
+    assert needle in lines[0], lines[0]
+    return cap
+
+
+UNSTABLE = """
+[sweep]
+target = "queue.approx"
+[fixed]
+servers = 4
+needed = 2
+[grid]
+rate = [1.0, 1.5, 1.9, 2.0, 2.5]
+"""
+
+
+def test_unstable_points_get_a_status_and_the_sweep_completes(tmp_path, capsys):
+    cfg = write(tmp_path, UNSTABLE)
+    out = tmp_path / "u.csv"
+    assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1"]) == 0
+    assert "5 written (2 failed: see the status column)" in capsys.readouterr().out
+    r = {x["rate"]: x for x in rows(out)}
+    assert list(rows(out)[0])[:3] == ["rate", "seed", "method"]
+    assert sorted(r) == ["1.0", "1.5", "1.9", "2.0", "2.5"]
+    for rate in ("1.0", "1.5", "1.9"):
+        want = approximate(ForkJoin(4, 2, float(rate))).mean_jobs
+        assert r[rate]["status"] == "ok" and float(r[rate]["mean_jobs"]) == pytest.approx(want)
+        assert r[rate]["servers"] == "4" and r[rate]["needed"] == "2"   # fixed columns
+    for rate in ("2.0", "2.5"):
+        assert "unstable" in r[rate]["status"].lower() and "\n" not in r[rate]["status"]
+        assert r[rate]["mean_jobs"] == "" and r[rate]["energy_per_job"] == ""
+    # a rerun retries nothing; --retry-failed recomputes the two failed rows only
+    assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["skipped"] == 5 and s["written"] == 0
+    assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1", "--retry-failed",
+                 "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["retried"], s["skipped"], s["written"], s["failed"]) == (2, 3, 2, 2)
+    assert sorted(x["rate"] for x in rows(out)) == ["1.0", "1.5", "1.9", "2.0", "2.5"]
+
+
+def test_fail_fast_stops_at_the_first_failure_and_keeps_the_rest(tmp_path, capsys):
+    cfg = write(tmp_path, UNSTABLE)
+    out = tmp_path / "u.csv"
+    assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1", "--fail-fast"]) == 2
+    one_error_line(capsys, "--fail-fast), rate=2.0, seed=0:")
+    assert sorted(x["rate"] for x in rows(out)) == ["1.0", "1.5", "1.9"]
+    assert all(x["status"] == "ok" for x in rows(out))
+
+
+def test_a_raising_user_target_is_one_row_not_a_stop(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = load_sweep({"sweep": {"target": "sweep_helpers:fail_on", "seeds": 2},
+                      "fixed": {"bad": 2}, "grid": {"x": [1, 2, 3]}})
+    s = run_sweep(cfg, tmp_path / "f.csv", n_jobs=1, chunk_size=6, progress=False)
+    assert (s["written"], s["failed"]) == (6, 2)
+    got = {(x["x"], x["seed"]): x["status"] for x in rows(tmp_path / "f.csv")}
+    assert got[("2", "0")] == got[("2", "1")] == "ValueError: cannot do 2"
+    assert got[("1", "0")] == got[("3", "1")] == "ok"
+
+
+# ------------------------------------------------------------------------------------------
+# bounded work and options
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seeds, needle", [
+    ("10000000000000000000", "(64 bits)"),
+    ("1000000000000000000", "more than --max-tasks 10000000"),
+])
+def test_absurd_seed_counts_are_refused_at_once(tmp_path, capsys, seeds, needle):
+    cfg = write(tmp_path, UNSTABLE.replace("[fixed]", f"seeds = {seeds}\n[fixed]"))
+    t0 = time.perf_counter()
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
+    assert time.perf_counter() - t0 < 5
+    one_error_line(capsys, needle)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_large_sweeps_stream_their_tasks(tmp_path):
+    """2 * 10^6 tasks allowed by max_tasks: the task list is never built, and a sweep whose
+    every row is already written walks the stream without computing."""
+    cfg = load_sweep({"sweep": {"target": "queue.approx", "seeds": 1_000_000},
+                      "fixed": {"servers": 4, "needed": 2}, "grid": {"rate": [0.5, 1.0]}})
+    assert cfg.num_tasks == 2_000_000
+    it = cfg.iter_tasks()
+    assert next(it) == ({"rate": 0.5}, 0) and next(it) == ({"rate": 0.5}, 1)
+    with pytest.raises(ValidationError, match="more than --max-tasks 1000000"):
+        run_sweep(cfg, tmp_path / "o.csv", max_tasks=1_000_000)
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--chunk-size", "-1"], "'chunk_size' parameter must be an int in [1, inf). Got -1"),
+    (["--chunk-size", "0"], "'chunk_size'"),
+    (["--n-jobs", "0"], "'n_jobs' parameter must be an int in [1, inf). Got 0"),
+    (["--n-jobs", "128"], "unless --oversubscribe"),
+    (["--n-jobs", "100000", "--oversubscribe"], "even with --oversubscribe"),
+    (["--max-tasks", "0"], "'max_tasks'"),
+    (["--scheduler", "garbage"], "must be a Dask scheduler address"),
+    (["--scheduler", "foo://x:1"], "must be a Dask scheduler address"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "Cannot reach the Dask scheduler"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--n-jobs", "1"], "'n_jobs' option is for local"),
+])
+def test_bad_options_one_line_nothing_written(tmp_path, capsys, flags, needle):
+    cfg = write(tmp_path, UNSTABLE)
+    out = tmp_path / "o.csv"
+    assert main(["sweep", str(cfg), "--out", str(out), *flags]) == 2
+    one_error_line(capsys, needle)
+    assert not out.exists() and not (tmp_path / "o.csv.lock").exists()
+
+
+def test_oversubscribe_allows_more_workers_than_cores(tmp_path):
+    from distalloc._sweep_engines import usable_cores
+    cfg = load_sweep({"sweep": {"target": "queue.approx"}, "fixed": {"servers": 4, "needed": 2},
+                      "grid": {"rate": [0.5, 1.0, 1.5]}})
+    s = run_sweep(cfg, tmp_path / "o.csv", n_jobs=usable_cores() + 1, oversubscribe=True,
+                  chunk_size=1, progress=False)
+    assert s["written"] == 3
+
+
+# ------------------------------------------------------------------------------------------
+# resume keys
+# ------------------------------------------------------------------------------------------
+def test_a_changed_fixed_value_is_not_already_done(tmp_path):
+    out = tmp_path / "r.csv"
+    base = {"sweep": {"target": "queue.approx"}, "grid": {"rate": [0.5, 1.0]}}
+    a = load_sweep({**base, "fixed": {"servers": 4, "needed": 2}})
+    b = load_sweep({**base, "fixed": {"servers": 4, "needed": 3}})
+    c = load_sweep({**base, "fixed": {"servers": 4, "needed": 2, "idle_power": 0.5}})
+    assert run_sweep(a, out, n_jobs=1, progress=False)["written"] == 2
+    assert run_sweep(b, out, n_jobs=1, progress=False)["written"] == 2
+    assert run_sweep(a, out, n_jobs=1, progress=False)["written"] == 0
+    assert run_sweep(c, out, n_jobs=1, progress=False)["written"] == 2
+    assert run_sweep(c, out, n_jobs=1, progress=False)["written"] == 0
+    # a fixed value the sweep no longer sets (back to the default) is not "done" either
+    assert run_sweep(a, out, n_jobs=1, progress=False)["written"] == 0
+    r = rows(out)
+    assert len(r) == 6
+    got = {(x["rate"], x["needed"], x["idle_power"]): float(x["mean_jobs"]) for x in r}
+    assert got[("1.0", "3", "")] == pytest.approx(approximate(ForkJoin(4, 3, 1.0)).mean_jobs)
+    assert got[("1.0", "2", "")] == pytest.approx(approximate(ForkJoin(4, 2, 1.0)).mean_jobs)
+    want = approximate(ForkJoin(4, 2, 1.0, idle_power=0.5)).mean_power
+    assert float(next(x for x in r if x["idle_power"] == "0.5" and x["rate"] == "1.0")
+                 ["mean_power"]) == pytest.approx(want)
+    with pytest.raises(ValidationError, match="Missing parameter 'needed'"):
+        load_sweep({**base, "fixed": {"servers": 4}})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_mixed_int_and_float_grid_resumes_without_duplicates(tmp_path, suffix):
+    if suffix == ".parquet":
+        pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs pyarrow")
+    cfg = load_sweep({"sweep": {"target": "queue.approx", "seeds": 2},
+                      "fixed": {"servers": 4, "needed": 2},
+                      "grid": {"rate": [1, 1.5], "idle_power": [0, 0.25]}})
+    out = tmp_path / f"m{suffix}"
+    assert run_sweep(cfg, out, n_jobs=1, chunk_size=1, progress=False)["written"] == 8
+    again = run_sweep(cfg, out, n_jobs=1, chunk_size=3, progress=False)
+    assert (again["written"], again["skipped"]) == (0, 8)
+    if suffix == ".parquet":
+        table = pq.read_table(out)
+        assert table.num_rows == 8
+        assert sorted({r["rate"] for r in table.to_pylist()}) == [1.0, 1.5]
+    else:
+        assert len(rows(out)) == 8
+
+
+def test_repeated_grid_values_are_refused():
+    with pytest.raises(ValidationError, match="lists the value 1.0 twice"):
+        load_sweep({"sweep": {"target": "queue.approx"}, "fixed": {"servers": 4, "needed": 2},
+                    "grid": {"rate": [1, 1.0]}})
+
+
+def test_parquet_first_chunk_failing_then_metrics(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs pyarrow")
+    cfg = load_sweep({"sweep": {"target": "queue.approx"}, "fixed": {"servers": 4, "needed": 2},
+                      "grid": {"rate": [2.5, 1.0, 0.5]}})
+    out = tmp_path / "p.parquet"
+    s = run_sweep(cfg, out, n_jobs=1, chunk_size=1, progress=False)
+    assert (s["written"], s["failed"]) == (3, 1)
+    table = {r["rate"]: r for r in pq.read_table(out).to_pylist()}
+    assert table[2.5]["mean_jobs"] is None and "unstable" in table[2.5]["status"].lower()
+    assert table[1.0]["status"] == "ok"
+    assert table[1.0]["mean_jobs"] == pytest.approx(approximate(ForkJoin(4, 2, 1.0)).mean_jobs)
+    assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0
+    s = run_sweep(cfg, out, n_jobs=1, progress=False, retry_failed=True)
+    assert (s["retried"], s["written"]) == (1, 1) and pq.read_table(out).num_rows == 3
+
+
+# ------------------------------------------------------------------------------------------
+# checks before any work
+# ------------------------------------------------------------------------------------------
+def _readonly_dir(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        (d / "probe").touch()
+    except OSError:
+        return d
+    (d / "probe").unlink()
+    d.chmod(0o700)
+    if Path("/sys").is_dir():     # root ignores permissions; sysfs refuses new files
+        return Path("/sys")
+    pytest.skip("no read-only folder available")
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("folder.csv", "is a folder"),
+    ("missing/o.csv", "does not exist"),
+    ("readonly", "Cannot"),
+    ("/dev/null", "must end in .csv or .parquet"),
+    ("devnull.csv", "not a regular file"),
+    ("file.parquet", "exists and is not a folder"),
+    ("o.txt", "must end in .csv or .parquet"),
+    ("other.csv", "is not the output of this sweep (no 'x' column)"),
+    ("latin1.csv", "not a UTF-8 CSV file"),
+])
+def test_bad_output_paths_fail_before_any_task(tmp_path, capsys, case, needle):
+    marker = tmp_path / "ran"
+    cfg = write(tmp_path, f"""
+[sweep]
+target = "sweep_helpers:record_call"
+[fixed]
+marker = "{marker}"
+[grid]
+x = [1, 2]
+""")
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "file.parquet").write_text("x")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "latin1.csv").write_bytes("x,seed\n\xe9,0\n".encode("latin-1"))
+    if case == "devnull.csv":
+        os.symlink("/dev/null", tmp_path / "devnull.csv")
+    out = (_readonly_dir(tmp_path) / "o.csv") if case == "readonly" else (
+        Path(case) if case.startswith("/") else tmp_path / case)
+    sys.path.insert(0, str(HERE))
+    try:
+        assert main(["sweep", str(cfg), "--out", str(out)]) == 2
+    finally:
+        sys.path.remove(str(HERE))
+    one_error_line(capsys, needle)
+    assert not marker.exists()
+    assert (tmp_path / "other.csv").read_text() == "a,b\n1,2\n"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[sweep]\ntarget = 'queue.approx'\n[fixed]\nservers = 4\nneeded = 2\n",
+     "Missing parameter 'rate' for target queue.approx"),
+    ("[sweep]\ntarget = 'sweep_helpers:slow_square'\n", "Missing parameter 'x'"),
+    ("[sweep]\ntarget = 'os:system'\n[fixed]\ncommand = 'touch MARKER'\n",
+     "must take a 'seed' keyword argument"),
+    ("[sweep]\ntarget = 'os:getcwd'\n", "must take a 'seed'"),
+    ("[sweep]\ntarget = 'os.path'\n", "Unknown sweep target"),
+    ("[sweep]\ntarget = 'x; import os:f'\n", "Unknown sweep target"),
+    ("[sweep]\ntarget = 'math:pi'\n", "is not callable"),
+    ("[sweep]\ntarget = 'queue.approx'\n[fixed]\nservers = 4\nneeded = 2\nwhen = 2024-01-01\n"
+     "[grid]\nrate = [1.0]\n", "must be a number, string, boolean, list or table"),
+    ("[sweep]\ntarget = 'queue.approx'\n[grid]\nstatus = ['a']\n", "'status' is set by the"),
+    ("[sweep]\ntarget = 'queue.approx'\nseeds = 2.0\n", "'seeds' parameter of sweep must be an int"),
+])
+def test_targets_are_checked_before_they_run(tmp_path, capsys, text, needle):
+    marker = tmp_path / "marker"
+    cfg = write(tmp_path, text.replace("MARKER", str(marker)))
+    sys.path.insert(0, str(HERE))
+    try:
+        assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
+    finally:
+        sys.path.remove(str(HERE))
+    one_error_line(capsys, needle)
+    assert not marker.exists() and not (tmp_path / "o.csv").exists()
+
+
+def test_unreadable_sweep_files(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"[sweep]\ntarget = '\xff\xfe'\n")
+    assert main(["sweep", str(bad)]) == 2
+    one_error_line(capsys, "is not UTF-8 text")
+    assert main(["sweep", str(tmp_path)]) == 2
+    one_error_line(capsys, "is a folder")
+    (tmp_path / "t.toml").write_text("[sweep\n")
+    assert main(["sweep", str(tmp_path / "t.toml")]) == 2
+    one_error_line(capsys, "is not valid TOML")
+
+
+def test_sweep_help_says_a_sweep_file_is_code(capsys):
+    assert main(["sweep", "--help"]) == 0
+    assert "A sweep file is code" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------
+# crashes, kills, locks
+# ------------------------------------------------------------------------------------------
+def test_a_task_that_crashes_its_worker_is_recorded_and_the_rest_finish(tmp_path, capsys):
+    cfg = write(tmp_path, """
+[sweep]
+target = "sweep_helpers:crash_on"
+seeds = 2
+[fixed]
+bad = 3
+[grid]
+x = [1, 2, 3, 4, 5]
+""")
+    out = tmp_path / "c.csv"
+    sys.path.insert(0, str(HERE))
+    try:
+        code = main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "2", "--chunk-size", "4",
+                     "--json"])
+    finally:
+        sys.path.remove(str(HERE))
+    cap = capsys.readouterr()
+    assert code == 1
+    s = json.loads(cap.out)
+    assert (s["written"], s["crashed"], s["failed"], s["restarts"]) == (10, 2, 2, 4)
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "2 task(s) of sweep_helpers:crash_on were not computed" in err[0]
+    r = {(x["x"], x["seed"]): x for x in rows(out)}
+    assert len(r) == 10
+    for seed in ("0", "1"):
+        assert "SIGSEGV" in r[("3", seed)]["status"] and r[("3", seed)]["value"] == ""
+    assert all(int(x["value"]) == 10 * int(x["x"]) + int(x["seed"])
+               for k, x in r.items() if k[0] != "3")
+
+
+def test_dask_killed_worker_is_recorded_and_the_rest_finish(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="Dask sweeps need distributed")
+    import dask
+    cfg = load_sweep({"sweep": {"target": "sweep_helpers:crash_on"}, "fixed": {"bad": 3},
+                      "grid": {"x": [1, 2, 3, 4]}})
+    out = tmp_path / "k.csv"
+    # the scheduler gives up on a task after one worker death (default: 3), and sends a worker
+    # one task at a time so that no innocent task is queued on the worker that dies
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      host="127.0.0.1", dashboard_address=None) as cluster:
+            s = run_sweep(cfg, out, scheduler=cluster.scheduler_address, chunk_size=2,
+                          progress=False)
+    assert (s["written"], s["crashed"]) == (4, 1)
+    r = {x["x"]: x for x in rows(out)}
+    assert "KilledWorker" in r["3"]["status"] and r["3"]["value"] == ""
+    assert [r[x]["value"] for x in ("1", "2", "4")] == ["10", "20", "40"]
+
+
+def _wait_for(cond, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _slow_sweep(tmp_path, n=40, delay=0.3):
+    return write(tmp_path, f"""
+[sweep]
+target = "sweep_helpers:slow_square"
+[fixed]
+delay = {delay}
+[grid]
+x = {list(range(n))}
+""")
+
+
+def test_killing_the_sweep_kills_its_workers(tmp_path):
+    cfg = _slow_sweep(tmp_path)
+    out = tmp_path / "o.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "distalloc.cli", "sweep", str(cfg), "--out",
+                             str(out), "--n-jobs", "2", "--chunk-size", "1", "--quiet"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert _wait_for(lambda: out.exists() and len({x["pid"] for x in rows(out)}) == 2)
+    pids = {int(x["pid"]) for x in rows(out)}
+    proc.kill()                                     # the main process only, not its group
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(out=proc.stdout.read()), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "a worker still holds the sweep's stdout"
+    proc.wait()
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/status").exists() and "zombie" in Path(
+            f"/proc/{pid}/status").read_text()
+    assert _wait_for(lambda: all(gone(p) for p in pids), timeout=10)
+
+
+def test_two_sweeps_on_one_output(tmp_path, capsys):
+    cfg = _slow_sweep(tmp_path, n=20, delay=0.2)
+    out = tmp_path / "o.csv"
+    lock = tmp_path / "o.csv.lock"
+    proc = subprocess.Popen([sys.executable, "-m", "distalloc.cli", "sweep", str(cfg), "--out",
+                             str(out), "--n-jobs", "1", "--chunk-size", "1", "--quiet"], env=ENV)
+    try:
+        assert _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid))
+        assert main(["sweep", str(cfg), "--out", str(out)]) == 2
+        one_error_line(capsys, f"is in use by another sweep (pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+    # the dead owner's lock file is taken over
+    lock.write_text(f"{proc.pid}\n")
+    sys.path.insert(0, str(HERE))
+    try:
+        assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "2", "--quiet"]) == 0
+    finally:
+        sys.path.remove(str(HERE))
+    r = rows(out)
+    assert sorted(int(x["x"]) for x in r) == list(range(20))
+    assert not lock.exists()
+
+
+# ------------------------------------------------------------------------------------------
+# warnings from tasks, metric names
+# ------------------------------------------------------------------------------------------
+def test_task_warnings_are_reported_once_on_stderr(tmp_path, capsys):
+    cfg = write(tmp_path, "[sweep]\ntarget = 'sweep_helpers:warn_once'\n[grid]\nx = [1, 2, 3]\n")
+    sys.path.insert(0, str(HERE))
+    try:
+        assert main(["sweep", str(cfg), "--out", str(tmp_path / "w.csv"), "--json",
+                     "--n-jobs", "1"]) == 0
+    finally:
+        sys.path.remove(str(HERE))
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["written"] == 3
+    assert cap.err.strip().splitlines() == [
+        "distalloc: warning: SweepWarning: 3 task(s) of the sweep warned: RuntimeWarning: "
+        "numbers got large"]
+
+
+def test_llm_plan_rows_keep_the_plan_status_apart(tmp_path):
+    cfg = load_sweep({"sweep": {"target": "llm.plan"}, "fixed": {"scenario": "clustered"},
+                      "grid": {"num_requests": [20, 5000]}})
+    run_sweep(cfg, tmp_path / "p.csv", n_jobs=1, progress=False)
+    r = {x["num_requests"]: x for x in rows(tmp_path / "p.csv")}
+    assert r["20"]["status"] == "ok" and r["20"]["plan_status"] == "feasible"
+    assert r["5000"]["status"] == "ok" and r["5000"]["plan_status"] == "infeasible"
+    assert math.isclose(float(r["20"]["mean_token_ms"]), 530.4, rel_tol=1e-3)
+
+
+def _sweep_in_daemon(path, queue):
+    try:
+        cfg = load_sweep({"sweep": {"target": "queue.approx"},
+                          "fixed": {"servers": 4, "needed": 2}, "grid": {"rate": [1.0]}})
+        run_sweep(cfg, path, n_jobs=1, progress=False)
+        queue.put("ran")
+    except ValidationError as exc:
+        queue.put(f"ValidationError: {exc}")
+    except BaseException as exc:  # noqa: BLE001
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_sweep_inside_a_daemonic_process_is_a_clean_error(tmp_path):
+    """Found by the fuzz suite: an AssertionError from multiprocessing before."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_sweep_in_daemon, args=(tmp_path / "d.csv", q), daemon=True)
+    p.start()
+    got = q.get(timeout=60)
+    p.join()
+    assert got.startswith("ValidationError: run_sweep cannot start its worker processes")
+    assert not (tmp_path / "d.csv").exists()
+
+
+def test_parquet_takes_table_values(tmp_path):
+    """Found by the fuzz suite: a TOML table as a parameter value (`needed = {}`) made
+    pyarrow fail after the work was done (a struct without fields); tables are stored as
+    JSON text and the failing row is recorded like any other."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs pyarrow")
+    cfg = load_sweep({"sweep": {"target": "queue.approx"},
+                      "fixed": {"servers": 4, "needed": {}, "rate": 1.0},
+                      "grid": {"idle_power": [0.0, {"a": 1}]}})
+    out = tmp_path / "t.parquet"
+    s = run_sweep(cfg, out, n_jobs=1, chunk_size=1, progress=False)
+    assert (s["written"], s["failed"]) == (2, 2)
+    got = pq.read_table(out).to_pylist()
+    assert sorted(r["idle_power"] for r in got) == ['0', '{"a": 1}']     # the column is text
+    assert all(r["needed"] == "{}" and "needed" in r["status"] for r in got)
+    assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0
+
+
+def test_unstable_points_through_the_batch_hook_become_status_rows(monkeypatch):
+    """queue.approx runs a chunk through its batch hook (approximate_grid): a point the
+    scalar path refuses (unstable) must come back as that exception, i.e. a status row with
+    empty (NaN) metrics, and the rest of the chunk must still be computed."""
+    from distalloc._sweep_run import chunk_result
+    from distalloc.sweep import TARGETS
+    target = TARGETS["queue.approx"]
+    calls = []
+    real = target.batch
+
+    def counting(params_list):
+        calls.append(len(params_list))
+        return real(params_list)
+    monkeypatch.setattr(target, "batch", counting)
+    chunk = [({"rate": r}, seed) for r in (1.0, 2.0, 1.9, 2.5) for seed in (0, 1)]
+    out = chunk_result("queue.approx", {"servers": 4, "needed": 2}, chunk)
+    assert calls == [8]                                  # the whole chunk in one call
+    assert len(out["rows"]) == 8
+    for r in out["rows"]:
+        if r["rate"] >= 2.0:
+            assert "unstable" in r["status"].lower() and "\n" not in r["status"]
+            assert r.get("mean_jobs") is None or math.isnan(r["mean_jobs"])
+        else:
+            assert r["status"] == "ok"
+            assert r["mean_jobs"] == pytest.approx(
+                approximate(ForkJoin(4, 2, r["rate"])).mean_jobs, rel=1e-12)
