@@ -1,4 +1,4 @@
-"""The exact MILP: aggregated against per-request formulation, HiGHS against CP-SAT, on
+"""The exact MILP: aggregated, per-request and window formulations, HiGHS against CP-SAT, on
 one small AboveNet cell of the README table (bench/milp_table.py makes the whole table).
 Each configuration must prove the same optimum; the CPU-time ratios against the first
 release's model (per-request, no valid inequalities, scipy with a cutoff row) are recorded."""

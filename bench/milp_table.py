@@ -3,6 +3,10 @@ solver, and CG-BPRR's gap to every proven optimum.
 
     python bench/milp_table.py --out bench-results/milp_table.jsonl          # run (resumable)
     python bench/milp_table.py --out bench-results/milp_table.jsonl --table  # markdown
+    python bench/milp_table.py --out ... --root-lp --servers 6,7 --requests 5,6  # LP bounds
+    python bench/milp_table.py --out bench/milp_window_compare.jsonl --every-instance \
+        --servers 6,7 --requests 5,6 --configs aggregated:highs,aggregated:cp-sat,window:highs
+    python bench/milp_table.py --out bench/milp_window_compare.jsonl --per-instance ...
 
 Cells: ``topology:Abvt --servers S --num-requests R`` for S in --servers, R in --requests,
 scenario seeds 0..--seeds-1, each (formulation, solver) in --configs, --time-limit seconds
@@ -11,7 +15,7 @@ it ends (wall and process CPU seconds, status, objective, bound, gap, CG-BPRR's 
 an interrupted run resumes where it stopped.  Cells beyond a failure are skipped per
 configuration: once (S, R) has a seed that is not proven, every (S', R') with S' >= S and
 R' >= R is skipped (larger instances of the same family are not easier).
-A full run (5 configurations, 35 cells x 3 seeds, 60 s) takes at most 9 h of one core and in
+A full run (6 configurations, 35 cells x 3 seeds, 60 s) takes at most 10.5 h of one core and in
 practice about an hour (README), so run it on a quiet machine; ``--threads 1`` keeps the
 configurations comparable.
 """
@@ -25,9 +29,11 @@ import time
 from pathlib import Path
 
 CONFIGS = ["aggregated:highs", "aggregated:cp-sat", "per-request:highs", "per-request:cp-sat",
-           "first-release:highs"]
+           "first-release:highs", "window:highs"]
 # first-release: the model and solver path before issue 15 (per-request, no valid
-# inequalities, scipy.optimize.milp with the heuristic as a cutoff row), the "before" column
+# inequalities, scipy.optimize.milp with the heuristic as a cutoff row), the "before" column.
+# window:cp-sat is not a column: CP-SAT on the window model's 7 000-12 000 columns ends at
+# gaps of 40% where window:highs proves (6 x 5), and does not prove 4 x 2 within 120 s
 
 
 def _ints(text: str) -> list[int]:
@@ -78,12 +84,60 @@ def solve_one(S: int, R: int, seed: int, formulation: str, solver: str, time_lim
             "load_avg_1min": os.getloadavg()[0]}
 
 
+def root_lp_ms(sc, formulation: str) -> float:
+    """The LP relaxation's optimum of a formulation (mean per-token ms): the bound the
+    branch and bound starts from, before any cut or branching of the solver."""
+    import numpy as np
+    from scipy.optimize import linprog
+    from scipy.sparse import vstack
+    from distalloc.llm.milp_model import build_model
+    m = build_model(sc, "per-request" if formulation == "first-release" else formulation,
+                    cuts=formulation != "first-release")
+    Am, mem_ub = m.memory_matrix()
+    A = vstack([m.A, Am]).tocsr()
+    lo = np.concatenate([m.row_lb, np.full(len(mem_ub), -np.inf)])
+    hi = np.concatenate([m.row_ub, mem_ub])
+    eq, fl, fh = lo == hi, np.isfinite(lo) & (lo != hi), np.isfinite(hi) & (lo != hi)
+    res = linprog(m.cost, A_ub=vstack([A[fh], -A[fl]]), b_ub=np.concatenate([hi[fh], -lo[fl]]),
+                  A_eq=A[eq], b_eq=hi[eq], bounds=list(zip(m.lb, m.ub)), method="highs")
+    return float(res.fun) / sc.num_requests
+
+
+def root_lp_table(args) -> str:
+    """Root LP bound per instance and formulation, with the best plan known (the optimum
+    where a row of --out proves it) and each bound's gap to it."""
+    from distalloc.llm import cg_bprr
+    from distalloc.llm.scenario import topology_scenario
+    rows = [r for path in args.out.split(",") for r in load_rows(Path(path))]
+    formulations = list(dict.fromkeys(c.split(":")[0] for c in args.configs))
+    lines = ["| S | R | seed | best known ms | " + " | ".join(f"{f} root LP (gap)" for f in formulations)
+             + " |", "|---" * (4 + len(formulations)) + "|"]
+    for S in args.servers:
+        for R in args.requests:
+            for seed in range(args.seeds):
+                sc = topology_scenario("Abvt", num_servers=S, seed=seed, num_requests=R)
+                mine = [r for r in rows if (r["servers"], r["requests"], r["seed"]) == (S, R, seed)]
+                proven = [r["mean_token_ms"] for r in mine if r["status"] == "optimal"]
+                cg = cg_bprr(sc)
+                best = min(proven) if proven else min(
+                    [r["mean_token_ms"] for r in mine if r["mean_token_ms"] is not None]
+                    + ([cg.mean_token_ms] if cg.feasible else []), default=math.nan)
+                tag = "" if proven else " (not proven)"
+                cells = [f"{v:.1f} ({(best - v) / best:.1%})" for v in
+                         (root_lp_ms(sc, f) for f in formulations)]
+                lines.append(f"| {S} | {R} | {seed} | {best:.2f}{tag} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run(args) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = load_rows(out)
     done = {(r["formulation"], r["solver"], r["servers"], r["requests"], r["seed"]): r
             for r in rows}
+    if args.every_instance:
+        run_every_instance(args, out, done)
+        return
     failed: dict[str, list[tuple[int, int]]] = {c: [] for c in args.configs}
     for S in args.servers:            # cell-major: a partial run has every configuration
         for R in args.requests:
@@ -108,6 +162,62 @@ def run(args) -> None:
                         break
                 if not proven:
                     failed[config].append((S, R))
+
+
+def run_every_instance(args, out: Path, done: dict) -> None:
+    """Instance-major, no skipping: every configuration on every instance, in an order
+    rotated from one instance to the next (so a change of the machine's load over the run
+    falls on every configuration alike), each row with its formulation's root LP bound."""
+    from distalloc.llm.scenario import topology_scenario
+    k = 0
+    for S in args.servers:
+        for R in args.requests:
+            for seed in range(args.seeds):
+                sc = topology_scenario("Abvt", num_servers=S, seed=seed, num_requests=R)
+                order = args.configs[k % len(args.configs):] + args.configs[:k % len(args.configs)]
+                k += 1
+                for config in order:
+                    formulation, solver = config.split(":")
+                    if (formulation, solver, S, R, seed) in done:
+                        continue
+                    row = solve_one(S, R, seed, formulation, solver, args.time_limit, args.threads)
+                    row["root_lp_ms"] = root_lp_ms(sc, formulation)
+                    with out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"{config} S={S} R={R} seed={seed}: {row['status']} "
+                          f"gap {row['gap']:.3g} wall {row['wall_s']:.1f} s "
+                          f"cpu {row['cpu_s']:.1f} s", flush=True)
+
+
+def per_instance_table(args) -> str:
+    """One line per instance: per configuration the root LP bound, then the CPU seconds to
+    the proof or the final gap (with its CPU seconds), and the load average seen."""
+    rows = [r for path in args.out.split(",") for r in load_rows(Path(path))]
+    by = {(r["formulation"] + ":" + r["solver"], r["servers"], r["requests"], r["seed"]): r
+          for r in rows}
+    lines = ["| S x R | seed | best ms | " + " | ".join(args.configs) + " |",
+             "|---" * (3 + len(args.configs)) + "|"]
+    for S in args.servers:
+        for R in args.requests:
+            for seed in range(args.seeds):
+                mine = [by.get((c, S, R, seed)) for c in args.configs]
+                if not any(mine):
+                    continue
+                best = min(r["mean_token_ms"] for r in mine if r and r["mean_token_ms"])
+                cells = []
+                for r in mine:
+                    if r is None:
+                        cells.append("—")
+                        continue
+                    lp = f"LP {r['root_lp_ms']:.1f}, " if r.get("root_lp_ms") else ""
+                    done_txt = (f"proven {r['cpu_s']:.1f} s" if r["status"] == "optimal"
+                                else f"gap {r['gap']:.1%} ({r['cpu_s']:.0f} s)")
+                    cells.append(lp + done_txt)
+                lines.append(f"| {S} x {R} | {seed} | {best:.2f} | " + " | ".join(cells) + " |")
+    loads = [r["load_avg_1min"] for r in rows if r.get("load_avg_1min") is not None]
+    if loads:
+        lines.append(f"\n(1-minute load average during the solves: {min(loads):.1f}-{max(loads):.1f})")
+    return "\n".join(lines)
 
 
 def _cell(rs: list[dict], seeds: int, budget: float) -> str:
@@ -199,8 +309,20 @@ def main(argv=None) -> None:
     ap.add_argument("--table", action="store_true", help="print the markdown table and exit")
     ap.add_argument("--compact", action="store_true",
                     help="table: one table, every configuration in each cell")
+    ap.add_argument("--every-instance", action="store_true",
+                    help="run: every configuration on every instance (no skipping), "
+                    "interleaved, with each formulation's root LP bound in the rows")
+    ap.add_argument("--per-instance", action="store_true",
+                    help="print one line per instance (root LP, proof or gap) and exit")
+    ap.add_argument("--root-lp", action="store_true",
+                    help="print each formulation's root LP bound per instance against the "
+                    "best plan known in --out, and exit")
     args = ap.parse_args(argv)
-    if args.table:
+    if args.per_instance:
+        print(per_instance_table(args))
+    elif args.root_lp:
+        print(root_lp_table(args))
+    elif args.table:
         print(table(args))
     else:
         run(args)

@@ -1,4 +1,4 @@
-"""The exact MILP against a brute force on tiny instances, both formulations and both
+"""The exact MILP against a brute force on tiny instances, every formulation and both
 solvers, and the heuristics against it."""
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from distalloc.llm import cg_bprr, petals, scenario_from_dict, solve_milp
 
 pytest.importorskip("ortools", reason="the cp-sat solver's tests need OR-Tools (extra cpsat)")
 
-COMBOS = [(f, s) for f in ("aggregated", "per-request") for s in ("highs", "cp-sat")]
+COMBOS = [(f, s) for f in ("aggregated", "per-request", "window") for s in ("highs", "cp-sat")]
 
 
 def assert_matches_brute_force(sc, combos=COMBOS):

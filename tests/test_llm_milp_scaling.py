@@ -21,13 +21,15 @@ pytest.importorskip("ortools", reason="the cp-sat solver's tests need OR-Tools (
 
 @pytest.mark.parametrize("seed", range(25))
 def test_many_requests_per_client_equal_brute_force(seed):
-    """Up to 5 requests of up to 2 clients: flows of 2-5 units, 2-3 bits each."""
+    """Up to 5 requests of up to 2 clients: flows of 2-5 units, 2-3 bits each (aggregated),
+    loads of several sessions per window (window)."""
     rng = np.random.default_rng(50_000 + seed)
     sc = scenario_from_dict(random_scenario_dict(rng, max_servers=3, max_blocks=5,
                                                  max_requests=5))
     opt = naive.brute_force_bprr(sc)
-    for solver in ("highs", "cp-sat"):
-        p = solve_milp(sc, formulation="aggregated", solver=solver)
+    for formulation, solver in [("aggregated", "highs"), ("aggregated", "cp-sat"),
+                                ("window", "highs"), ("window", "cp-sat")]:
+        p = solve_milp(sc, formulation=formulation, solver=solver)
         if opt is None:
             assert p.status == "infeasible" and not p.feasible
         else:
@@ -44,7 +46,7 @@ def test_highs_paths_equal_brute_force(highspy_installed, warm, monkeypatch):
         sc = scenario_from_dict(random_scenario_dict(np.random.default_rng(60_000 + seed),
                                                      max_requests=4))
         opt = naive.brute_force_bprr(sc)
-        for formulation in ("aggregated", "per-request"):
+        for formulation in ("aggregated", "per-request", "window"):
             p = solve_milp(sc, formulation=formulation, cutoff=warm)
             assert p.extra["solver"] == ("highs" if highspy_installed else "highs-scipy")
             if opt is None:
@@ -67,16 +69,20 @@ def test_heuristic_plans_encode_as_model_solutions(seed):
     for p in (cg_bprr(sc), petals(sc, seed=seed)):
         if not p.feasible:
             continue
-        for formulation in ("aggregated", "per-request"):
+        for formulation in ("aggregated", "per-request", "window"):
             model = build_model(sc, formulation)
             x = model.encode(p.placement.first_block, p.placement.num_blocks, p.routes)
             assert model.check(x) is None, formulation
-            assert model.cost @ x / sc.num_requests == pytest.approx(p.mean_token_ms)
+            value = model.cost @ x / sc.num_requests
+            if formulation == "window":   # its RTT order may move windows: never dearer
+                assert value <= p.mean_token_ms + 1e-9
+            else:
+                assert value == pytest.approx(p.mean_token_ms)
             a, m, routes = model.decode(x)
             from distalloc.llm.model import Placement, evaluate_routes
             again = evaluate_routes(sc, Placement.from_arrays(a, m), routes, sc.requests)
             assert again.all_valid
-            assert float(again.token_ms.mean()) == pytest.approx(p.mean_token_ms)
+            assert float(again.token_ms.mean()) == pytest.approx(value)
 
 
 def test_visit_capacity_envelope_is_above_every_point():
@@ -93,11 +99,14 @@ def test_formulations_and_solvers_agree_on_abovenet(servers, requests, seed):
     from distalloc.llm.scenario import topology_scenario
     sc = topology_scenario("Abvt", num_servers=servers, seed=seed, num_requests=requests)
     values = {}
-    for formulation in ("aggregated", "per-request"):
-        for solver in ("highs", "cp-sat"):
-            p = solve_milp(sc, formulation=formulation, solver=solver, time_limit_s=120)
-            assert p.status == "optimal"
-            values[formulation, solver] = p.mean_token_ms
+    # window/cp-sat is left out: on the window model's ~7 000 columns CP-SAT did not prove
+    # even 4 x 2 within 120 s (measured); it is checked on the tiny instances instead
+    for formulation, solver in [("aggregated", "highs"), ("aggregated", "cp-sat"),
+                                ("per-request", "highs"), ("per-request", "cp-sat"),
+                                ("window", "highs")]:
+        p = solve_milp(sc, formulation=formulation, solver=solver, time_limit_s=120)
+        assert p.status == "optimal", (formulation, solver)
+        values[formulation, solver] = p.mean_token_ms
     ref = values["aggregated", "highs"]
     assert all(v == pytest.approx(ref, rel=1e-6) for v in values.values()), values
     cg = cg_bprr(sc)
@@ -202,6 +211,8 @@ def test_sizes():
     sc = swarm24(6)
     assert build_model(sc, "aggregated").num_variables == milp_size(24, 6, "aggregated")
     assert build_model(sc, "per-request").num_variables == milp_size(24, 6)
+    with pytest.raises(ValueError, match="window"):
+        milp_size(24, 6, "window")
 
 
 @pytest.mark.parametrize("solver", ["highs", "cp-sat"])

@@ -519,3 +519,31 @@ def test_parquet_takes_table_values(tmp_path):
     assert sorted(r["idle_power"] for r in got) == ['0', '{"a": 1}']     # the column is text
     assert all(r["needed"] == "{}" and "needed" in r["status"] for r in got)
     assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0
+
+
+def test_unstable_points_through_the_batch_hook_become_status_rows(monkeypatch):
+    """queue.approx runs a chunk through its batch hook (approximate_grid): a point the
+    scalar path refuses (unstable) must come back as that exception, i.e. a status row with
+    empty (NaN) metrics, and the rest of the chunk must still be computed."""
+    from distalloc._sweep_run import chunk_result
+    from distalloc.sweep import TARGETS
+    target = TARGETS["queue.approx"]
+    calls = []
+    real = target.batch
+
+    def counting(params_list):
+        calls.append(len(params_list))
+        return real(params_list)
+    monkeypatch.setattr(target, "batch", counting)
+    chunk = [({"rate": r}, seed) for r in (1.0, 2.0, 1.9, 2.5) for seed in (0, 1)]
+    out = chunk_result("queue.approx", {"servers": 4, "needed": 2}, chunk)
+    assert calls == [8]                                  # the whole chunk in one call
+    assert len(out["rows"]) == 8
+    for r in out["rows"]:
+        if r["rate"] >= 2.0:
+            assert "unstable" in r["status"].lower() and "\n" not in r["status"]
+            assert r.get("mean_jobs") is None or math.isnan(r["mean_jobs"])
+        else:
+            assert r["status"] == "ok"
+            assert r["mean_jobs"] == pytest.approx(
+                approximate(ForkJoin(4, 2, r["rate"])).mean_jobs, rel=1e-12)

@@ -217,6 +217,9 @@ _USER_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 def resolve_target(name: str) -> Target:
     """A built-in target, or ``package.module:function`` imported (which runs that module's
     code: a sweep file is code)."""
+    if not isinstance(name, str):
+        raise ValidationError(f"The sweep target must be a name (a string). Got "
+                              f"{type(name).__name__} instead.")
     if name in TARGETS:
         return TARGETS[name]
     if not _USER_TARGET.match(name):

@@ -358,6 +358,26 @@ def queue_case(command, extra, max_servers=12):
     return case()
 
 
+#: resource limits of queue exact/simulate (typical values small: never a legit long run)
+QUEUE_LIMITS = {
+    "--max-seconds": Opt(st.sampled_from(["0.5", "2", "4"]),
+                         st.sampled_from(["0", "-1", "nan", "inf", "1e308", "x"])),
+    "--max-memory-gb": Opt(st.sampled_from(["0.001", "0.1", "1"]),
+                           st.sampled_from(["0", "-1", "nan", "1e308", "x"]))}
+
+
+def limited(strategy, seconds="4"):
+    """Cases of ``strategy`` that always carry --max-seconds (default ``seconds``): within
+    the per-case time limit a slow but legitimate computation must be refused, not run."""
+    @st.composite
+    def case(draw):
+        c = draw(strategy)
+        if "--max-seconds" not in c["argv"]:
+            c["argv"] = [*c["argv"], "--max-seconds", seconds]
+        return c
+    return case()
+
+
 def check_queue(case, result) -> list[str]:
     args = _args(case)
     _, _, stdout, _ = result
@@ -537,13 +557,15 @@ CLI_ENTRIES = [
     cli_entry("sgd schedule", sgd_schedule_case(), check_sgd_schedule, weight=1),
     cli_entry("sgd run", sgd_run_case(), check_sgd_run, weight=1),
     cli_entry("queue approx", queue_case("approx", {}), check_queue, weight=3),
-    cli_entry("queue exact", queue_case("exact", {
-        "--max-jobs": cli_number(st.integers(1, 64)),
-        "--tail-tol": cli_number(st.sampled_from([1e-8, 1e-6, 1e-3]))}, max_servers=5),
-        check_queue, weight=1),
-    cli_entry("queue simulate", queue_case("simulate", {
-        "--jobs": cli_number(st.integers(10, 20000)), "--replications": cli_number(st.integers(1, 3)),
-        "--seed": cli_number(st.integers(0, 5))}), check_queue, weight=1),
+    cli_entry("queue exact", limited(queue_case("exact", {
+        **QUEUE_LIMITS, "--max-jobs": cli_number(st.integers(1, 200)),
+        "--tail-tol": cli_number(st.sampled_from([1e-8, 1e-6, 1e-3]))}, max_servers=6)),
+        check_queue, weight=1.5),
+    cli_entry("queue simulate", limited(queue_case("simulate", {
+        "--max-seconds": QUEUE_LIMITS["--max-seconds"], "--transient": None,
+        "--jobs": cli_number(st.one_of(st.integers(10, 20000), st.just(10**7))),
+        "--replications": cli_number(st.integers(1, 3)),
+        "--seed": cli_number(st.integers(0, 5))})), check_queue, weight=1),
     cli_entry("queue tradeoff", queue_case("tradeoff", {
         "--points": cli_number(st.integers(2, 30)),
         "--method": st.sampled_from(["approx", "approx", "exact", "nope"]),
@@ -552,7 +574,8 @@ CLI_ENTRIES = [
     cli_entry("queue optimize", queue_case("optimize", {
         "--max-jobs": cli_number(small_floats(0.1, 10.0)),
         "--max-response": cli_number(small_floats(0.1, 10.0)),
-        "--max-energy": cli_number(small_floats(0.1, 20.0))}), check_optimize, weight=0.5),
+        "--max-energy": cli_number(small_floats(0.1, 20.0))}, max_servers=8), check_optimize,
+        weight=0.5),      # (up to 12 servers took 3-6 s a case on a loaded machine: no limit flag)
     cli_entry("sweep", sweep_case(), check_sweep, weight=1, run=run_sweep_cli, timeout_s=60),
     cli_entry("demo", demo_case(), check_demo, weight=0.1, timeout_s=120),
 ]

@@ -12,7 +12,9 @@ from __future__ import annotations
 from fuzz_api import api_entries
 from fuzz_cli import CLI_ENTRIES
 from fuzz_llm_online import LLM_ONLINE_ENTRIES
+from fuzz_more import more_entries
 from fuzz_runner import EntryPoint
 
-ENTRY_POINTS: list[EntryPoint] = CLI_ENTRIES + api_entries() + LLM_ONLINE_ENTRIES
+ENTRY_POINTS: list[EntryPoint] = (CLI_ENTRIES + api_entries() + more_entries()
+                                  + LLM_ONLINE_ENTRIES)
 BY_NAME = {e.name: e for e in ENTRY_POINTS}

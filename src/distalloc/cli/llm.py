@@ -526,9 +526,10 @@ def add_parser(sub) -> None:
     pl.add_argument("--solver", choices=["highs", "cp-sat"], default="highs",
                     help="MILP solver: HiGHS, or OR-Tools CP-SAT (pip install "
                     "'distalloc[cpsat]') (default highs)")
-    pl.add_argument("--formulation", choices=["aggregated", "per-request"],
+    pl.add_argument("--formulation", choices=["aggregated", "per-request", "window"],
                     default="aggregated", help="MILP formulation: integer flows per client "
-                    "and link, or one binary per request and link (default aggregated)")
+                    "and link, one binary per request and link, or one window per server "
+                    "and flows over block boundaries (default aggregated)")
     pl.add_argument("--threads", type=int, default=1, metavar="N",
                     help="MILP solver threads (default 1)")
     pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")

@@ -55,7 +55,7 @@ def _cmd_queue(args) -> int:
             m = approximate(system, max_seconds=args.max_seconds)
         elif args.command == "exact":
             m = exact(system, max_jobs=args.max_jobs, tail_tol=args.tail_tol,
-                      max_memory_gb=args.max_memory_gb)
+                      max_memory_gb=args.max_memory_gb, max_seconds=args.max_seconds)
         else:
             m = simulate(system, args.jobs, seed=args.seed, replications=args.replications,
                          transient=args.transient, max_seconds=args.max_seconds)
@@ -140,7 +140,7 @@ def add_parser(sub) -> None:
                            ("simulate", "compiled simulation with confidence intervals")):
         q = q_sub.add_parser(name, help=helptext)
         system_options(q)
-        if name == "approx":
+        if name in ("approx", "exact"):
             max_seconds(q, 60.0)
         if name == "exact":
             q.add_argument("--max-jobs", type=int, default=None, metavar="N",

@@ -163,6 +163,9 @@ def builtin_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
     ``chains-sim[:J[:eta[:communication]]]`` and ``chains-testbed[:communication]``
     (:mod:`distalloc.llm.paper_scenarios`); ``input_tokens``/``output_tokens`` set the static
     lengths (and so the prefill profile and the cache size)."""
+    if not isinstance(spec, str):
+        raise ValidationError(f"The 'spec' parameter must be a built-in scenario name (a "
+                              f"string). Got {describe(spec)} instead.")
     kind, _, arg = spec.partition(":")
     lengths = {}
     if input_tokens is not None:
@@ -197,6 +200,9 @@ def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
                      output_tokens: int | None = None,
                      max_memory_gb: float | None = None) -> Scenario:
     """A path to a scenario file, or a built-in name."""
+    if not isinstance(spec, (str, Path)):
+        raise ValidationError(f"The 'spec' parameter must be a scenario file path or a built-in "
+                              f"name (a string). Got {describe(spec)} instead.")
     path = Path(spec)
     if path.is_dir():
         raise ValidationError(f"Scenario '{describe(spec)[1:-1]}' is a folder; give a "

@@ -63,7 +63,7 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     time_limit_s : float
         MILP only: wall-clock limit; at the limit the best plan known is returned with
         status ``time_limit``, the bound and the gap.
-    formulation : {'aggregated', 'per-request'}
+    formulation : {'aggregated', 'per-request', 'window'}
         MILP only (see :mod:`distalloc.llm.milp`).
     solver : {'highs', 'cp-sat'}
         MILP only; 'cp-sat' needs OR-Tools (``pip install 'distalloc[cpsat]'``).

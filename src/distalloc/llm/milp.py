@@ -1,4 +1,4 @@
-"""Exact BPRR by mixed-integer linear programming (SPEC 1.4): two formulations, two solvers.
+"""Exact BPRR by mixed-integer linear programming (SPEC 1.4): three formulations, two solvers.
 
 Common part
 -----------
@@ -64,6 +64,74 @@ Size 2|V_s| + |links| (1 + sum_c B_c) + |links into servers| sum_c B_c variables
 |links| = |V_s|^2 + |V_s|: logarithmic in |R| instead of linear, and no symmetry among
 requests.
 
+``formulation="window"``: one window per server, flows over block boundaries
+------------------------------------------------------------------------------
+(:mod:`distalloc.llm.milp_window`.)  The aggregated model's weakness is its LP relaxation:
+the big-M rows of Lemma 1 and of w let a fractional point spread a request over many
+links at a fraction of their cost (AboveNet 7 x 6, seed 0: root bound 712 ms against the
+optimum, 764.74).  This model has no big-M and no product at all; per server its LP
+relaxation is a convex combination of whole windows (what it still allows: the mixtures of
+different servers need not agree, so a fraction of the flow can pass one server twice, in
+two of its windows).
+
+Let room_j(m) = floor((M_j - s_m m) / s_c) (with the 1e-9 GB tolerance of the memory
+check) be the caches that fit beside m blocks on j.  A *window* of j is [a, t),
+1 <= t - a = m <= cap_j.  Binary y_jat says that j holds window [a, t); sum_at y_jat <= 1
+(no window: j unused; an unused server changes nothing, as it carries no session).
+A session of client c that enters j at block boundary s and leaves at j's end t processes
+t - s blocks on j and costs t_cj + tau_j (t - s) per token; so a route is a path of
+*arcs* (j, s, t) over the boundaries 0 = s_0 < s_1 < ... = L, each arc's end being the
+end of its server's window and each start inside it (a <= s < t: Lemma 1 with e_i = s).
+Ends strictly increase along a path, so no server is visited twice, and the blocks
+processed telescope to L.  Integer flows x^c_(j,s,t) in [0, n_c] with conservation at
+every boundary 1..L-1 and n_c leaving 0 carry the n_c requests of c (decomposed into
+paths greedily, as any integer flow on a DAG).  Memory of window [a, t) on j:
+
+    sum_c sum_s (t - s) x^c_(j,s,t) <= room_j(t - a)   if y_jat = 1, no session else.
+
+Two ways to write this, chosen per server by its size:
+
+* *disaggregated* (one flow column per window and entry, (window, entry) pairs at most
+  ``DISAGGREGATE_PAIRS``): x^c_(j,[a,t),s) for a <= s < t, t - s <= room_j(t - a); the
+  arcs of a window are bound to it by its own rows.  If the window's memory cannot bind
+  (room_j(m) >= |R| m: every request fits with m blocks each), sum x <= |R| y.  Else its
+  *load* (how many sessions of each length l = t - s it carries) lies in the knapsack set
+  K = {v >= 0 integer: sum_l l v_l <= room, sum_l v_l <= |R|}, which is down-closed;
+  with few maximal points p of K (at most ``MAX_LOADS``) the rows
+  v <= sum_p lambda_p p, sum_p lambda_p <= y, lambda >= 0 describe conv(K) scaled by y,
+  the strongest linear description there is, and still exact (an integer v below a
+  convex combination of points of K lies in K, as K is defined by linear rows and is
+  down-closed).  Otherwise the memory row itself and count rows sum_{l >= l0} v_l <=
+  min(|R|, room // l0) y.  Per client, sum x^c <= n_c y.
+* *prefix rows* (servers too large to disaggregate): one column per (entry s, end t),
+  shared by the windows ending at t; for every t and every threshold a0 in (s_min, t]:
+  sum_{s < a0} (t - s) x_(j,s,t) <= sum_{a < a0} min(room_j(t - a), |R| (t - a)) y_jat
+  (the sessions entering before a0 need a window starting before a0; a0 = t is the
+  memory row, a0 = s + 1 forbids entries before the window), plus the count rows
+  sum_{s < a0} x <= sum_{a < a0} min(|R|, room // (t - a0 + 1)) y and, per client,
+  sum_{s < a0} x^c <= n_c sum_{a < a0} y.
+
+Reductions, each keeping an optimal solution: a window without room for one cache carries
+nothing (dropped: the server is unused instead); among windows with the same end whose
+memory cannot bind, the longest dominates (it admits every entry the others admit, at the
+same cost), so only it is kept; an arc of l blocks needs room_j(l) >= l.  Identical servers
+are ordered by sum_at ((L+1) a + t) y_jat, non-decreasing, unused first.  *RTT order*
+(one client): servers that differ only in their RTT t_j (same memory and decode time, as
+AboveNet's MIG slices) are nearly symmetric, which the lexicographic order does not touch;
+exchanging the windows of two of them, with the sessions each carries, changes the cost by
+(t_i - t_j)(f_j - f_i), f the sessions through a server (sum of its flows), and nothing
+else.  Sorting the windows of such a group so that f falls as t rises never costs more, so
+the rows f_i >= f_j for t_i < t_j (neighbouring RTT values) keep an optimum, and together
+with the lexicographic order among equal t (a permutation within equal t keeps the f of each
+RTT value).  With several clients an exchange can help one client and hurt another: no rows.
+The warm start is sorted the same way (its objective can only fall).  The model is
+exact at every integer point (each row above is either the definition or implied by it),
+and the brute-force oracle and the other formulations check it.  Size: O(S L cap) window
+columns and O(S L cap^2 |C|) flow columns when disaggregated (10 687 on AboveNet 6 servers,
+12 087 on 7; the aggregated model has 288 and 385), but the LP bound on the AboveNet 6 x 5
+... 7 x 6 instances is 0.8-3.3% below the optimum where the aggregated one is 6.5-8.1% below
+(README; ``python bench/milp_table.py --root-lp``).
+
 Solvers and the answer
 ----------------------
 ``solver="highs"``: HiGHS branch and cut; with ``highspy`` installed (extra
@@ -92,7 +160,7 @@ import numpy as np
 
 from distalloc._validation import as_generator, check_number
 from distalloc.llm.milp_model import FORMULATIONS, build_model
-from distalloc.llm.milp_solvers import SOLVERS, solve_cpsat, solve_highs
+from distalloc.llm.milp_solvers import SOLVERS, SolverOutcome, solve_cpsat, solve_highs
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan, finish_plan
@@ -106,6 +174,9 @@ def milp_size(num_servers: int, num_requests: int, formulation: str = "per-reque
     """Number of variables of a formulation (``requests_per_client`` for 'aggregated',
     default: one client with all requests)."""
     S = num_servers
+    if formulation == "window":
+        raise ValueError("the window model's size depends on the memory of each server: "
+                         "build_model(scenario, 'window').num_variables")
     if formulation == "per-request":
         return 2 * S + num_requests * (2 * S * S + S)
     counts = requests_per_client or [num_requests]
@@ -145,9 +216,11 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         cutoff row with ``scipy.optimize.milp``.  The plan is the fallback answer either way.
     presolve : bool
         HiGHS's MIP presolve (off by default, see the module docstring).
-    formulation : {'aggregated', 'per-request'}
-        integer flows per client and link (no request symmetry), or one binary per request
-        and link (the first release's model, kept for comparison).
+    formulation : {'aggregated', 'per-request', 'window'}
+        integer flows per client and link (no request symmetry), one binary per request
+        and link (the first release's model, kept for comparison), or one window per server
+        and flows over block boundaries (no big-M; the tightest relaxation, best with
+        ``solver='highs'``).
     solver : {'highs', 'cp-sat'}
         HiGHS (``highspy`` if installed, else SciPy's) or OR-Tools CP-SAT.
     threads : int
@@ -155,7 +228,8 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     warm_start : bool
         pass the heuristic plan to the solver (``cutoff`` must be on).
     cuts : bool
-        add the valid inequalities (visit-capacity envelope, per-bit bounds); off with
+        add the valid inequalities (visit-capacity envelope, per-bit bounds; window: the
+        load hulls, count and prefix rows); off with
         ``formulation='per-request'`` gives the first release's model.
 
     Returns
@@ -176,9 +250,10 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
 
     Notes
     -----
-    SPEC 1.4; formulations derived in the module docstring.  NP-hard; exact in practice
-    for about 7 servers x 6 requests of the AboveNet scenarios within 60 s (README table);
-    always read ``gap``.
+    SPEC 1.4; formulations derived in the module docstring.  NP-hard; on the AboveNet
+    scenarios (README table) 'aggregated' proves up to 6 x 4 and 7 x 4 within a minute of
+    CPU, 'window' with HiGHS every 6-server instance up to 8 requests and 7 x 4, and 7 x 5
+    in about a minute of CPU; always read ``gap``.
     """
     t0 = time.perf_counter()
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
@@ -203,7 +278,9 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
         if model.check(start) is not None:   # a plan the model rejects (tolerances): no start
             start = None
     deadline = t0 + time_limit_s
-    if solver == "highs":
+    if model.empty_row_infeasible():   # e.g. a client no server can start: no solver run
+        out = SolverOutcome("infeasible", None, None, solver)
+    elif solver == "highs":
         out = solve_highs(model, deadline=deadline, rel_gap=rel_gap, threads=threads,
                           seed=solver_seed, start=start, presolve=presolve,
                           cutoff=None if incumbent is None else incumbent.mean_token_ms * R)

@@ -20,7 +20,7 @@ from distalloc.llm.scenario import Scenario
 
 __all__ = ["LinearModel", "MemoryRow", "build_model", "FORMULATIONS", "identical_server_classes"]
 
-FORMULATIONS = ("aggregated", "per-request")
+FORMULATIONS = ("aggregated", "per-request", "window")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class LinearModel:
     decode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, list[list[int]]]]
     encode: Callable[[np.ndarray, np.ndarray, list[list[int]]], np.ndarray]
     sizes: dict = field(default_factory=dict)
+    labels: list[str] | None = None     # column names, where the builder gives them
 
     @property
     def num_variables(self) -> int:
@@ -99,6 +100,12 @@ class LinearModel:
                      [self.block_gb, -self.block_gb, *(self.cache_gb * mr.cache_coef)],
                      -np.inf, mr.memory_gb)
         return rows.matrix(self.num_variables), np.array(rows.ub)
+
+    def empty_row_infeasible(self) -> bool:
+        """A row without any column whose bounds exclude 0 (e.g. a flow that no arc can
+        carry): the model is infeasible before any solver sees it."""
+        empty = np.diff(self.A.indptr) == 0
+        return bool(np.any(empty & ((self.row_lb > 0) | (self.row_ub < 0))))
 
     def check(self, x: np.ndarray, tol: float = 1e-6) -> str | None:
         """Why x violates the model (bounds, integrality, rows, memory), or None."""
@@ -201,6 +208,9 @@ def build_model(sc: Scenario, formulation: str = "aggregated", cuts: bool = True
         return _build_per_request(sc, cuts)
     if formulation == "aggregated":
         return _build_aggregated(sc, cuts)
+    if formulation == "window":
+        from distalloc.llm.milp_window import build_window_model
+        return build_window_model(sc, cuts)
     raise ValueError(formulation)
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from distalloc import _compiled
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, as_float_array, check_number, describe
 from distalloc.queueing.approx import (LAGUERRE_ORDER, PURGE_BIAS, _harmonic, _relaxation,
                                        light_traffic_slope)
 from distalloc.queueing.mixes import (COMPILED_PER_SECOND, WORK_PER_SECOND, check_work,
@@ -23,10 +23,13 @@ _EXTRA_KEYS = ("saturation_load", "light_traffic_response", "beta")
 
 
 def _rates(rates: Any) -> np.ndarray:
-    arr = np.asarray(rates, dtype=float) if not isinstance(rates, np.ndarray) else rates
-    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
-        raise ValidationError(f"The 'rates' parameter must be a 1-D array of floats. Got shape "
-                              f"{getattr(arr, 'shape', '?')} ({arr.dtype}) instead.")
+    try:
+        arr = np.asarray(rates)
+    except (TypeError, ValueError):          # ragged
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        raise ValidationError(f"The 'rates' parameter must be a 1-D array of floats. Got "
+                              f"{describe(rates)} (shape {getattr(arr, 'shape', '?')}) instead.")
     arr = np.ascontiguousarray(arr, dtype=float)
     bad = ~((arr >= 1 / MAX_VALUE) & (arr <= MAX_VALUE))
     if bad.any():
@@ -39,7 +42,11 @@ def _rates(rates: Any) -> np.ndarray:
 def _probs(probs: Any, N: int, levels: int, group: np.ndarray, n_groups: int,
            kern: Any) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities per level, normalised; per distinct speed), one row or N rows."""
-    arr = np.asarray(probs, dtype=float)
+    try:
+        ndim = np.asarray(probs).ndim
+    except (TypeError, ValueError):
+        ndim = 1                                   # ragged: as_float_array says so
+    arr = as_float_array(probs, "probs", ndim=ndim if ndim in (1, 2) else 1)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != levels or arr.shape[0] not in (1, N):

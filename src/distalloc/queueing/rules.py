@@ -16,21 +16,16 @@ The rule must be pure C code (``nopython``): it runs without the GIL and must no
 """
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from distalloc._validation import ValidationError
+from distalloc._callbacks import compiled_callback
 
 __all__ = ["SpeedRule", "compiled_speed_rule", "SPEED_RULE_SIGNATURE"]
 
 #: the Numba signature string of a speed rule
 SPEED_RULE_SIGNATURE = "int64(int64, int64, float64)"
-_EXPECTED = ("a numba.cfunc (or scipy.LowLevelCallable) with the C signature "
-             "int64 rule(int64 core, int64 queue_length, float64 u), e.g. "
-             "@numba.cfunc(\"int64(int64, int64, float64)\")")
-_LONG = "long" if ctypes.sizeof(ctypes.c_long) == 8 else "long long"
-_C_SIGNATURES = {f"{t} ({t}, {t}, double)" for t in ("int64_t", "long long", _LONG)}
+_C_SIGNATURE = "int64 rule(int64 core, int64 queue_length, float64 u)"
 
 
 @dataclass(frozen=True)
@@ -41,16 +36,6 @@ class SpeedRule:
     address: int
     name: str
     owner: Any = field(repr=False, compare=False)
-
-
-def _capsule_pointer(capsule: Any) -> int:
-    get_name = ctypes.pythonapi.PyCapsule_GetName
-    get_name.restype = ctypes.c_char_p
-    get_name.argtypes = [ctypes.py_object]
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return int(get(capsule, get_name(capsule)))
 
 
 def compiled_speed_rule(f: Any) -> SpeedRule:
@@ -70,7 +55,8 @@ def compiled_speed_rule(f: Any) -> SpeedRule:
     ------
     ValidationError
         anything else: a plain Python function, a cfunc or LowLevelCallable with another
-        signature, or one carrying user data; the message names the expected signature.
+        signature, or one carrying user data; the message names the expected signature
+        (the check every family's callbacks share, :mod:`distalloc._callbacks`).
 
     Examples
     --------
@@ -84,34 +70,6 @@ def compiled_speed_rule(f: Any) -> SpeedRule:
     """
     if isinstance(f, SpeedRule):
         return f
-    name = getattr(f, "__name__", type(f).__name__)
-    try:
-        from numba.core.ccallback import CFunc
-    except ImportError:  # pragma: no cover - numba is a required dependency
-        CFunc = ()
-    if CFunc and isinstance(f, CFunc):
-        from numba.core import types
-        sig = f._sig
-        if sig.return_type != types.int64 or tuple(sig.args) != (types.int64, types.int64,
-                                                                 types.float64):
-            raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got a cfunc with "
-                                  f"signature {sig.return_type}{tuple(sig.args)} instead.")
-        return SpeedRule(int(f.address), getattr(f, "__name__", None) or f.native_name, f)
-    try:
-        from scipy import LowLevelCallable
-    except ImportError:  # pragma: no cover
-        LowLevelCallable = ()
-    if LowLevelCallable and isinstance(f, LowLevelCallable):
-        if f.user_data is not None:
-            raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}, without user "
-                                  f"data. Got a LowLevelCallable with user data instead.")
-        if f.signature not in _C_SIGNATURES:
-            raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got a "
-                                  f"LowLevelCallable with signature {f.signature!r} instead.")
-        return SpeedRule(_capsule_pointer(tuple.__getitem__(f, 0)), "LowLevelCallable",
-                         f)
-    if callable(f):
-        what = f"a plain Python function {name!r}"
-    else:
-        what = f"an object of type {type(f).__name__}: {str(f)[:40]}"
-    raise ValidationError(f"compiled_speed_rule() needs {_EXPECTED}. Got {what} instead.")
+    cb = compiled_callback(f, numba_signature=SPEED_RULE_SIGNATURE, c_signature=_C_SIGNATURE,
+                           what="speed rule")
+    return SpeedRule(cb.address, cb.name, cb.owner)

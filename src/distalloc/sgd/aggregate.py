@@ -1,10 +1,12 @@
 """Batched fastest-k aggregation (SPEC 2.1)."""
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 
 from distalloc._compiled import sgd_kernels
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, as_float_array, as_int_array
 
 __all__ = ["fastest_k_average"]
 
@@ -23,17 +25,23 @@ def fastest_k_average(times: np.ndarray, grads: np.ndarray, k) -> tuple[np.ndarr
     -------
     (averages (B, d), chosen worker indices (B, max k), -1 padded)
     """
-    times = np.ascontiguousarray(times, dtype=np.float64)
-    grads = np.ascontiguousarray(grads, dtype=np.float64)
-    if times.ndim != 2 or grads.ndim != 3 or grads.shape[:2] != times.shape:
+    times = as_float_array(times, "times", ndim=2)
+    grads = as_float_array(grads, "grads", ndim=3, allow_inf=True)
+    if grads.shape[:2] != times.shape:
         raise ValidationError(f"'times' must be (B, n) and 'grads' (B, n, d). Got "
                               f"{times.shape} and {grads.shape} instead.")
-    if not np.all(np.isfinite(times)):
-        raise ValidationError("'times' must be finite.")
     B, n = times.shape
-    kk = np.broadcast_to(np.asarray(k, dtype=np.int64), (B,)).copy()
-    if kk.min() < 1 or kk.max() > n:
-        raise ValidationError(f"'k' must be in [1, {n}]. Got {kk.min()}..{kk.max()} instead.")
+    if B == 0 or n == 0:
+        raise ValidationError(f"'times' must have at least one iteration and one worker. Got "
+                              f"shape {times.shape} instead.")
+    if isinstance(k, (Integral, np.integer)) and not isinstance(k, (bool, np.bool_)):
+        k = [k]
+    kk = as_int_array(k, "k", ndim=1, low=1, high=n)
+    try:
+        kk = np.broadcast_to(kk, (B,)).copy()
+    except ValueError:
+        raise ValidationError(f"'k' must be one int or {B} ints (one per iteration). Got shape "
+                              f"{kk.shape} instead.") from None
     out = np.empty((B, grads.shape[2]))
     chosen = np.full((B, int(kk.max())), -1, dtype=np.int64)
     sgd_kernels.fastest_k_average(times, grads, kk, out, chosen)

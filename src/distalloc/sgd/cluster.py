@@ -25,7 +25,7 @@ import numpy as np
 
 from distalloc._validation import ValidationError, as_generator, check_number
 from distalloc.sgd.fit import FitResult, fit_response_model
-from distalloc.sgd.models import ResponseModel, WithOverhead
+from distalloc.sgd.models import ResponseModel, WithOverhead, check_workers
 from distalloc.sgd.policies import parse_policy
 from distalloc.sgd.problems import Problem, load_problem
 from distalloc.sgd.run import (DEFAULT_LR, MAX_ITERATIONS, SGDResult, build_controller,
@@ -241,10 +241,10 @@ def train(problem: Problem | str = "synthetic", workers: int | None = None,
     still measured on the whole data.  Master cost per iteration: one call per live worker
     plus O(k d) to average and O(d^2) (least squares) for the error record.
     """
-    if isinstance(problem, str):
-        problem = load_problem(problem)
+    problem = load_problem(problem)
     if workers is not None:
-        workers = check_number(workers, "workers", low=1, high=problem.num_samples, integer=True)
+        workers = check_number(check_workers(workers), "workers", low=1,
+                               high=problem.num_samples, integer=True)
     if isinstance(policy, str) and policy.split(":")[0] == "async":
         raise ValidationError("The real runner runs synchronous fastest-k policies; 'async' is "
                               "simulated only (distalloc sgd run without --cluster).")

@@ -58,6 +58,9 @@ def _check_times(times: Any) -> np.ndarray:
         raise ValidationError(f"'times' must be finite and >= 0. Got {bad[0]!r} instead.")
     if x.max() > 1e300:
         raise ValidationError(f"'times' must be at most 1e300. Got {x.max():g} instead.")
+    if x.max() < 1e-200:
+        raise ValidationError(f"'times' are all below 1e-200 (largest {x.max():g}): too small "
+                              "to fit (rates would overflow); give them in a smaller unit.")
     if np.ptp(x) <= 1e-12 * x.max():
         raise ValidationError(f"'times' are all equal ({x[0]:g}): no distribution to fit.")
     return x

@@ -11,7 +11,41 @@ from scipy import integrate, optimize, special, stats
 from distalloc._validation import ValidationError, as_generator, check_number
 
 __all__ = ["ResponseModel", "Exponential", "ShiftedExponential", "Pareto", "LogNormal",
-           "Heterogeneous", "Empirical", "WithOverhead", "parse_model"]
+           "Heterogeneous", "Empirical", "WithOverhead", "parse_model", "MAX_WORKERS",
+           "check_workers"]
+
+#: The most workers n any SGD computation takes (runs, schedules, controllers, E[X_(k)]):
+#: every cost of the family grows with n (mu_1 .. mu_n, the schedule's switches, O(n k)
+#: per iteration), so a bound on n bounds the work; fastest-k clusters have at most
+#: thousands of workers.
+MAX_WORKERS = 10_000
+#: Most values one ``sample`` call draws (1 GiB of float64): refused beyond, not swapped.
+MAX_SAMPLE_VALUES = 1 << 27
+#: Models without a closed form (per-worker rates) integrate a Poisson-binomial DP of O(n^2)
+#: per quadrature point for mu_1 .. mu_n: bounded to keep that under a few seconds.
+MAX_QUADRATURE_WORKERS = 256
+#: Empirical models cost O(n x distinct samples) for mu_1 .. mu_n.
+MAX_EMPIRICAL_WORK = 5 * 10**7
+
+
+def check_workers(n: Any, name: str = "workers") -> int:
+    """n as an int in [1, MAX_WORKERS] (one-line ValidationError otherwise)."""
+    return check_number(n, name, low=1, high=MAX_WORKERS, integer=True)
+
+
+def _check_kn(k: Any, n: Any) -> tuple[int, int]:
+    n = check_workers(n, "n")
+    return check_number(k, "k", low=1, high=n, integer=True), n
+
+
+def _tail_dp(F: np.ndarray) -> np.ndarray:
+    """P(exactly j of the workers finished) for j = 0..n, finish probabilities F."""
+    dist = np.zeros(F.size + 1)
+    dist[0] = 1.0
+    for f in F:
+        dist[1:] = dist[1:] * (1 - f) + dist[:-1] * f
+        dist[0] *= 1 - f
+    return dist
 
 
 class ResponseModel:
@@ -21,8 +55,19 @@ class ResponseModel:
     name = "model"
 
     def sample(self, iterations: int, n: int, seed: Any = 0) -> np.ndarray:
+        iterations = check_number(iterations, "iterations", low=0, integer=True)
+        n = check_workers(n, "n")
+        if iterations * n > MAX_SAMPLE_VALUES:
+            raise ValidationError(f"sample({iterations}, {n}) would draw {iterations * n:.3g} "
+                                  f"response times ({iterations * n * 8 / 2**30:.3g} GiB), more "
+                                  f"than {MAX_SAMPLE_VALUES:.3g} at a time; draw in chunks.")
         rng = as_generator(seed)
-        return np.ascontiguousarray(self._draw(rng, (iterations, n)), dtype=np.float64)
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(self._draw(rng, (iterations, n)), dtype=np.float64)
+        if not np.all(np.isfinite(out)):
+            raise ValidationError(f"Response times drawn from {self.spec} overflow float64; "
+                                  "give the model in a larger time unit.")
+        return out
 
     def _draw(self, rng, shape):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -39,26 +84,37 @@ class ResponseModel:
     def order_stat_mean(self, k: int, n: int) -> float:
         """mu_k = E[X_(k)] = integral_0^inf P(fewer than k workers have finished by x) dx,
         the Poisson-binomial tail computed by a DP over workers (numerical quadrature)."""
-        k = check_number(k, "k", low=1, high=n, integer=True)
+        k, n = _check_kn(k, n)
+        self._check_quadrature(n)
 
         def tail(x):
-            F = self.cdf(np.array([x]), n)[0]
-            dist = np.zeros(n + 1)
-            dist[0] = 1.0
-            for f in F:
-                dist[1:] = dist[1:] * (1 - f) + dist[:-1] * f
-                dist[0] *= 1 - f
-            return float(dist[:k].sum())
+            return float(_tail_dp(self.cdf(np.array([x]), n)[0])[:k].sum())
         lo = self._support_low()
         value, _ = integrate.quad(tail, lo, np.inf, limit=400, epsabs=1e-10, epsrel=1e-10)
         return lo + value
+
+    def _check_quadrature(self, n: int) -> None:
+        if n > MAX_QUADRATURE_WORKERS:
+            raise ValidationError(
+                f"E[X_(k)] of {self.name} response times is a quadrature over a "
+                f"Poisson-binomial DP (O(n^2) per point): at most {MAX_QUADRATURE_WORKERS} "
+                f"workers. Got n = {n} instead.")
 
     def _support_low(self) -> float:
         return 0.0
 
     def order_stat_means(self, n: int) -> np.ndarray:
-        """mu_1 .. mu_n (inf where a mean is infinite or beyond float64)."""
-        return np.array([self.order_stat_mean(k, n) for k in range(1, n + 1)])
+        """mu_1 .. mu_n (inf where a mean is infinite or beyond float64).  Models without a
+        closed form: one vector quadrature of the DP's tails for every k at once."""
+        n = check_workers(n, "n")
+        self._check_quadrature(n)
+
+        def tails(x):
+            return np.cumsum(_tail_dp(self.cdf(np.array([x]), n)[0]))[:n]
+        lo = self._support_low()
+        value, _ = integrate.quad_vec(tails, lo, np.inf, limit=400, epsabs=1e-10,
+                                      epsrel=1e-10)
+        return lo + value
 
     def infinite_mean_reason(self, k: int, n: int) -> str:
         """Why E[X_(k)] of n workers is not a finite float (for one-line errors)."""
@@ -90,8 +146,13 @@ class Exponential(ResponseModel):
 
     def order_stat_mean(self, k, n):
         """Closed form (H_n - H_{n-k}) / rate."""
-        k = check_number(k, "k", low=1, high=n, integer=True)
+        k, n = _check_kn(k, n)
         return float(np.sum(1.0 / np.arange(n - k + 1, n + 1))) / self.rate
+
+    def order_stat_means(self, n):
+        """All of mu_1 .. mu_n in O(n): running sums of 1/n + 1/(n-1) + ..."""
+        n = check_workers(n, "n")
+        return np.cumsum(1.0 / np.arange(n, 0, -1, dtype=float)) / self.rate
 
     @property
     def spec(self):
@@ -116,6 +177,9 @@ class ShiftedExponential(ResponseModel):
 
     def order_stat_mean(self, k, n):
         return self.shift + Exponential(self.rate).order_stat_mean(k, n)
+
+    def order_stat_means(self, n):
+        return self.shift + Exponential(self.rate).order_stat_means(n)
 
     def _support_low(self):
         return self.shift
@@ -150,12 +214,21 @@ class Pareto(ResponseModel):
     def order_stat_mean(self, k, n):
         """Closed form scale prod_{j=n-k+1}^{n} j / (j - 1/shape) (= scale n! G(n-k+1-1/a) /
         ((n-k)! G(n+1-1/a))); inf unless shape (n - k + 1) > 1."""
-        k = check_number(k, "k", low=1, high=n, integer=True)
+        k, n = _check_kn(k, n)
         if self.shape * (n - k + 1) <= 1:
             return math.inf
         j = np.arange(n - k + 1, n + 1, dtype=float)
         with np.errstate(over="ignore"):
             return float(self.scale * np.prod(j / (j - 1.0 / self.shape)))
+
+    def order_stat_means(self, n):
+        """All of mu_1 .. mu_n in O(n): running products over j = n, n - 1, ..."""
+        n = check_workers(n, "n")
+        j = np.arange(n, 0, -1, dtype=float)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            out = self.scale * np.cumprod(j / (j - 1.0 / self.shape))
+        out[self.shape * j <= 1] = math.inf        # j = n - k + 1
+        return out
 
     def largest_finite_k(self, n: int) -> int:
         """The largest k with E[X_(k)] finite (0 if none)."""
@@ -196,7 +269,7 @@ class LogNormal(ResponseModel):
         search, the range where h > max h - 60 by root finding, and the integral by
         adaptive Gauss-Kronrod (scipy quad, relative tolerance 1e-13): accurate to ~1e-13
         relative (sigma <= 20).  inf when e^mu times it overflows float64."""
-        k = check_number(k, "k", low=1, high=n, integer=True)
+        k, n = _check_kn(k, n)
         sigma = self.sigma
         log_c = _log_k_binomial(n, k)
 
@@ -214,6 +287,16 @@ class LogNormal(ResponseModel):
         with np.errstate(over="ignore"):
             out = float(np.exp(self.mu + top) * val)
         return out if math.isfinite(out) else math.inf
+
+    def order_stat_means(self, n):
+        """mu_1 .. mu_n: the scalar quadrature up to 256 workers, the batched kernel of
+        :func:`distalloc.sgd.expected_order_statistics` (equal to 1e-12 relative) beyond."""
+        n = check_workers(n, "n")
+        if n <= 256 or self.sigma > 20:
+            return np.array([self.order_stat_mean(k, n) for k in range(1, n + 1)])
+        from distalloc.sgd.order_stats import expected_order_statistics
+        return expected_order_statistics("lognormal", n, np.arange(1, n + 1), self.mu,
+                                         self.sigma)
 
     @property
     def spec(self):
@@ -251,7 +334,10 @@ class Heterogeneous(ResponseModel):
         return rng.standard_exponential(shape) / self.rates[None, :]
 
     def cdf(self, x, n):
-        return 1 - np.exp(-np.maximum(x, 0)[:, None] * self.rates[None, :n])
+        if n != self.rates.size:
+            raise ValidationError(f"Heterogeneous model has {self.rates.size} rates; got "
+                                  f"n = {n} workers.")
+        return 1 - np.exp(-np.maximum(x, 0)[:, None] * self.rates[None, :])
 
     def to_dict(self):
         return {"model": self.name, "rates": self.rates.tolist()}
@@ -277,11 +363,21 @@ class Empirical(ResponseModel):
 
     def order_stat_mean(self, k, n):
         """Exact for the discrete distribution: the tail is constant between samples."""
-        k = check_number(k, "k", low=1, high=n, integer=True)
+        k, n = _check_kn(k, n)
         pts = np.unique(self.samples)
         F = np.searchsorted(self.samples, pts, side="right") / self.samples.size
         tail = stats.binom.cdf(k - 1, n, F)        # P(X_(k) > x) for x in [pts_i, pts_i+1)
         return float(pts[0] + np.sum(tail[:-1] * np.diff(pts)))
+
+    def order_stat_means(self, n):
+        n = check_workers(n, "n")
+        pts = np.unique(self.samples).size
+        if n * pts > MAX_EMPIRICAL_WORK:
+            raise ValidationError(f"E[X_(k)] for k = 1..{n} of an empirical model with {pts} "
+                                  f"distinct samples costs n x samples = {n * pts:.3g} > "
+                                  f"{MAX_EMPIRICAL_WORK:.3g}; thin the samples or use fewer "
+                                  "workers.")
+        return np.array([self.order_stat_mean(k, n) for k in range(1, n + 1)])
 
     def to_dict(self):
         return {"model": self.name, "num_samples": int(self.samples.size)}

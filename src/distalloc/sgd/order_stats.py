@@ -2,13 +2,21 @@
 validating API."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from distalloc._validation import ValidationError
+from distalloc.sgd.models import MAX_WORKERS
 
-__all__ = ["expected_order_statistics"]
+__all__ = ["expected_order_statistics", "MAX_ELEMENTS", "MAX_WORK"]
+
+#: Most elements of one call's broadcast shape (80 MB of output).
+MAX_ELEMENTS = 10**7
+#: Most kernel steps of one call (sum over elements of k, plus ~2 000 per log-normal element
+#: for its quadrature): about a second per 10^9 on one core.
+MAX_WORK = 5 * 10**9
 
 _PARAMS = {"exponential": ("rate", None), "shifted-exponential": ("shift", "rate"),
            "pareto": ("scale", "shape"), "lognormal": ("mu", "sigma")}
@@ -25,8 +33,9 @@ def _array(value: Any, name: str, dtype) -> np.ndarray:
     if dtype is np.int64:
         if arr.dtype.kind == "f":
             raise ValidationError(f"'{name}' must hold integers. Got dtype {arr.dtype} instead.")
-        if arr.size and (arr.max() > 2**40 or arr.min() < -2**40):
-            raise ValidationError(f"'{name}' must be at most 2^40. Got {arr.max()} instead.")
+        if arr.size and (arr.max() > MAX_WORKERS or arr.min() < -MAX_WORKERS):
+            raise ValidationError(f"'{name}' must be at most {MAX_WORKERS} (the most workers "
+                                  f"of the SGD family). Got {arr.max()} instead.")
     elif arr.size and not np.all(np.isfinite(arr)):
         raise ValidationError(f"'{name}' must be finite. Got {arr[~np.isfinite(arr)].flat[0]!r}.")
     return arr.astype(dtype)
@@ -62,7 +71,7 @@ def expected_order_statistics(family: str, n: Any, k: Any, a: Any, b: Any = None
     >>> expected_order_statistics("pareto", 20, [1, 10, 20], 1.0, 0.9).round(4).tolist()
     [1.0588, 2.167, inf]
     """
-    if family not in _PARAMS:
+    if not isinstance(family, str) or family not in _PARAMS:
         raise ValidationError(f"The 'family' parameter must be one of {', '.join(_PARAMS)}. "
                               f"Got {family!r} instead.")
     first, second = _PARAMS[family]
@@ -73,10 +82,15 @@ def expected_order_statistics(family: str, n: Any, k: Any, a: Any, b: Any = None
     arrays = [_array(n, "n", np.int64), _array(k, "k", np.int64), _array(a, first, np.float64),
               _array(0.0 if b is None else b, second or "b", np.float64)]
     try:
-        nn, kk, aa, bb = np.broadcast_arrays(*arrays)
+        shape = np.broadcast_shapes(*(x.shape for x in arrays))
     except ValueError:
         raise ValidationError("'n', 'k' and the parameters must broadcast to one shape. Got "
                               f"shapes {[x.shape for x in arrays]} instead.") from None
+    size = math.prod(shape)
+    if size > MAX_ELEMENTS:
+        raise ValidationError(f"'n', 'k' and the parameters broadcast to {size:.3g} elements "
+                              f"(shape {shape}), more than {MAX_ELEMENTS:.3g}; split the grid.")
+    nn, kk, aa, bb = np.broadcast_arrays(*arrays)
     if nn.size and nn.min() < 1:
         raise ValidationError(f"'n' must be >= 1. Got {nn.min()} instead.")
     if kk.size and (kk.min() < 1 or np.any(kk > nn)):
@@ -90,6 +104,11 @@ def expected_order_statistics(family: str, n: Any, k: Any, a: Any, b: Any = None
         raise ValidationError(f"'shift' must be >= 0. Got {aa.min()} instead.")
     if family == "lognormal" and bb.size and bb.max() > 20:
         raise ValidationError(f"'sigma' must be <= 20 (quadrature range). Got {bb.max()} instead.")
+    work = float(np.sum(kk, dtype=np.float64)) + (2000.0 * size if family == "lognormal" else 0.0)
+    if work > MAX_WORK:
+        raise ValidationError(f"These {size} elements cost about {work:.3g} kernel steps (sum of "
+                              f"k{' + 2000 per element' if family == 'lognormal' else ''}), more "
+                              f"than {MAX_WORK:.3g}; split the grid.")
     from distalloc._compiled import sgd_order_stats
     flat = [np.ascontiguousarray(x).ravel() for x in (nn, kk, aa, bb)]
     out = np.empty(flat[0].size)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from distalloc._compiled import sgd_kernels
 from distalloc._callbacks import compiled_callback
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, check_number, describe
+from distalloc.sgd.models import check_workers
 
 __all__ = ["KController", "CompiledPolicy", "compiled_policy", "parse_policy",
            "KPOLICY_SIGNATURE", "DBW_DECAY"]
@@ -148,7 +150,7 @@ class KController:
     def __init__(self, policy: Any, workers: int, *, k_max: int | None = None,
                  schedule: Any = None, order_stat_means: Any = None, lr: float | None = None,
                  smoothness: float | None = None, dbw_decay: float = DBW_DECAY):
-        n = check_number(workers, "workers", low=1, high=2**40, integer=True)
+        n = check_workers(workers)
         pol = parse_policy(policy, n)
         cap = n if k_max is None else check_number(k_max, "k_max", low=1, high=n, integer=True)
         kinds = sgd_kernels.K_KIND
@@ -207,7 +209,19 @@ class KController:
             DBW only: the variance of one worker's mean gradient (NaN if fewer than 2
             arrived) and |g|^2 of the averaged gradient.
         """
-        times = np.asarray(response_times_s, dtype=np.float64)
+        scalars = {}
+        for name, value in (("gradient_dot", gradient_dot), ("worker_variance", worker_variance),
+                            ("gradient_sq_norm", gradient_sq_norm)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.number)):
+                raise ValidationError(f"The '{name}' parameter must be a float (NaN: none). "
+                                      f"Got {describe(value)} instead.")
+            scalars[name] = float(value)
+        gradient_dot, worker_variance, gradient_sq_norm = scalars.values()
+        try:
+            times = np.asarray(response_times_s, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValidationError(f"'response_times_s' must be a 1-d array of numbers. Got "
+                                  f"{describe(response_times_s)} instead.") from None
         if times.ndim != 1:
             raise ValidationError(f"'response_times_s' must be a 1-d array. Got shape "
                                   f"{times.shape} instead.")

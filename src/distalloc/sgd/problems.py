@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc._validation import describe, ValidationError, as_generator, check_number
 
 __all__ = ["Problem", "synthetic_regression", "diabetes", "digits", "from_arrays", "load_problem"]
 
@@ -75,6 +75,23 @@ class Problem:
                 "noise_var": sigma2, "initial_gap": self.value(w0) - self.f_star}
 
 
+#: Largest data set a Problem holds (X's entries: 1 GiB of float64) and its largest dimension
+#: (the d x d Hessian and its eigenvalues, O(d^3): about a second at d = 2000).
+MAX_DATA_VALUES = 1 << 27
+MAX_DIM = 2000
+
+
+def check_data_size(m: int, d: int) -> None:
+    """Refuse data of m rows and d columns beyond MAX_DATA_VALUES or MAX_DIM, before
+    allocating it (one line with the size)."""
+    if d > MAX_DIM:
+        raise ValidationError(f"The problem's dimension d = {d} is above {MAX_DIM} (its d x d "
+                              "Hessian and eigenvalues would take minutes and gigabytes).")
+    if m * d > MAX_DATA_VALUES:
+        raise ValidationError(f"The data would have m x d = {m} x {d} = {m * d:.3g} entries "
+                              f"({m * d * 8 / 2**30:.3g} GiB), more than {MAX_DATA_VALUES:.3g}.")
+
+
 def _least_squares(name, X, y) -> Problem:
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -88,6 +105,7 @@ def synthetic_regression(num_samples: int = 2000, dim: int = 100, seed: Any = 0)
     """SPEC 2.4: x uniform on {1..10}^d, w_bar uniform on {1..100}^d, y ~ N(<x, w_bar>, 1)."""
     m = check_number(num_samples, "num_samples", low=2, integer=True)
     d = check_number(dim, "dim", low=1, integer=True)
+    check_data_size(m, d)
     rng = as_generator(seed)
     X = rng.integers(1, 11, size=(m, d)).astype(np.float64)
     w_bar = rng.integers(1, 101, size=d).astype(np.float64)
@@ -162,8 +180,7 @@ def from_arrays(X: Any, y: Any, *, loss: str = "least_squares", reg: float | Non
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] < 2 or X.shape[1] < 1:
         raise ValidationError(f"'X' must be (m, d) and 'y' (m,) with m >= 2. Got {X.shape} and "
                               f"{y.shape} instead.")
-    if X.shape[0] * X.shape[1] > 10**9:
-        raise ValidationError(f"'X' has {X.shape[0] * X.shape[1]:g} entries, more than 1e9.")
+    check_data_size(X.shape[0], X.shape[1])
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise ValidationError("'X' and 'y' must be finite.")
     if max(float(np.abs(X).max()), float(np.abs(y).max())) > 1e100:
@@ -183,11 +200,13 @@ def from_arrays(X: Any, y: Any, *, loss: str = "least_squares", reg: float | Non
 
 
 def load_problem(name: str, seed: Any = 0) -> Problem:
+    if isinstance(name, Problem):
+        return name
     if name == "synthetic":
         return synthetic_regression(seed=seed)
     if name == "diabetes":
         return diabetes()
     if name == "digits":
         return digits()
-    raise ValidationError(f"The 'problem' parameter must be synthetic, diabetes or digits. "
-                          f"Got {name!r} instead.")
+    raise ValidationError(f"The 'problem' parameter must be synthetic, diabetes, digits or a "
+                          f"Problem. Got {describe(name)} instead.")

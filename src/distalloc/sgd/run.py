@@ -11,7 +11,7 @@ import numpy as np
 
 from distalloc._compiled import sgd_kernels
 from distalloc._validation import ValidationError, as_generator, check_number
-from distalloc.sgd.models import Exponential, ResponseModel
+from distalloc.sgd.models import Exponential, ResponseModel, check_workers
 from distalloc.sgd.policies import KController, parse_policy
 from distalloc.sgd.problems import Problem, load_problem
 from distalloc.sgd.schedule import Schedule, bound_schedule
@@ -213,9 +213,9 @@ def run(problem: Problem | str = "synthetic", workers: int = 50, policy: Any = "
     ``record_every`` iterations (least squares: O(d^2) from the Hessian, logistic: a full
     pass).  k comes from a :class:`KController`, the same object the real runner uses.
     """
-    if isinstance(problem, str):
-        problem = load_problem(problem)
-    n = check_number(workers, "workers", low=1, high=problem.num_samples, integer=True)
+    problem = load_problem(problem)
+    n = check_number(check_workers(workers), "workers", low=1, high=problem.num_samples,
+                     integer=True)
     pol = parse_policy(policy, n)
     T = check_number(horizon if horizon is not None else DEFAULT_HORIZON.get(problem.name, 2000.0),
                      "horizon", low=0, low_open=True)

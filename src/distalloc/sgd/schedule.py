@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from distalloc._validation import ValidationError, check_number
-from distalloc.sgd.models import Exponential, ResponseModel
+from distalloc.sgd.models import Exponential, ResponseModel, check_workers
 
 __all__ = ["Schedule", "bound_schedule"]
 
@@ -88,7 +88,7 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     >>> [round(t, 1) for t in s.switch_times]
     [2484.6, 3108.1, 3968.3, 5512.6]
     """
-    n = check_number(workers, "workers", low=1, high=2**40, integer=True)
+    n = check_workers(workers)
     eta = check_number(lr, "lr", low=0, low_open=True)
     L = check_number(smoothness, "smoothness", low=0, low_open=True)
     c = check_number(strong_convexity, "strong_convexity", low=0, low_open=True)
@@ -105,7 +105,19 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
                               "bound would never contract.")
     if model is None:
         model = Exponential(check_number(rate, "rate", low=0, low_open=True))
-    mu = model.order_stat_means(n) if mu is None else np.asarray(mu, dtype=float)
+    elif not isinstance(model, ResponseModel):
+        raise ValidationError(f"The 'model' parameter must be a ResponseModel. Got "
+                              f"{type(model).__name__} instead.")
+    if mu is None:
+        mu = model.order_stat_means(n)
+    else:
+        try:
+            mu = np.asarray(mu, dtype=float)
+        except (TypeError, ValueError):
+            raise ValidationError("'mu' must be an array of n numbers.") from None
+        if mu.shape != (n,) or np.any(np.isnan(mu)) or np.any(mu <= 0):
+            raise ValidationError(f"'mu' must hold E[X_(k)] for k = 1..{n}: {n} positive "
+                                  f"numbers. Got shape {mu.shape} instead.")
     if not math.isfinite(mu[k - 1]):
         raise ValidationError(f"The schedule starts at k = {k}, whose mean response time is "
                               f"infinite: {model.infinite_mean_reason(k, n)}.")
