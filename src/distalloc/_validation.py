@@ -17,8 +17,23 @@ import numpy as np
 __all__ = ["ValidationError", "check_number", "check_keys", "check_matrix", "as_generator"]
 
 
+#: longest message a ValidationError keeps (a safety net: values are described by
+#: :func:`describe`, which already cuts them to a few dozen characters)
+MAX_MESSAGE_CHARS = 1000
+
+
 class ValidationError(ValueError):
-    """Bad user input: a one-line message naming the field, the constraint and the value."""
+    """Bad user input: a one-line message naming the field, the constraint and the value.
+
+    The message is made one line whatever it was built from (runs of whitespace, newlines
+    included, become one space) and cut to :data:`MAX_MESSAGE_CHARS` characters, so that no
+    array or text repr can spread an error over many lines."""
+
+    def __init__(self, message: Any = "", *args: Any) -> None:
+        text = " ".join(str(message).split())
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[: MAX_MESSAGE_CHARS - 3] + "..."
+        super().__init__(text, *args)
 
 
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -53,7 +68,7 @@ def check_number(value: Any, name: str, owner: str | None = None, *, low=None, h
     """
     kind = "an int" if integer else "a float"
     msg = (f"The '{name}' parameter{_where(owner)} must be {kind} in "
-           f"{_interval(low, high, low_open, high_open)}. Got {value!r} instead.")
+           f"{_interval(low, high, low_open, high_open)}. Got {describe(value)} instead.")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.number)):
         raise ValidationError(msg)
     if integer:
@@ -65,7 +80,7 @@ def check_number(value: Any, name: str, owner: str | None = None, *, low=None, h
             lo = "-2^63" if low is None else _bound(low)
             hi = "2^63 - 1" if high is None else _bound(high)
             raise ValidationError(f"The '{name}' parameter{_where(owner)} must be an int in "
-                                  f"[{lo}, {hi}] (64 bits). Got {value!r} instead.")
+                                  f"[{lo}, {hi}] (64 bits). Got {describe(value)} instead.")
     else:
         value = float(value)
         if not math.isfinite(value):
@@ -128,11 +143,24 @@ def as_generator(seed: Any) -> np.random.Generator:
 # checked before a kernel sees them, files read with one-line errors.
 # ------------------------------------------------------------------------------------------
 def describe(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` for a message, at most ``limit`` characters (huge integers are
-    described by their number of digits, long texts are cut with '...')."""
+    """``repr(value)`` for a message: one line, at most ``limit`` characters (huge integers
+    are described by their number of digits, numpy scalars as the Python number they hold
+    (``-3.0``, not ``np.float64(-3.0)``), arrays by their shape and dtype, long texts are
+    cut with '...')."""
+    if isinstance(value, np.generic) and not isinstance(value, (np.str_, np.bytes_, np.void)):
+        value = value.item()
     if isinstance(value, Integral) and not isinstance(value, bool) and abs(int(value)) >= 10 ** 30:
         return f"an integer of {len(str(abs(int(value))))} digits"
-    text = repr(value)
+    if isinstance(value, np.ndarray) and value.size > 8:
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:                       # a repr that fails is no reason for a traceback
+        text = f"a {type(value).__name__}"
+    if len(text) > limit and isinstance(value, (list, tuple, dict, set, frozenset)):
+        kinds = sorted({type(x).__name__ for x in value})
+        return (f"a {type(value).__name__} of {len(value)} item{'s' * (len(value) != 1)}"
+                + (f" ({', '.join(kinds)})" if len(kinds) <= 3 else ""))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

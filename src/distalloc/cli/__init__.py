@@ -26,9 +26,32 @@ from distalloc.cli._common import Parser, check_plot_path
 __all__ = ["main", "build_parser"]
 
 
+def _version() -> str:
+    """The installed distribution's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("distalloc")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
+        return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the metadata is read only when asked for, not on every command."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="distalloc", description="Resource allocation for distributed computing "
                "on heterogeneous, straggling servers.")
+    p.add_argument("--version", action=_VersionAction,
+                   help="print the installed version of distalloc and exit")
     sub = p.add_subparsers(dest="family", required=True, parser_class=Parser)
     for family in (llm, sgd, queue, sweep):
         family.add_parser(sub)

@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, describe
 
 __all__ = ["Parser", "HelpFormatter", "print_json", "floats", "check_plot_path",
-           "check_writable_folder", "PLOT_FORMATS"]
+           "check_writable_folder", "refuse_options", "PLOT_FORMATS"]
 
 #: File types ``--plot`` can write (matplotlib's Agg backend).
 PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
@@ -75,6 +75,25 @@ def _clean(obj: Any) -> Any:
 
 def print_json(obj: dict) -> None:
     print(json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default)))))
+
+
+def refuse_options(args: argparse.Namespace, options: tuple[str, ...] | list[str],
+                   reason: str) -> None:
+    """Refuse any of ``options`` (argparse dest names) that the user gave, where it would
+    have no effect: nothing is silently ignored.  An option counts as given when its value
+    is not None (nor False for a flag), so an option that can be inapplicable has default
+    None and its command fills in the documented default.  ``reason`` ends the message,
+    e.g. "applies only to real runs (with --cluster)"."""
+    for dest in options:
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        text = describe(value)
+        if isinstance(value, str):              # as typed, without repr's quotes
+            text = " ".join(value.split())
+            text = text if len(text) <= 40 else text[:37] + "..."
+        shown = "" if value is True else f" {text}"
+        raise ValidationError(f"Option '--{dest.replace('_', '-')}{shown}' {reason}.")
 
 
 def floats(text: str, name: str) -> list[float]:

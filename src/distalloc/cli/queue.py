@@ -12,9 +12,13 @@ import contextlib
 import sys
 import warnings
 
-from distalloc.cli._common import Parser, floats, print_json
+from distalloc._resources import default_max_memory_gb
+from distalloc.cli._common import Parser, floats, print_json, refuse_options
 
 __all__ = ["add_parser"]
+
+#: jobs per point of ``queue tradeoff --method simulate`` without --jobs
+TRADEOFF_JOBS = 200_000
 
 
 @contextlib.contextmanager
@@ -73,18 +77,27 @@ def _cmd_queue(args) -> int:
 
 def _cmd_queue_tradeoff(args) -> int:
     from distalloc.queueing import tradeoff
+    refuse_options(args, ["probs"], "has no effect on queue tradeoff, which sweeps the "
+                   "probability of the fast level from 0 to 1 (--points)")
+    if args.method != "simulate":
+        refuse_options(args, ["jobs"], f"applies only with --method simulate (not "
+                       f"{args.method})")
     with _held_warnings():
         system = _fork_join(args)
-        kw = {"num_jobs": args.jobs} if args.method == "simulate" else {}
+        kw = ({"num_jobs": TRADEOFF_JOBS if args.jobs is None else args.jobs}
+              if args.method == "simulate" else {})
         t = tradeoff(system, args.points, method=args.method, max_seconds=args.max_seconds,
                      **kw)
         if args.json:
             print_json(t.to_dict())
         else:
-            print(f"{'p(fast)':>8} {'E[N]':>10} {'E[T]':>10} {'energy/job':>12}")
+            print(f"{'p(fast)':>8} {'E[N]':>10} {'E[T]':>10} {'energy/job':>12}  status")
             for p, n_, t_, e in zip(t.switch_prob, t.mean_jobs, t.mean_response,
                                     t.energy_per_job):
-                print(f"{p:8.3f} {n_:10.4g} {t_:10.4g} {e:12.5g}")
+                if n_ != n_:            # NaN: no steady state at this mix
+                    print(f"{p:8.3f} {'-':>10} {'-':>10} {'-':>12}  unstable")
+                else:
+                    print(f"{p:8.3f} {n_:10.4g} {t_:10.4g} {e:12.5g}  stable")
         if args.plot:
             from distalloc.plots import tradeoff_curve
             tradeoff_curve(t, args.plot, title=f"({system.servers},{system.needed}) "
@@ -96,6 +109,8 @@ def _cmd_queue_tradeoff(args) -> int:
 
 def _cmd_queue_optimize(args) -> int:
     from distalloc.queueing import optimize
+    refuse_options(args, ["probs"], "has no effect on queue optimize, which chooses the "
+                   "probabilities of the speed levels itself")
     with _held_warnings():
         system = _fork_join(args)
         o = optimize(system, max_jobs=args.max_jobs, max_response=args.max_response,
@@ -148,8 +163,10 @@ def add_parser(sub) -> None:
                                 "tail mass is below --tail-tol)")
             q.add_argument("--tail-tol", type=float, default=1e-8, metavar="ε",
                            help="largest stationary mass at the truncation (default: 1e-8)")
-            q.add_argument("--max-memory-gb", type=float, default=4.0, metavar="GB",
-                           help="refuse chains estimated to need more memory (default: 4)")
+            q.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
+                           help="refuse chains estimated to need more memory (default: half "
+                                f"the machine's memory, at most 8; here "
+                                f"{default_max_memory_gb():.3g})")
         if name == "simulate":
             q.add_argument("--jobs", type=int, default=1_000_000, metavar="N",
                            help="jobs per replication, 10%% warm-up (default: 10^6)")
@@ -167,8 +184,8 @@ def add_parser(sub) -> None:
                    help="values of p(fast) from 0 to 1 (default: 21)")
     q.add_argument("--method", choices=["approx", "exact", "simulate"], default="approx",
                    help="how each point is computed (default: approx)")
-    q.add_argument("--jobs", type=int, default=200_000, metavar="N",
-                   help="jobs per point with --method simulate (default: 200000)")
+    q.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help=f"jobs per point with --method simulate (default: {TRADEOFF_JOBS})")
     q.add_argument("--plot", default=None, metavar="FILE", help="save the curve as a PNG")
     max_seconds(q, 600.0)
     q.set_defaults(func=_cmd_queue_tradeoff)

@@ -5,9 +5,17 @@ import sys
 
 import numpy as np
 
-from distalloc.cli._common import Parser, print_json
+from distalloc.cli._common import Parser, print_json, refuse_options
 
 __all__ = ["add_parser"]
+
+#: the policy of ``sgd run`` without --policy
+DEFAULT_POLICY = "pflug"
+DEFAULT_POLICY_SPELLED = "pflug:10:10:10:200"
+DEFAULT_K0 = 10
+#: policies that plan with mu_k = E[X_(k)] (the response-time model) and that take k_max
+MU_POLICIES = ("bound", "dbw")
+K_MAX_POLICIES = ("pflug", "dbw")
 
 MODEL_HELP = ("exp:RATE, shifted-exp:SHIFT:RATE, pareto:SCALE:SHAPE (any shape > 0; a k whose "
               "E[X_(k)] is infinite is refused), lognormal:MU:SIGMA")
@@ -21,6 +29,9 @@ def _cmd_sgd_schedule(args) -> int:
     from distalloc.sgd import bound_schedule, fit_response_model, parse_model, read_times
     from distalloc._validation import ValidationError
     fit = None
+    if args.model or args.from_times:
+        refuse_options(args, ["rate"], "applies only to exponential response times (without "
+                       "--model or --from-times; give the rate in the model, e.g. exp:RATE)")
     if args.from_times:
         if args.model:
             raise ValidationError("Give either --model or --from-times, not both.")
@@ -30,7 +41,7 @@ def _cmd_sgd_schedule(args) -> int:
         model = parse_model(args.model) if args.model else None
     sch = bound_schedule(args.workers, args.lr, args.smoothness, args.strong_convexity,
                          args.noise_var, args.batch, args.initial_gap, model=model,
-                         rate=args.rate, step=args.step)
+                         rate=1.0 if args.rate is None else args.rate, step=args.step)
     if args.json:
         out = {"switch_times": sch.switch_times.tolist(),
                "switch_errors": sch.switch_errors.tolist(), "k_values": sch.k_values.tolist()}
@@ -55,20 +66,40 @@ def _cmd_sgd_run(args) -> int:
     from distalloc.sgd import parse_model, run, train
     from distalloc._validation import ValidationError
     model = parse_model(args.model) if args.model else None
+    policy = DEFAULT_POLICY if args.policy is None else args.policy
+    kind = policy.split(":")[0]
+    if kind not in K_MAX_POLICIES:
+        refuse_options(args, ["k_max"], f"applies only to the policies "
+                       f"{' and '.join(K_MAX_POLICIES)} (not {kind})")
     if args.cluster:
+        refuse_options(args, ["time_unit_s"] if args.straggler is None else [],
+                       "applies only to the delays of --straggler")
+        if kind not in MU_POLICIES:
+            refuse_options(args, ["model", "calibration_rounds"],
+                           f"applies to real runs only with the policies "
+                           f"{' and '.join(MU_POLICIES)}, which plan with a response-time "
+                           f"model (not {kind})")
+        elif args.model is not None:
+            refuse_options(args, ["calibration_rounds"], "applies only without --model "
+                           "(the rounds measure the response times --model gives)")
+        if args.policy is None and args.workers is not None:
+            _check_default_policy(args.workers)
         straggler = parse_model(args.straggler) if args.straggler else None
-        res = train(args.problem, args.workers, args.policy, cluster=args.cluster,
-                    straggler=straggler, time_unit_s=args.time_unit_s, horizon=args.horizon,
+        res = train(args.problem, args.workers, policy, cluster=args.cluster,
+                    straggler=straggler, time_unit_s=(1.0 if args.time_unit_s is None
+                                                      else args.time_unit_s),
+                    horizon=args.horizon,
                     lr=args.lr, seed=args.seed, k_max=args.k_max, model=model,
                     calibration_rounds=args.calibration_rounds, target_error=args.target_error,
                     max_iterations=args.max_iterations,
                     allow_divergence=args.allow_divergence)
     else:
-        for flag, value in (("--straggler", args.straggler), ("--target-error", args.target_error),
-                            ("--calibration-rounds", args.calibration_rounds)):
-            if value is not None:
-                raise ValidationError(f"{flag} applies to real runs only (with --cluster).")
-        res = run(args.problem, 50 if args.workers is None else args.workers, args.policy,
+        refuse_options(args, ["straggler", "time_unit_s", "target_error", "calibration_rounds"],
+                       "applies to real runs only (with --cluster)")
+        workers = 50 if args.workers is None else args.workers
+        if args.policy is None:
+            _check_default_policy(workers)
+        res = run(args.problem, workers, policy,
                   horizon=args.horizon, lr=args.lr, model=model, seed=args.seed,
                   k_max=args.k_max, max_iterations=args.max_iterations,
                   allow_divergence=args.allow_divergence)
@@ -112,6 +143,17 @@ def _cmd_sgd_run(args) -> int:
     return 0
 
 
+def _check_default_policy(workers) -> None:
+    """The default policy against n, refused in words that say it is the default (a user
+    who gave no --policy has no 'pflug k0' in mind)."""
+    from distalloc._validation import ValidationError
+    if isinstance(workers, int) and 1 <= workers < DEFAULT_K0:
+        raise ValidationError(f"Option '--workers {workers}' is fewer than the k0 = {DEFAULT_K0} "
+                              f"workers the default policy {DEFAULT_POLICY} (= "
+                              f"{DEFAULT_POLICY_SPELLED}, used without --policy) starts with; "
+                              f"give --policy, e.g. pflug:{workers} or fixed:{workers}.")
+
+
 def _cmd_sgd_fit(args) -> int:
     from distalloc.sgd import fit_response_model, read_times
     fit = fit_response_model(read_times(args.times))
@@ -141,8 +183,9 @@ def add_parser(sub) -> None:
                     help="gradient-noise variance (0: no noise floor, k stays at its start)")
     sc.add_argument("--batch", type=int, required=True, metavar="s", help="rows per worker")
     sc.add_argument("--initial-gap", type=float, required=True, metavar="e0", help="F(w0) - F*")
-    sc.add_argument("--rate", type=float, default=1.0, metavar="λ",
-                    help="exponential response-time rate (default 1)")
+    sc.add_argument("--rate", type=float, default=None, metavar="λ",
+                    help="exponential response-time rate (default 1; not with --model or "
+                         "--from-times)")
     sc.add_argument("--model", default=None, metavar="MODEL",
                     help="response times instead of Exp(rate): " + MODEL_HELP)
     sc.add_argument("--from-times", default=None, metavar="FILE",
@@ -157,7 +200,7 @@ def add_parser(sub) -> None:
                     help="synthetic regression, or scikit-learn's bundled data sets")
     sr.add_argument("--workers", type=int, default=None, metavar="n",
                     help="number of workers (default 50 simulated; every worker of --cluster)")
-    sr.add_argument("--policy", default="pflug", metavar="P",
+    sr.add_argument("--policy", default=None, metavar="P",
                     help="fixed:K, sync, bound[:STEP], pflug[:K0:STEP:THRESH:BURNIN], dbw[:K0], "
                          "async (default pflug = pflug:10:10:10:200)")
     sr.add_argument("--horizon", type=float, default=None, metavar="T",
@@ -165,10 +208,10 @@ def add_parser(sub) -> None:
                          "--cluster measured seconds (default 10)")
     sr.add_argument("--lr", type=float, default=None, metavar="η", help="step size")
     sr.add_argument("--model", default=None, metavar="MODEL",
-                    help="response times (simulated; with --cluster the model bound and dbw "
-                         "plan with, in seconds): " + MODEL_HELP)
+                    help="response times (simulated; with --cluster only for bound and dbw: "
+                         "the model they plan with, in seconds): " + MODEL_HELP)
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
-                    help="largest k for pflug, dbw (default n)")
+                    help="largest k for the policies pflug, dbw (default n)")
     sr.add_argument("--seed", type=int, default=0, help="response times / injected delays")
     sr.add_argument("--max-iterations", type=int, default=10**8, metavar="N",
                     help="refuse (simulated) or stop (--cluster) runs longer than N iterations "
@@ -181,11 +224,11 @@ def add_parser(sub) -> None:
     sr.add_argument("--straggler", default=None, metavar="MODEL",
                     help="with --cluster: inject delays drawn from this model, in units of "
                          "--time-unit-s")
-    sr.add_argument("--time-unit-s", type=float, default=1.0, metavar="S",
-                    help="seconds per unit of --straggler (default 1)")
+    sr.add_argument("--time-unit-s", type=float, default=None, metavar="S",
+                    help="with --straggler: seconds per unit of its delays (default 1)")
     sr.add_argument("--calibration-rounds", type=int, default=None, metavar="R",
-                    help="with --cluster, bound and dbw: all-worker rounds measured and fitted "
-                         "before training (default 10)")
+                    help="with --cluster, bound and dbw, without --model: all-worker rounds "
+                         "measured and fitted before training (default 10)")
     sr.add_argument("--target-error", type=float, default=None, metavar="E",
                     help="with --cluster: stop once F(w) - F* <= E")
     sr.add_argument("--plot", default=None, metavar="FILE",

@@ -29,8 +29,7 @@ when it would need more memory than :func:`default_max_memory_gb`.
 """
 from __future__ import annotations
 
-import os
-
+from distalloc._resources import default_max_memory_gb
 from distalloc._validation import ValidationError, check_real
 
 __all__ = ["MAX_BLOCKS", "MAX_COUNT", "MAX_CHURN_EVENTS", "MIN_RPS", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
@@ -57,15 +56,6 @@ def time_bound_ms(num_blocks: int, output_tokens: int) -> float:
     """The largest time (ms) any per-block or per-visit time may have: TIME_LIMIT_MS / (L x
     l_out), so that no request time can exceed 2 x TIME_LIMIT_MS."""
     return TIME_LIMIT_MS / (float(num_blocks) * float(output_tokens))
-
-
-def default_max_memory_gb() -> float:
-    """Half the machine's physical memory, at most 8 GB (8 GB when it cannot be read)."""
-    try:
-        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GB
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8.0
-    return min(8.0, 0.5 * phys)
 
 
 def max_memory_limit(max_memory_gb: float | None) -> float:

@@ -57,19 +57,19 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse import tril, triu
 from scipy.sparse.linalg import LinearOperator, bicgstab, splu, spsolve
 
+from distalloc._resources import default_max_memory_gb
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.mixes import (check_work, compositions, distinct_speeds,
                                       log_multinomial)
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.stability import check_stable
 
-__all__ = ["exact", "count_states", "BYTES_PER_STATE", "DEFAULT_MAX_MEMORY_GB",
-           "SECONDS_PER_STATE", "DEFAULT_MAX_SECONDS"]
+__all__ = ["exact", "count_states", "BYTES_PER_STATE", "SECONDS_PER_STATE",
+           "DEFAULT_MAX_SECONDS"]
 
 #: measured memory of one state while the chain is built and solved (the state tuple, its
 #: index entry, its transitions in Python lists, the sparse matrix and the LU factor)
 BYTES_PER_STATE = 2500
-DEFAULT_MAX_MEMORY_GB = 4.0
 #: Time to build and solve the chain, per state (measured 10-110 us for building, 7-20 us
 #: for the Gauss-Seidel solve on (4,2) .. (6,3) chains with 1-3 speeds; the upper end).
 SECONDS_PER_STATE = 1.2e-4
@@ -331,7 +331,7 @@ def _memory_check(system: ForkJoin, level: int, s: int, max_memory_gb: float,
 
 
 def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e-8,
-          max_memory_gb: float = DEFAULT_MAX_MEMORY_GB,
+          max_memory_gb: float | None = None,
           max_seconds: float | None = DEFAULT_MAX_SECONDS) -> QueueMetrics:
     """Stationary metrics from the truncated Markov chain (small systems).
 
@@ -343,8 +343,10 @@ def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e
         the boundary mass is below ``tail_tol``.
     tail_tol : float
         largest acceptable stationary mass at the truncation boundary.
-    max_memory_gb : float
-        refuse chains whose estimated memory (states x BYTES_PER_STATE) exceeds this.
+    max_memory_gb : float, optional
+        refuse chains whose estimated memory (states x BYTES_PER_STATE) exceeds this
+        (default :func:`distalloc._resources.default_max_memory_gb`: half the machine's
+        memory, at most 8 GB, the default of every family).
     max_seconds : float or None
         refuse a chain whose estimated build and solve time (states x SECONDS_PER_STATE,
         plus the time of the smaller truncations already tried) exceeds this; None: no
@@ -377,7 +379,8 @@ def exact(system: ForkJoin, *, max_jobs: int | None = None, tail_tol: float = 1e
     3.457
     """
     tail_tol = check_number(tail_tol, "tail_tol", low=0, low_open=True, high=0.5)
-    max_memory_gb = check_number(max_memory_gb, "max_memory_gb", low=0, low_open=True)
+    max_memory_gb = (default_max_memory_gb() if max_memory_gb is None else
+                     check_number(max_memory_gb, "max_memory_gb", low=0, low_open=True))
     if max_seconds is not None:
         max_seconds = check_number(max_seconds, "max_seconds", low=0, low_open=True)
     st = check_stable(system)

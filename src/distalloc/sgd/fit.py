@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, describe
 from distalloc.sgd.models import (Exponential, LogNormal, Pareto, ResponseModel,
                                   ShiftedExponential)
 
@@ -53,11 +53,14 @@ def _check_times(times: Any) -> np.ndarray:
         raise ValidationError("'times' must be an array of numbers.") from None
     if x.size < 3:
         raise ValidationError(f"'times' needs at least 3 measured times. Got {x.size} instead.")
-    bad = x[~(np.isfinite(x) & (x >= 0))]
+    bad = np.flatnonzero(~(np.isfinite(x) & (x >= 0)))
     if bad.size:
-        raise ValidationError(f"'times' must be finite and >= 0. Got {bad[0]!r} instead.")
+        i = int(bad[0])
+        raise ValidationError(f"'times[{i}]' must be finite and >= 0. Got {describe(x[i])} "
+                              "instead.")
     if x.max() > 1e300:
-        raise ValidationError(f"'times' must be at most 1e300. Got {x.max():g} instead.")
+        i = int(np.argmax(x))
+        raise ValidationError(f"'times[{i}]' must be at most 1e300. Got {x[i]:g} instead.")
     if x.max() < 1e-200:
         raise ValidationError(f"'times' are all below 1e-200 (largest {x.max():g}): too small "
                               "to fit (rates would overflow); give them in a smaller unit.")

@@ -101,6 +101,11 @@ def parse_policy(spec: Any, workers: int) -> dict[str, Any]:
                                                       integer=True)}
     if name == "pflug" and len(nums) <= 4:
         k0, step, thresh, burnin = (nums + [10, 10, 10, 200][len(nums):])[:4]
+        if not nums and isinstance(workers, int) and 1 <= workers < k0:
+            raise ValidationError(f"The 'pflug k0' parameter must be an int in [1, {workers}]. "
+                                  f"Got {k0} instead: the default K0 of {spec!r} "
+                                  f"(pflug:10:10:10:200) exceeds n = {workers} workers; give "
+                                  f"pflug:K0 with K0 <= {workers}.")
         return {"kind": "pflug", "k0": check_number(k0, "pflug k0", low=1, high=workers, integer=True),
                 "step": check_number(step, "pflug step", low=1, high=2**62, integer=True),
                 "thresh": check_number(thresh, "pflug thresh", low=0, high=2**62, integer=True),

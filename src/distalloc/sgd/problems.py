@@ -208,5 +208,7 @@ def load_problem(name: str, seed: Any = 0) -> Problem:
         return diabetes()
     if name == "digits":
         return digits()
+    hint = (" (for your own data: distalloc.sgd.from_arrays(X, y))"
+            if isinstance(name, (tuple, list, np.ndarray)) else "")
     raise ValidationError(f"The 'problem' parameter must be synthetic, diabetes, digits or a "
-                          f"Problem. Got {describe(name)} instead.")
+                          f"Problem{hint}. Got {describe(name)} instead.")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from distalloc._validation import ValidationError, check_number
+from distalloc._validation import ValidationError, check_number, range_error
 from distalloc.sgd.models import Exponential, ResponseModel, check_workers
 
 __all__ = ["Schedule", "bound_schedule"]
@@ -61,7 +61,8 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     workers : int
         n.
     lr, smoothness, strong_convexity, noise_var, batch, initial_gap : float
-        eta, L, c, sigma^2, s (rows per worker), F(w0) - F*.  Needs eta c < 1.
+        eta, L, c, sigma^2, s (rows per worker), F(w0) - F*.  Needs c <= L (true of
+        every loss) and eta c < 1.
     model : ResponseModel, optional
         response times (default Exponential(rate)); mu_k from its order statistics.
     mu : (n,) array, optional
@@ -79,7 +80,7 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     Raises
     ------
     ValidationError
-        bad input, eta c >= 1, an infinite E[X_(k_start)], or a switch time beyond float64
+        bad input, c > L (impossible), eta c >= 1, an infinite E[X_(k_start)], or a switch time beyond float64
         (an lr so small that the bound's contraction 1 - eta c rounds away).
 
     Examples
@@ -92,6 +93,9 @@ def bound_schedule(workers: int, lr: float, smoothness: float, strong_convexity:
     eta = check_number(lr, "lr", low=0, low_open=True)
     L = check_number(smoothness, "smoothness", low=0, low_open=True)
     c = check_number(strong_convexity, "strong_convexity", low=0, low_open=True)
+    if c > L:    # c |x|^2 <= x' H x <= L |x|^2: no loss is more convex than it is smooth
+        raise range_error("strong_convexity", None, "a float", f"(0, smoothness = {L:g}]", c,
+                          " (c <= L holds for every loss)")
     sigma2 = check_number(noise_var, "noise_var", low=0)
     s = check_number(batch, "batch", low=1, integer=True)
     e = check_number(initial_gap, "initial_gap", low=0)
