@@ -171,10 +171,19 @@ def _cmd_llm_plan(args) -> int:
     if opts and not set(methods) <= set(CHAIN_METHODS):
         raise ValidationError(f"Option '--{sorted(opts)[0].replace('_per_s', '').replace('_', '-')}' "
                               f"applies only to --method {' or '.join(CHAIN_METHODS)}.")
+    milp_opts = {"time-limit": args.time_limit, "solver": args.solver,
+                 "formulation": args.formulation, "threads": args.threads}
+    given = [k for k, v in milp_opts.items() if v is not None]
+    if given and methods != ["milp"]:
+        raise ValidationError(f"Option '--{given[0]}' applies only to --method milp "
+                              f"(got {args.method or 'the default cg-bprr,petals'}).")
     if args.num_requests is not None:
         sc = sc.with_requests(args.num_requests, max_memory_gb=args.max_memory_gb)
-    plans = [plan(sc, m, seed=args.seed, time_limit_s=args.time_limit,
-                  formulation=args.formulation, solver=args.solver, threads=args.threads,
+    milp_kw = {k: v for k, v in (("time_limit_s", args.time_limit), ("solver", args.solver),
+                                 ("formulation", args.formulation), ("threads", args.threads))
+               if v is not None}
+    plans = [plan(sc, m, seed=args.seed, max_memory_gb=args.max_memory_gb,
+                  **(milp_kw if m == "milp" else {}),
                   **(opts if m in CHAIN_METHODS else {}))
              for m in methods]
     if args.json:
@@ -520,18 +529,19 @@ def add_parser(sub) -> None:
                     "cg-bprr with --json)")
     pl.add_argument("--num-requests", type=int, default=None, metavar="R",
                     help="size of the request set |R| (clients repeat cyclically)")
-    pl.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                    help="MILP time limit in seconds (default 60); at the limit the best "
+    pl.add_argument("--time-limit", type=float, default=None, metavar="S",
+                    help="--method milp: time limit in seconds, model building included "
+                    "(default 60); at the limit the best "
                     "plan known is returned with the bound and the gap")
-    pl.add_argument("--solver", choices=["highs", "cp-sat"], default="highs",
-                    help="MILP solver: HiGHS, or OR-Tools CP-SAT (pip install "
+    pl.add_argument("--solver", choices=["highs", "cp-sat"], default=None,
+                    help="--method milp: solver: HiGHS, or OR-Tools CP-SAT (pip install "
                     "'distalloc[cpsat]') (default highs)")
     pl.add_argument("--formulation", choices=["aggregated", "per-request", "window"],
-                    default="aggregated", help="MILP formulation: integer flows per client "
+                    default=None, help="--method milp: formulation: integer flows per client "
                     "and link, one binary per request and link, or one window per server "
                     "and flows over block boundaries (default aggregated)")
-    pl.add_argument("--threads", type=int, default=1, metavar="N",
-                    help="MILP solver threads (default 1)")
+    pl.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="--method milp: solver threads, at most the machine's CPUs (default 1)")
     pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")
     pl.add_argument("--servers", type=int, default=None, metavar="C",
                     help="number of servers of a topology/synthetic scenario")
