@@ -13,7 +13,7 @@ from distalloc.llm.chains_plan import chains_plan
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["METHODS", "plan"]
 
@@ -80,13 +80,14 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     Raises
     ------
     ValidationError
-        unknown method or bad parameters, before any work.
+        unknown method or bad parameters, a scenario whose workload names a trace file
+        that cannot be read, before any work.
     """
-    if not isinstance(scenario, Scenario):
-        raise ValidationError(f"The 'scenario' parameter of plan() must be a Scenario (from "
-                              f"distalloc.llm.load_scenario or a built-in). Got "
-                              f"{type(scenario).__name__} instead.")
+    check_scenario(scenario, "plan")
     check_choice(method, "method", METHODS)
+    if "trace" in scenario.online:   # a scenario that simulate would refuse: refused here too
+        from distalloc._validation import check_readable_file
+        check_readable_file(scenario.online["trace"], "The workload's trace file")
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
     as_generator(seed)  # validate early
     unknown = sorted(set(options) - set(CHAIN_OPTIONS))

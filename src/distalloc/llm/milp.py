@@ -167,7 +167,7 @@ from distalloc.llm.milp_solvers import SOLVERS, SolverOutcome, solve_cpsat, solv
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan, finish_plan
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["solve_milp", "milp_size", "FORMULATIONS", "SOLVERS"]
 
@@ -301,10 +301,7 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     _check_choice(formulation, "formulation", FORMULATIONS)
     _check_choice(solver, "solver", SOLVERS)
     solver_seed = int(as_generator(seed).integers(2 ** 31)) if not isinstance(seed, int) else seed
-    if not isinstance(scenario, Scenario):
-        from distalloc._validation import ValidationError
-        raise ValidationError(f"The 'scenario' parameter must be a Scenario. Got "
-                              f"{type(scenario).__name__} instead.")
+    check_scenario(scenario, "solve_milp")
     sc = scenario
     R = sc.num_requests
     limit_gb = max_memory_limit(max_memory_gb)
