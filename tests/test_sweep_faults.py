@@ -267,7 +267,8 @@ x = [1, 2]
     (tmp_path / "folder.csv").mkdir()
     (tmp_path / "file.parquet").write_text("x")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    (tmp_path / "latin1.csv").write_bytes("x,seed\n\xe9,0\n".encode("latin-1"))
+    (tmp_path / "latin1.csv").write_bytes(
+        "x,seed,status,sweep_target\n\xe9,0,ok,sweep_helpers:record_call\n".encode("latin-1"))
     if case == "devnull.csv":
         os.symlink("/dev/null", tmp_path / "devnull.csv")
     out = (_readonly_dir(tmp_path) / "o.csv") if case == "readonly" else (

@@ -1,10 +1,12 @@
 """Sweep output (SPEC 4.1): canonical resume keys, the output lock, checks of the output
 path before any work, and the CSV and Parquet sinks.
 
-A row is identified by its *key*: the values of every parameter (grid and fixed) and the
-seed, in a canonical form so that ``1``, ``1.0`` and the CSV text ``"1.0"`` are the same key
+A row is identified by its *key*: the values of every parameter (grid and fixed), the
+seed, the target (``sweep_target``) and the sha256 of its input files, in a canonical form so that ``1``, ``1.0`` and the CSV text ``"1.0"`` are the same key
 (Parquet stores a column mixing 1 and 1.5 as doubles; CSV gives everything back as text).
 Keys are kept as 16-byte digests so that resuming a sweep of 10^7 rows holds ~1 GB at most.
+An existing output holding another sweep's rows (another target, columns that do not fit)
+is refused before anything in it changes.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from distalloc._sweep_run import TARGET_COLUMN
 from distalloc._validation import ValidationError
 
 __all__ = ["OK", "canonical", "row_key", "OutputLock", "open_sink", "check_output_path"]
@@ -275,12 +278,39 @@ def _writable_dir(folder: Path, what: str) -> None:
 class _Sink:
     """Common part: which rows are in the output (their keys), and the key of a new row."""
 
-    def __init__(self, path: Path, key_names: list[str]):
+    def __init__(self, path: Path, key_names: list[str], grid_names: list[str],
+                 fixed_names: list[str], meta_names: list[str], target: str):
         self.path = path
         self.key_names = list(key_names)
+        self.grid_names, self.fixed_names = list(grid_names), list(fixed_names)
+        self.meta_names, self.target = list(meta_names), target
         self.extra_names: list[str] = []
         self.done: set[bytes] = set()
         self.failed_in_output = 0
+
+    def _not_ours(self, why: str) -> ValidationError:
+        return ValidationError(f"The output '{self.path}' exists and is not the output of this "
+                               f"sweep ({why}); choose another --out, or delete it to start "
+                               "again.")
+
+    def _check_columns(self, columns: list[str]) -> None:
+        """An existing output's columns must be this sweep's: its grid parameters and seed,
+        the target column, and no parameter of this sweep among the metrics."""
+        if not columns:
+            return
+        missing = [c for c in self.grid_names + [SEED] if c not in columns]
+        if missing:
+            raise self._not_ours(f"no '{missing[0]}' column")
+        if TARGET_COLUMN not in columns:
+            raise self._not_ours(f"no '{TARGET_COLUMN}' column: written by another program "
+                                 "or an older distalloc, so whose results it holds is unknown")
+        if STATUS in columns:
+            params = set(self.grid_names) | set(self.fixed_names)
+            metrics = columns[columns.index(SEED) + 1:columns.index(STATUS)]
+            clash = [c for c in metrics if c in params]
+            if clash:
+                raise self._not_ours(f"its column '{clash[0]}' holds a metric, here it is a "
+                                     "parameter")
 
     def _set_columns(self, columns: list[str]) -> None:
         """Columns after ``status`` are fixed parameters (see :func:`order_columns`); those
@@ -291,6 +321,11 @@ class _Sink:
 
     def _remember(self, rows: Iterable[dict]) -> None:
         for row in rows:
+            found = row.get(TARGET_COLUMN)
+            if found != self.target:
+                shown = "none" if found in (None, "") else repr(str(found)[:80])
+                raise self._not_ours(f"its rows are of the target {shown}, not "
+                                     f"{self.target!r}")
             self.done.add(self.key_of(row))
             if not is_ok(row.get(STATUS)):
                 self.failed_in_output += 1
@@ -298,9 +333,10 @@ class _Sink:
     def key_of(self, row: dict) -> bytes:
         return row_key(row.get(n) for n in self.key_names + self.extra_names)
 
-    def task_keys(self, config) -> Iterator[tuple[dict, int, bytes]]:
+    def task_keys(self, config, meta_of) -> Iterator[tuple[dict, int, bytes]]:
         """(grid point, seed, key) of every task of ``config``, in order, without building
-        the list; the canonical text of each grid and fixed value is made once."""
+        the list; the canonical text of each grid and fixed value is made once.
+        ``meta_of(point)`` gives the sweep's own columns of a point (target, digests)."""
         grid_names = list(config.grid)
         values = list(config.grid.values())
         texts = [[canonical_text(v) for v in vals] for vals in values]
@@ -318,18 +354,23 @@ class _Sink:
                     parts.append(texts[j][idx[j]])
                 else:
                     parts.append(fixed.get(n, none))
-            seed_at = parts.index(None)
             point = {n: values[j][idx[j]] for j, n in enumerate(grid_names)}
+            meta = meta_of(point)
+            for i, n in enumerate(order):
+                if n in meta and n not in where and n not in config.fixed:
+                    parts[i] = canonical_text(meta[n])
+            seed_at = parts.index(None)
             for seed in range(config.seeds):
                 parts[seed_at] = str(seed)
                 yield point, seed, key_from_texts(parts)
 
 
 def order_columns(existing: list[str], rows: list[dict], grid_names: list[str],
-                  fixed_names: list[str]) -> list[str]:
-    """Grid parameters, seed, metrics (in order of appearance), status, fixed parameters;
-    columns already in the output keep their place, new metrics go before the status."""
-    params = set(grid_names) | set(fixed_names) | {SEED, STATUS}
+                  fixed_names: list[str], meta_names: list[str] = ()) -> list[str]:
+    """Grid parameters, seed, metrics (in order of appearance), status, the sweep's own
+    columns (target, input digests), fixed parameters; columns already in the output keep
+    their place, new metrics go before the status."""
+    params = set(grid_names) | set(fixed_names) | set(meta_names) | {SEED, STATUS}
     columns = list(existing) if existing else grid_names + [SEED]
     seen = set(columns)
     new_metrics = []
@@ -343,7 +384,7 @@ def order_columns(existing: list[str], rows: list[dict], grid_names: list[str],
         columns[i:i] = new_metrics
     else:
         columns += new_metrics
-    for name in grid_names + [SEED, STATUS] + fixed_names:
+    for name in grid_names + [SEED, STATUS] + list(meta_names) + fixed_names:
         if name not in columns:
             columns.append(name)
     return columns
@@ -354,36 +395,38 @@ class CsvSink(_Sink):
     kill is dropped on the next start.  New columns (a metric first seen, a new fixed
     parameter) rewrite the file once, atomically."""
 
-    def __init__(self, path: Path, key_names, grid_names, fixed_names):
-        super().__init__(path, key_names)
-        self.grid_names, self.fixed_names = grid_names, fixed_names
+    def __init__(self, path: Path, *args):
+        super().__init__(path, *args)
         self.columns: list[str] = []
         if path.exists() and path.stat().st_size > 0:
             self._open_existing()
 
     def _open_existing(self) -> None:
+        """Read the rows already there (checking they are this sweep's), then drop a line
+        cut short by a kill; a refused output is left byte for byte as it was."""
         path = self.path
         try:
-            with path.open("rb+") as fh:
+            with path.open("rb") as fh:
                 fh.seek(0, os.SEEK_END)
-                size = fh.tell()
+                size = keep = fh.tell()
                 fh.seek(max(0, size - 1))
-                if fh.read(1) != b"\n":          # a write cut short: drop the partial line
+                if fh.read(1) != b"\n":          # a write cut short: the partial line
                     fh.seek(max(0, size - 65536))
                     tail = fh.read()
                     cut = tail.rfind(b"\n")
                     keep = size - len(tail) + cut + 1 if cut >= 0 else 0
-                    fh.truncate(keep)
-            with path.open(newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                self.columns = list(reader.fieldnames or [])
-                missing = [c for c in self.grid_names + [SEED] if c not in self.columns]
-                if self.columns and missing:
-                    raise ValidationError(
-                        f"The output '{path}' exists and is not the output of this sweep (no "
-                        f"'{missing[0]}' column); choose another --out.")
-                self._set_columns(self.columns)
+            if not os.access(path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+            with path.open("rb") as fh:
+                reader = csv.DictReader(_lines_before(fh, keep))
+                columns = list(reader.fieldnames or [])
+                self._check_columns(columns)
+                self.columns = columns
+                self._set_columns(columns)
                 self._remember(reader)
+            if keep < size:
+                with path.open("rb+") as fh:
+                    fh.truncate(keep)
         except UnicodeDecodeError:
             raise ValidationError(f"The output '{path}' exists and is not a UTF-8 CSV file; "
                                   "choose another --out.") from None
@@ -427,7 +470,8 @@ class CsvSink(_Sink):
     def write(self, rows: list[dict]) -> None:
         if not rows:
             return
-        columns = order_columns(self.columns, rows, self.grid_names, self.fixed_names)
+        columns = order_columns(self.columns, rows, self.grid_names, self.fixed_names,
+                                self.meta_names)
         if columns != self.columns:
             old = self._read_all() if self.columns else []
             for r in old:        # rows from before the status column existed were ok
@@ -454,15 +498,24 @@ class CsvSink(_Sink):
             os.fsync(fh.fileno())
 
 
+def _lines_before(fh, limit: int) -> Iterator[str]:
+    """The text lines of a binary file that end at or before byte ``limit``."""
+    pos = 0
+    for line in fh:
+        pos += len(line)
+        if pos > limit:
+            return
+        yield line.decode("utf-8")
+
+
 class ParquetSink(_Sink):
     """One part file per chunk in the output folder, written to a temporary name and
     renamed.  Parts share one schema: when a chunk brings a new column or a wider type
     (a metric first seen, ints then floats), earlier parts are rewritten to it."""
 
-    def __init__(self, path: Path, key_names, grid_names, fixed_names):
-        super().__init__(path, key_names)
+    def __init__(self, path: Path, *args):
+        super().__init__(path, *args)
         import pyarrow.parquet as pq
-        self.grid_names, self.fixed_names = grid_names, fixed_names
         self.schema = None
         path.mkdir(exist_ok=True)
         _writable_dir(path, "the Parquet output folder")
@@ -477,13 +530,8 @@ class ParquetSink(_Sink):
             raise ValidationError(f"The output '{path}' holds a part file that cannot be read "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                                   "choose another --out.") from None
+        self._check_columns(columns)
         self._set_columns(columns)
-        if columns:
-            missing = [c for c in self.grid_names + [SEED] if c not in columns]
-            if missing:
-                raise ValidationError(f"The output '{path}' exists and is not the output of "
-                                      f"this sweep (no '{missing[0]}' column); choose another "
-                                      "--out.")
         for part in self._parts():
             self._remember(pq.read_table(part).to_pylist())
 
@@ -565,7 +613,7 @@ class ParquetSink(_Sink):
         if not rows:
             return
         columns = order_columns(list(self.schema.names) if self.schema is not None else [],
-                                rows, self.grid_names, self.fixed_names)
+                                rows, self.grid_names, self.fixed_names, self.meta_names)
         data = {}
         for c in columns:
             values = [_arrow_value(r.get(c)) for r in rows]
@@ -599,15 +647,16 @@ def _arrow_value(v: Any) -> Any:
 
 
 def open_sink(path: Path, key_names: list[str], grid_names: list[str],
-              fixed_names: list[str]):
-    """The sink for ``path`` (checked by :func:`check_output_path`, locked by the caller)."""
+              fixed_names: list[str], meta_names: list[str], target: str):
+    """The sink for ``path`` (checked by :func:`check_output_path`, locked by the caller);
+    an existing output is checked to hold this sweep's rows (``target``)."""
     if path.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ValidationError("Parquet output needs pyarrow (pip install pyarrow); use a "
                                   ".csv output otherwise.") from None
-        return ParquetSink(path, key_names, grid_names, fixed_names)
+        return ParquetSink(path, key_names, grid_names, fixed_names, meta_names, target)
     if not path.exists():
         _writable_dir(path.parent, "the output folder")
-    return CsvSink(path, key_names, grid_names, fixed_names)
+    return CsvSink(path, key_names, grid_names, fixed_names, meta_names, target)

@@ -19,15 +19,17 @@ from distalloc._validation import ValidationError, check_number
 if TYPE_CHECKING:
     from distalloc.sweep import SweepConfig
 
-__all__ = ["run_chunk", "chunk_result", "run_sweep", "DEFAULT_MAX_TASKS", "MAX_OVERSUBSCRIBE", "RESERVED",
-           "SweepWarning"]
+__all__ = ["run_chunk", "chunk_result", "run_sweep", "task_meta", "DEFAULT_MAX_TASKS",
+           "MAX_OVERSUBSCRIBE", "RESERVED", "TARGET_COLUMN", "SweepWarning"]
 
 #: More tasks than this need ``max_tasks`` (``--max-tasks``): the resume keys of 10^7 rows
 #: take about 1 GB.
 DEFAULT_MAX_TASKS = 10_000_000
 #: Worker processes per core allowed with ``oversubscribe``.
 MAX_OVERSUBSCRIBE = 16
-RESERVED = ("seed", "status")
+#: The column naming the target of every row: an output holds one target's rows.
+TARGET_COLUMN = "sweep_target"
+RESERVED = ("seed", "status", TARGET_COLUMN)
 
 
 class SweepWarning(UserWarning):
@@ -74,34 +76,51 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _row(point: dict, seed: int, fixed: dict, metrics: Any, status: str) -> dict:
+def task_meta(target: str, files: tuple[str, ...], inputs: dict, params: dict
+              ) -> tuple[dict, dict]:
+    """The sweep's own columns of a task (``sweep_target``, ``<file>_sha256``) and the
+    parameters the target is called with (input file values replaced by resolved paths)."""
+    meta: dict[str, Any] = {TARGET_COLUMN: target}
+    call = params
+    for name in files:
+        value = params.get(name)
+        found = inputs.get(value) if isinstance(value, str) else None
+        meta[f"{name}_sha256"] = found[1] if found else None
+        if found:
+            call = {**call, name: found[0]}
+    return meta, call
+
+
+def _row(point: dict, seed: int, fixed: dict, metrics: Any, status: str, meta: dict) -> dict:
     row: dict[str, Any] = {}
     if isinstance(metrics, dict):
         for k, v in metrics.items():
             k = str(k)
-            if k in RESERVED:                 # the sweep's own columns win
+            if k in RESERVED or k in meta:    # the sweep's own columns win
                 k = f"metric_{k}"
             if k not in point and k not in fixed:
                 row[k] = _plain(v)
     row.update(point)
     row["seed"] = seed
     row["status"] = status
+    row.update(meta)
     row.update(fixed)
     return row
 
 
 def run_chunk(target: str, fixed: dict, chunk: list[tuple[dict, int]], *,
-              fail_fast: bool = False) -> list[dict]:
+              fail_fast: bool = False, inputs: dict | None = None) -> list[dict]:
     """Evaluate a chunk of (grid point, seed) tasks: one row per task (a failed task's row
-    has its one-line error as ``status`` and no metrics)."""
-    return chunk_result(target, fixed, chunk, fail_fast=fail_fast)["rows"]
+    has its one-line error as ``status`` and no metrics).  ``inputs``: a SweepConfig's."""
+    return chunk_result(target, fixed, chunk, fail_fast=fail_fast, inputs=inputs)["rows"]
 
 
 def chunk_result(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, running=None,
-                 fail_fast: bool = False) -> dict:
+                 fail_fast: bool = False, inputs: dict | None = None) -> dict:
     """What a worker returns for a chunk: ``{"rows": [...], "warnings": {text: count}}``.
     ``running`` (shared memory) receives the index of the task being run, so that the
-    parent knows which task a dying worker was running."""
+    parent knows which task a dying worker was running.  ``inputs`` maps input file values
+    as written to (resolved value, sha256) (:class:`distalloc.sweep.SweepConfig`)."""
     _limit_threads()
     rows: list[dict] = []
     caught: Counter = Counter()
@@ -110,13 +129,15 @@ def chunk_result(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, run
         try:
             spec = resolve_target(target)
         except ValidationError as exc:
-            return {"rows": [_row(p, s, fixed, None, one_line(exc)) for p, s in chunk],
-                    "warnings": {}}
+            return {"rows": [_row(p, s, fixed, None, one_line(exc), {TARGET_COLUMN: target})
+                             for p, s in chunk], "warnings": {}}
+        files = tuple(getattr(spec, "files", ()))
+        tasks = [task_meta(target, files, inputs or {}, {**fixed, **p}) for p, _ in chunk]
         results: list[Any] | None = None
         batch = getattr(spec, "batch", None)
         if batch is not None and len(chunk) > 1:
             try:
-                results = list(batch([{**fixed, **p} for p, _ in chunk]))
+                results = list(batch([call for _, call in tasks]))
                 if len(results) != len(chunk):
                     results = None
             except Exception:
@@ -124,21 +145,22 @@ def chunk_result(target: str, fixed: dict, chunk: list[tuple[dict, int]], *, run
         for i, (point, seed) in enumerate(chunk):
             if running is not None:
                 running.value = i
+            meta, call = tasks[i]
             if results is not None:
                 metrics = results[i]
             else:
                 try:
-                    metrics = spec.run(seed=seed, **fixed, **point)
+                    metrics = spec.run(seed=seed, **call)
                 except (Exception, SystemExit) as exc:
                     metrics = exc
             if isinstance(metrics, BaseException):
-                rows.append(_row(point, seed, fixed, None, one_line(metrics)))
+                rows.append(_row(point, seed, fixed, None, one_line(metrics), meta))
             elif not isinstance(metrics, dict):
                 rows.append(_row(point, seed, fixed, None,
                                  f"the target returned {type(metrics).__name__}, not a dict "
-                                 "of metrics"))
+                                 "of metrics", meta))
             else:
-                rows.append(_row(point, seed, fixed, metrics, "ok"))
+                rows.append(_row(point, seed, fixed, metrics, "ok", meta))
             if fail_fast and rows[-1]["status"] != "ok":
                 break
         if running is not None:
@@ -256,15 +278,22 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
     t0 = time.perf_counter()
     summary = {"tasks": total, "skipped": 0, "written": 0, "failed": 0, "crashed": 0,
                "retried": 0, "restarts": 0}
-    key_names = config.grid_names + config.fixed_names + ["seed"]
+    # the key: every parameter, the seed, the target and the input files' digests
+    key_names = config.grid_names + config.fixed_names + ["seed"] + config.meta_names
+
+    def meta_of(point: dict) -> dict:
+        return task_meta(config.target, config.files, config.inputs,
+                         {**config.fixed, **point})[0]
+
     with output.OutputLock(out):
-        sink = output.open_sink(out, key_names, config.grid_names, config.fixed_names)
+        sink = output.open_sink(out, key_names, config.grid_names, config.fixed_names,
+                                config.meta_names, config.target)
         if retry_failed:
             summary["retried"] = sink.drop_failed()
 
         def pending_tasks() -> Iterator[tuple[dict, int]]:
             done = sink.done
-            for point, seed, key in sink.task_keys(config):
+            for point, seed, key in sink.task_keys(config, meta_of):
                 if key in done:
                     summary["skipped"] += 1
                 else:
@@ -281,7 +310,7 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
             return {**summary, "wall_s": time.perf_counter() - t0}
         queue: deque[list] = deque([first])
         # with fail_fast a chunk stops at its first failure
-        run = functools.partial(chunk_result, fail_fast=True) if fail_fast else chunk_result
+        run = functools.partial(chunk_result, fail_fast=fail_fast, inputs=config.inputs)
         args = (config.target, config.fixed)
         if scheduler is None:
             for module in resolve_target(config.target).modules:   # once, before forking
@@ -352,7 +381,8 @@ def run_sweep(config: "SweepConfig", out: str | Path, *, n_jobs: int | None = No
                                 f"{_describe(*culprit)}: {reason}")
                         times = "" if deaths[key] == 1 else f" ({deaths[key]} times)"
                         write([_row(culprit[0], culprit[1], config.fixed, None,
-                                    f"not computed: {reason}{times} while running this task")])
+                                    f"not computed: {reason}{times} while running this task",
+                                    meta_of(culprit[0]))])
                         summary["crashed"] += 1
                     else:
                         queue.appendleft([culprit])

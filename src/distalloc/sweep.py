@@ -21,8 +21,15 @@ Every (grid point, seed) is a task; tasks run in chunks, generated as they are n
 sweep of 10^7 tasks never holds its task list).  Rows are written as chunks finish: CSV
 lines appended, flushed and fsync'ed; or, for an output ending in ``.parquet``, one part
 file per chunk in that folder (needs pyarrow).  A rerun skips the rows already in the
-output (their key: every grid and fixed parameter and the seed), so an interrupted sweep
-resumes with nothing lost and nothing duplicated.
+output (their key: every grid and fixed parameter, the seed, the target and the sha256 of
+every input file), so an interrupted sweep resumes with nothing lost and nothing duplicated.
+An output holding another sweep's rows (another target, or without this sweep's columns) is
+refused before any work, and left as it is.
+
+File paths in a sweep file (the ``scenario`` of ``llm.plan`` and ``llm.simulate``, also as
+``topology:<path>``) are read relative to the sweep file's folder; a missing or unreadable
+file is an error before any work.  Each row records the sha256 of its input file's bytes
+(``scenario_sha256``), so a rerun after the file was edited computes its rows again.
 
 A task that fails (invalid for the target, an unstable system, a solver error) writes its
 row with empty metrics and its one-line error in the ``status`` column (``ok`` otherwise),
@@ -33,7 +40,9 @@ as failed; the others are untouched.
 
 Columns: the grid parameters, ``seed``, then the target's metrics (the keys of its
 ``--json`` output; arrays are summarised, e.g. ``final_error``; ``llm.plan``'s own
-``status`` is ``plan_status``), then ``status``, then the fixed parameters.
+``status`` is ``plan_status``), then ``status``, ``sweep_target`` (the target's name), the
+input files' digests (``scenario_sha256``; empty for a built-in scenario), then the fixed
+parameters.
 
 Adding a target: put a :class:`Target` in :data:`TARGETS`.  A target may also give
 ``run_batch`` (many tasks in one call, e.g. a batched compiled kernel over the chunk's
@@ -49,11 +58,11 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from distalloc._sweep_run import (DEFAULT_MAX_TASKS, RESERVED, SweepWarning,
+from distalloc._sweep_run import (DEFAULT_MAX_TASKS, RESERVED, TARGET_COLUMN, SweepWarning,
                                   run_chunk, run_sweep)
 from distalloc._validation import ValidationError, check_keys, check_number
 
@@ -74,7 +83,9 @@ class Target:
     points; the target must not depend on the seed): one metrics dict per task, equal to
     ``run``'s, or the exception ``run`` raises; ``batch_chunk`` is then its preferred chunk
     size.  ``modules`` are imported once in the parent before local workers are forked, so
-    that each worker does not import (and JIT-load) them again.
+    that each worker does not import (and JIT-load) them again.  ``files`` are the
+    parameters whose values may name input files (read relative to the sweep file's folder,
+    their sha256 recorded in a ``<name>_sha256`` column and part of the resume key).
     """
 
     run: Callable[..., dict]
@@ -83,6 +94,7 @@ class Target:
     batch: Callable[[list[dict]], list[Any]] | None = None
     batch_chunk: int | None = None
     modules: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     def __call__(self, **kwargs) -> dict:
         return self.run(**kwargs)
@@ -190,13 +202,14 @@ def _sgd_run(seed, problem="synthetic", workers=50, policy="pflug", horizon=None
 
 
 TARGETS: dict[str, Target] = {
-    name: Target.from_function(fn, name, modules=(module,)) for name, fn, module in [
-        ("queue.simulate", _queue_simulate, "distalloc.queueing"),
-        ("queue.approx", _queue_approx, "distalloc.queueing"),
-        ("queue.exact", _queue_exact, "distalloc.queueing"),
-        ("llm.plan", _llm_plan, "distalloc.llm"),
-        ("llm.simulate", _llm_simulate, "distalloc.llm.simulation"),
-        ("sgd.run", _sgd_run, "distalloc.sgd")]}
+    name: Target.from_function(fn, name, modules=(module,), files=files)
+    for name, fn, module, files in [
+        ("queue.simulate", _queue_simulate, "distalloc.queueing", ()),
+        ("queue.approx", _queue_approx, "distalloc.queueing", ()),
+        ("queue.exact", _queue_exact, "distalloc.queueing", ()),
+        ("llm.plan", _llm_plan, "distalloc.llm", ("scenario",)),
+        ("llm.simulate", _llm_simulate, "distalloc.llm.simulation", ("scenario",)),
+        ("sgd.run", _sgd_run, "distalloc.sgd", ())]}
 
 # --- Batched targets (queueing helper) ----------------------------------------------------
 # queue.approx: approximate_grid (Numba) over a chunk's points, rows identical to the scalar
@@ -242,10 +255,21 @@ def resolve_target(name: str) -> Target:
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SweepConfig:
+    """A checked sweep.  ``inputs`` maps each input file value as written in the sweep file
+    (``"sc.json"``, ``"topology:net.graph"``) to the value the target is called with (the
+    path resolved against the sweep file's folder) and the sha256 of the file's bytes;
+    ``files`` are the target's file parameters (one ``<name>_sha256`` column each)."""
     target: str
     seeds: int
     fixed: dict[str, Any]
     grid: dict[str, list]
+    inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    @property
+    def meta_names(self) -> list[str]:
+        """The columns the sweep adds after ``status``: the target, the input digests."""
+        return [TARGET_COLUMN] + [f"{name}_sha256" for name in self.files]
 
     @property
     def grid_names(self) -> list[str]:
@@ -324,23 +348,78 @@ def _read_sweep_file(path: Path) -> dict:
                               f"{str(exc).splitlines()[0]}.") from None
 
 
-def load_sweep(source: str | Path | dict) -> SweepConfig:
+def _input_path(value: str, base: Path) -> tuple[str, str] | None:
+    """(prefix, path as written) if a file parameter's value names a file, None for a
+    built-in name: ``x.json``/``x.toml`` or an existing file, ``topology:<path>`` where the
+    path ends in ``.graph`` or has a folder part (a bare name is a shipped topology)."""
+    kind, sep, arg = value.partition(":")
+    if kind == "topology" and sep:
+        if arg.lower().endswith(".graph") or "/" in arg or os.sep in arg:
+            return "topology:", arg
+        return None
+    if Path(value).suffix.lower() in (".json", ".toml") or (base / value).is_file():
+        return "", value
+    return None
+
+
+def _read_inputs(spec: "Target", fixed: dict, grid: dict, base: Path
+                 ) -> dict[str, tuple[str, str]]:
+    """Resolve the file parameters' values against ``base`` and hash the files, before any
+    work: a missing, unreadable file is a one-line error naming where it was looked for."""
+    import hashlib
+    inputs: dict[str, tuple[str, str]] = {}
+    for name in spec.files:
+        if name in fixed:
+            values = [(f"fixed.{name}", fixed[name])]
+        else:
+            values = [(f"grid.{name}[{i}]", v) for i, v in enumerate(grid.get(name, []))]
+        for where, value in values:
+            if not isinstance(value, str) or value in inputs:
+                continue
+            found = _input_path(value, base)
+            if found is None:
+                continue
+            prefix, written = found
+            path = (base / written) if not Path(written).is_absolute() else Path(written)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise ValidationError(f"The input file of {where} ('{written}') does not exist "
+                                      f"(looked for {path}: relative paths are read from the "
+                                      "sweep file's folder).") from None
+            except IsADirectoryError:
+                raise ValidationError(f"The input file of {where} ('{written}') is a folder, "
+                                      f"not a file ({path}).") from None
+            except OSError as exc:
+                raise ValidationError(f"The input file of {where} ('{written}') cannot be read "
+                                      f"({path}: {exc.strerror or type(exc).__name__}).") \
+                    from None
+            inputs[value] = (prefix + str(path.resolve()), hashlib.sha256(data).hexdigest())
+    return inputs
+
+
+def load_sweep(source: str | Path | dict, *, base: str | Path | None = None) -> SweepConfig:
     """Read and validate a sweep file (or an already parsed dict).
 
     The target is resolved (a ``module:function`` target is imported: a sweep file is
     code) and its signature checked against the file's parameters before anything runs.
+    Input files named by the target's file parameters (``scenario``) are read relative to
+    the sweep file's folder (``base`` for a dict, default the current folder) and hashed.
 
     Raises
     ------
     ValidationError
         an unreadable, non-UTF-8 or invalid TOML file; unknown sections or keys; an unknown
         target; parameters the target does not take or required ones missing; empty,
-        non-list or repeated grid values; seeds < 1 — all before any work starts.
+        non-list or repeated grid values; seeds < 1; a missing or unreadable input file —
+        all before any work starts.
     """
     if isinstance(source, dict):
         data = source
+        folder = Path(base) if base is not None else Path.cwd()
     elif isinstance(source, (str, os.PathLike)):
         data = _read_sweep_file(Path(source))
+        folder = Path(base) if base is not None else Path(source).parent
     else:
         raise ValidationError(f"A sweep must be a file path or a dict. Got "
                               f"{type(source).__name__} instead.")
@@ -376,8 +455,8 @@ def load_sweep(source: str | Path | dict) -> SweepConfig:
         raise ValidationError(f"Parameter '{both[0]}' is both fixed and in the grid.")
     for name in RESERVED:
         if name in fixed or name in grid:
-            raise ValidationError(f"'{name}' is set by the sweep (seeds 0..N-1 and the ok/error "
-                                  "status of each row); do not give it.")
+            raise ValidationError(f"'{name}' is set by the sweep (seeds 0..N-1, the ok/error "
+                                  "status and the target of each row); do not give it.")
     spec = resolve_target(target)
     given = set(fixed) | set(grid)
     if spec.params is not None:
@@ -390,7 +469,8 @@ def load_sweep(source: str | Path | dict) -> SweepConfig:
         raise ValidationError(f"Missing parameter '{missing[0]}' for target {target}: give it "
                               "in [fixed] or [grid] (required: "
                               f"{', '.join(sorted(spec.required))}).")
-    return SweepConfig(target, seeds, dict(fixed), dict(grid))
+    inputs = _read_inputs(spec, fixed, grid, folder)
+    return SweepConfig(target, seeds, dict(fixed), dict(grid), inputs, tuple(spec.files))
 
 
 def evaluate_task(target: str, params: dict, seed: int) -> dict:

@@ -261,7 +261,9 @@ def api_entries() -> list[EntryPoint]:
     def check_fastest(c, r):
         avg, chosen = r
         t, g, k = c["times"], c["grads"], c["k"]
-        want = np.stack([g[b, np.argsort(t[b], kind="stable")[:k]].mean(axis=0)
+        # k: one int, or one int per iteration (a length-1 sequence broadcasts)
+        ks = np.broadcast_to(np.asarray(k, dtype=np.int64).reshape(-1), (t.shape[0],))
+        want = np.stack([g[b, np.argsort(t[b], kind="stable")[:ks[b]]].mean(axis=0)
                          for b in range(t.shape[0])])
         return [] if np.allclose(avg, want) else [f"average {avg} != {want}"]
     entries.append(api_entry("distalloc.sgd.fastest_k_average", fastest_case(),
@@ -292,7 +294,7 @@ def api_entries() -> list[EntryPoint]:
     def queue_metrics_check(method):
         def check(c, m):
             s = c["system"]
-            return check_queue_dict(m.to_dict(), s["servers"], s["rate"], s["powers"] or [1.0],
+            return check_queue_dict(m.to_dict(), s["servers"], s["rate"], s["powers"] if s["powers"] is not None else [1.0],
                                     s["idle_power"], method)
         return check
 

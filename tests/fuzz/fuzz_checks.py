@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numpy as np
 
 
 # ------------------------------------------------------------------------------------------
@@ -76,7 +77,8 @@ def check_queue_dict(d: dict, servers: int, rate: float, powers, idle: float, me
     p = need_finite(d, ["mean_jobs", "mean_response", "energy_per_job", "mean_power"], low=0.0)
     if p:
         return p
-    top = servers * max([*powers, idle]) if powers is not None else servers * max(1.0, idle)
+    levels = np.atleast_1d(np.asarray(powers, dtype=float)) if powers is not None else [1.0]
+    top = servers * max([*levels, idle])   # a scalar power is one level's
     slack = 1e-6 + (5 * (d.get("mean_power_ci") or 0.0) if method == "simulate" else 0.0)
     if d["mean_power"] > top * (1 + slack) + 1e-9:
         p.append(f"mean_power {d['mean_power']:.6g} above what {servers} cores can draw ({top:g})")

@@ -105,8 +105,11 @@ is imported and called with the file's values. Run only sweep files you trust.
 
 A failing grid point (invalid for the target, an unstable system, a solver error) writes its row
 with empty metrics and its one-line error in the 'status' column ('ok' otherwise), and the sweep
-goes on. A rerun skips rows already written (failed ones too, unless --retry-failed). Exit status:
-0 done; 2 bad input (nothing computed) or --fail-fast stopped; 1 tasks lost to dead workers."""
+goes on. A rerun skips rows already written (failed ones too, unless --retry-failed); their key
+is every parameter, the seed, the target and the sha256 of input files. An output holding another
+sweep's rows (another target) is refused and left as it is. Input files (an llm target's
+scenario) are read relative to the sweep file's folder. Exit status: 0 done; 2 bad input
+(nothing computed) or --fail-fast stopped; 1 tasks lost to dead workers."""
 
 
 def add_parser(sub) -> None:
