@@ -19,7 +19,9 @@ def random_placement(rng, S, L, p_unused=0.2):
 
 
 def random_route(rng, S, max_len):
-    return rng.integers(-1, S + 1, size=int(rng.integers(0, max_len + 1))).tolist()
+    """Server indices in range (an index out of range is a ValidationError, tested in
+    test_llm_review_faults.py); unused servers, gaps and short routes stay common."""
+    return rng.integers(0, S, size=int(rng.integers(0, max_len + 1))).tolist()
 
 
 def test_hand_checked_clustered_chain():

@@ -67,7 +67,7 @@ def _run(argv: Sequence[str] | None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:          # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    if getattr(args, "plot", None):    # every command's --plot, before any work
+    if getattr(args, "plot", None) is not None:   # every command's --plot (also ''), before any work
         check_plot_path(args.plot)
     return args.func(args)
 

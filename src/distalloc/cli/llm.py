@@ -171,10 +171,19 @@ def _cmd_llm_plan(args) -> int:
     if opts and not set(methods) <= set(CHAIN_METHODS):
         raise ValidationError(f"Option '--{sorted(opts)[0].replace('_per_s', '').replace('_', '-')}' "
                               f"applies only to --method {' or '.join(CHAIN_METHODS)}.")
+    milp_opts = {"time-limit": args.time_limit, "solver": args.solver,
+                 "formulation": args.formulation, "threads": args.threads}
+    given = [k for k, v in milp_opts.items() if v is not None]
+    if given and methods != ["milp"]:
+        raise ValidationError(f"Option '--{given[0]}' applies only to --method milp "
+                              f"(got {args.method or 'the default cg-bprr,petals'}).")
     if args.num_requests is not None:
         sc = sc.with_requests(args.num_requests, max_memory_gb=args.max_memory_gb)
-    plans = [plan(sc, m, seed=args.seed, time_limit_s=args.time_limit,
-                  formulation=args.formulation, solver=args.solver, threads=args.threads,
+    milp_kw = {k: v for k, v in (("time_limit_s", args.time_limit), ("solver", args.solver),
+                                 ("formulation", args.formulation), ("threads", args.threads))
+               if v is not None}
+    plans = [plan(sc, m, seed=args.seed, max_memory_gb=args.max_memory_gb,
+                  **(milp_kw if m == "milp" else {}),
                   **(opts if m in CHAIN_METHODS else {}))
              for m in methods]
     if args.json:
@@ -209,9 +218,11 @@ def _cmd_llm_scenario(args) -> int:
     return 0
 
 
-def _online_kwargs(args, scenario) -> dict:
+def _online_kwargs(args, scenario, chain_methods: bool = False) -> dict:
     """Workload options shared by simulate and compare; Poisson defaults 0.5 req/s and
-    100 requests when neither the command line nor the scenario file gives them."""
+    100 requests when neither the command line nor the scenario file gives them.  With a
+    trace, --rate is only the chain methods' design rate (``chain_methods``: some method
+    run takes it); otherwise it would be ignored, so it is refused."""
     kw: dict[str, Any] = dict(planned_requests=args.planned_requests, noise=args.noise,
                               allocation_delay_s=args.allocation_delay, service=args.service,
                               max_memory_gb=args.max_memory_gb)
@@ -220,6 +231,11 @@ def _online_kwargs(args, scenario) -> dict:
     if args.client_weights is not None:
         kw["client_weights"] = floats(args.client_weights, "client-weights")
     if args.trace is not None or "trace" in scenario.online:
+        if args.rate is not None and not chain_methods:
+            from distalloc.llm.chains import CHAIN_METHODS
+            raise ValidationError(f"Option '--rate' ({args.rate:g}) does not apply to a trace "
+                                  "workload (the trace gives the arrivals); with a trace it is "
+                                  f"only the design rate of --method {' or '.join(CHAIN_METHODS)}.")
         kw.update(trace=args.trace, time_scale=args.time_scale, num_requests=args.num_requests,
                   trace_format=args.trace_format)
     elif args.trace_format is not None or args.time_scale is not None:
@@ -237,7 +253,7 @@ def _cmd_llm_simulate(args) -> int:
     from distalloc.llm.chains import CHAIN_METHODS
     from distalloc.llm.simulation import simulate
     sc = _scenario(args)
-    kw = _online_kwargs(args, sc)
+    kw = _online_kwargs(args, sc, chain_methods=args.method in CHAIN_METHODS)
     opts = _chain_options(args)
     if args.method in CHAIN_METHODS:
         kw.update(opts)
@@ -318,8 +334,10 @@ def _cmd_llm_compare(args) -> int:
     if args.seeds < 1:
         raise ValidationError(f"The 'seeds' option must be >= 1. Got {args.seeds} instead.")
     from distalloc.llm.chains import CHAIN_METHODS
-    kw = _online_kwargs(args, sc)
+    kw = _online_kwargs(args, sc, chain_methods=bool(set(methods) & set(CHAIN_METHODS)))
     opts = _chain_options(args)
+    if "trace" in kw and args.rate is not None:
+        opts["design_rate_per_s"] = args.rate
     # every run's per-request arrays are kept for the table and the plot: check the total
     from distalloc.llm.limits import check_memory
     from distalloc.llm.simulation import BYTES_PER_SIMULATED_REQUEST
@@ -397,7 +415,7 @@ def _write_atomic(path: str, text: str) -> None:
 def _cmd_llm_calibrate(args) -> int:
     from distalloc.cli._common import check_output_file
     from distalloc.llm.calibrate import calibrate, parse_classes
-    if args.out:                        # checked before any work (issue 16)
+    if args.out is not None:            # checked before any work (issue 16), '' included
         check_output_file(args.out, "out")
     cal = calibrate(args.file, validate=args.validate,
                     classes=parse_classes(args.classes) if args.classes else None)
@@ -486,7 +504,7 @@ def _add_online_options(p) -> None:
     p.add_argument("--churn", default=None, metavar="MTBF_S[:MTTR_S]",
                    help="servers fail after Exp(MTBF) s and come back after Exp(MTTR) s "
                    "(default MTBF/10), re-joining by the method's rule; interrupted sessions "
-                   "are re-routed (default: no churn)")
+                   "are re-routed; 0 or 'none' means no churn (default: no churn)")
     p.add_argument("--input-tokens", type=int, default=None, metavar="N",
                    help="static prompt length of a built-in scenario")
     p.add_argument("--output-tokens", type=int, default=None, metavar="N",
@@ -520,18 +538,19 @@ def add_parser(sub) -> None:
                     "cg-bprr with --json)")
     pl.add_argument("--num-requests", type=int, default=None, metavar="R",
                     help="size of the request set |R| (clients repeat cyclically)")
-    pl.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                    help="MILP time limit in seconds (default 60); at the limit the best "
+    pl.add_argument("--time-limit", type=float, default=None, metavar="S",
+                    help="--method milp: time limit in seconds, model building included "
+                    "(default 60); at the limit the best "
                     "plan known is returned with the bound and the gap")
-    pl.add_argument("--solver", choices=["highs", "cp-sat"], default="highs",
-                    help="MILP solver: HiGHS, or OR-Tools CP-SAT (pip install "
+    pl.add_argument("--solver", choices=["highs", "cp-sat"], default=None,
+                    help="--method milp: solver: HiGHS, or OR-Tools CP-SAT (pip install "
                     "'distalloc[cpsat]') (default highs)")
     pl.add_argument("--formulation", choices=["aggregated", "per-request", "window"],
-                    default="aggregated", help="MILP formulation: integer flows per client "
+                    default=None, help="--method milp: formulation: integer flows per client "
                     "and link, one binary per request and link, or one window per server "
                     "and flows over block boundaries (default aggregated)")
-    pl.add_argument("--threads", type=int, default=1, metavar="N",
-                    help="MILP solver threads (default 1)")
+    pl.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="--method milp: solver threads, at most the machine's CPUs (default 1)")
     pl.add_argument("--seed", type=int, default=0, help="PETALS join order seed (default 0)")
     pl.add_argument("--servers", type=int, default=None, metavar="C",
                     help="number of servers of a topology/synthetic scenario")

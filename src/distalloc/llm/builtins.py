@@ -201,8 +201,11 @@ def resolve_scenario(spec: str, *, num_servers: int | None = None, seed: Any = 0
                      max_memory_gb: float | None = None) -> Scenario:
     """A path to a scenario file, or a built-in name."""
     if not isinstance(spec, (str, Path)):
-        raise ValidationError(f"The 'spec' parameter must be a scenario file path or a built-in "
+        raise ValidationError(f"The 'scenario' parameter must be a scenario file path or a built-in "
                               f"name (a string). Got {describe(spec)} instead.")
+    if not str(spec).strip():   # Path('') is the current folder: say what is wrong
+        raise ValidationError("The 'scenario' argument is empty; give a .json/.toml file or a "
+                              "built-in name (clustered, topology:<name>, synthetic:<servers>).")
     path = Path(spec)
     if path.is_dir():
         raise ValidationError(f"Scenario '{describe(spec)[1:-1]}' is a folder; give a "

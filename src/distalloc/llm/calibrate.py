@@ -37,7 +37,7 @@ from distalloc._validation import (ValidationError, check_count, check_keys, che
                                    check_readable_file, check_real, describe, file_error,
                                    read_text)
 from distalloc.llm.limits import MAX_BLOCKS, MAX_COUNT, TIME_LIMIT_MS
-from distalloc.llm.scenario import Scenario, revalidated
+from distalloc.llm.scenario import Scenario, revalidated, check_scenario
 
 __all__ = ["Measurement", "ServerProfile", "Profile", "Calibration", "Prediction",
            "MEASUREMENT_COLUMNS", "read_measurements", "write_measurements", "calibrate",
@@ -329,6 +329,7 @@ def apply_profile(scenario: Scenario, profile: Profile, *, strict: bool = True) 
     ValidationError
         a scenario server the profile does not name (``strict``), naming it.
     """
+    check_scenario(scenario, "apply_profile")
     from dataclasses import replace
     if not isinstance(scenario, Scenario):
         raise ValidationError(f"The 'scenario' parameter must be a Scenario. "

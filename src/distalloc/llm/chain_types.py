@@ -11,7 +11,7 @@ import numpy as np
 
 from distalloc._validation import ValidationError, check_keys, check_number
 from distalloc.llm.chain_groups import ClientGroups
-from distalloc.llm.model import Placement
+from distalloc.llm.model import Placement, check_covers_all_blocks
 from distalloc.llm.scenario import Scenario
 
 __all__ = ["CHAIN_METHODS", "DEFAULT_TARGET_LOAD", "OBJECTIVES", "Chain", "ChainComposition",
@@ -238,4 +238,5 @@ def _checked_placement(scenario: Scenario, placement: Placement) -> Placement:
         j = int(over[0])
         raise ValidationError(f"Server {j} cannot hold {m[j]} blocks "
                               f"({scenario.usable_memory_gb[j]:g} GB usable).")
+    check_covers_all_blocks(a, m, L)
     return placement

@@ -52,7 +52,7 @@ from distalloc.llm.chain_types import (CHAIN_METHODS, DEFAULT_TARGET_LOAD, OBJEC
                                        ReservationSearch, _checked_placement,
                                        placement_from_list, whole_model_placement)
 from distalloc.llm.model import Placement
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["Chain", "ChainPlacement", "ChainComposition", "ReservationSearch", "ClientGroups",
            "gbp_cr", "gca",
@@ -183,6 +183,7 @@ def gbp_cr(scenario: Scenario, reservation: int, rate_per_s: float,
     >>> p.feasible, p.num_chains, p.to_list()
     (True, 1, [{'server': 0, 'first_block': 0, 'num_blocks': 41}, {'server': 1, 'first_block': 29, 'num_blocks': 41}])
     """
+    check_scenario(scenario, "gbp_cr")
     c = check_count(reservation, "reservation", low=1, high=MAX_COUNT)  # int64 in the kernel
     lam = check_real(rate_per_s, "rate_per_s", low=MIN_RPS, high=MAX_RPS)
     rho = check_number(target_load, "target_load", low=0, high=1, low_open=True, high_open=True)
@@ -255,6 +256,7 @@ def gca(scenario: Scenario, placement: Placement | Sequence[dict], *,
     >>> [(ch.servers, ch.capacity, round(ch.service_s, 1)) for ch in gca(sc, gbp_cr(sc, 80, 0.5))]
     [((0, 1), 82, 70.0)]
     """
+    check_scenario(scenario, "gca")
     placement = _checked_placement(scenario, placement)
     alpha, beta = chain_costs(scenario, client_weights)
     return _gca(scenario, placement, alpha, beta)
@@ -492,6 +494,7 @@ def compose_chains(scenario: Scenario, method: str = "chains", *, reservation: A
         bad parameters, no reservation c for which GBP-CR reaches the rate with stable
         chains ('auto'), or no chain at all.
     """
+    check_scenario(scenario, "compose_chains")
     t0 = time.perf_counter()
     check_choice(method, "method", CHAIN_METHODS)
     lam = check_number(rate_per_s if rate_per_s is not None

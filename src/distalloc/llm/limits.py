@@ -34,7 +34,7 @@ from distalloc._validation import ValidationError, check_real
 
 __all__ = ["MAX_BLOCKS", "MAX_COUNT", "MAX_CHURN_EVENTS", "MIN_RPS", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
            "MAX_RPS", "BYTES_PER_REQUEST", "time_bound_ms", "default_max_memory_gb", "check_memory",
-           "max_memory_limit"]
+           "max_memory_limit", "span_error"]
 
 MAX_BLOCKS = 1 << 20
 MAX_COUNT = 1 << 53
@@ -76,3 +76,16 @@ def check_memory(estimate_bytes: float, what: str, max_memory_gb: float | None =
         raise ValidationError(
             f"{what} needs about {need:.3g} GB of memory, more than the limit of {limit:.3g} GB; "
             "raise it with --max-memory-gb (max_memory_gb= in Python) if the machine has room.")
+
+
+def span_error(num_requests: int, rate_per_s: float, owner: str = "") -> ValidationError:
+    """The error for Poisson arrivals spanning more than MAX_SPAN_S: it names both fields
+    (a huge ``num_requests`` is the usual cause, a tiny rate the other) and the limit on
+    each."""
+    of = f" of {owner}" if owner else ""
+    return ValidationError(
+        f"The 'num_requests' parameter{of} ({num_requests}) at its 'rate_per_s' "
+        f"{rate_per_s:g} spans {num_requests / rate_per_s:.3g} s of arrivals, more than "
+        f"{MAX_SPAN_S:g} s (so that arrival times stay finite): give at most "
+        f"{int(rate_per_s * MAX_SPAN_S)} requests at this rate, or a rate_per_s of at least "
+        f"{num_requests / MAX_SPAN_S:.3g}.")

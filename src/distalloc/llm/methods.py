@@ -13,16 +13,16 @@ from distalloc.llm.chains_plan import chains_plan
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["METHODS", "plan"]
 
 
 def _milp(scenario: Scenario, seed: Any = 0, time_limit_s: float = 60.0,
           formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
-          **kw: Any) -> Plan:
+          max_memory_gb: float | None = None, **kw: Any) -> Plan:
     return solve_milp(scenario, time_limit_s=time_limit_s, seed=seed, formulation=formulation,
-                      solver=solver, threads=threads)
+                      solver=solver, threads=threads, max_memory_gb=max_memory_gb)
 
 
 METHODS: dict[str, Callable[..., Plan]] = {
@@ -47,7 +47,7 @@ CHAIN_OPTIONS = ("reservation", "rate_per_s", "target_load", "placement", "clien
 def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
          num_requests: int | None = None, time_limit_s: float = 60.0,
          formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
-         **options: Any) -> Plan:
+         max_memory_gb: float | None = None, **options: Any) -> Plan:
     """Place blocks and route the scenario's request set with ``method``.
 
     Parameters
@@ -68,7 +68,10 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     solver : {'highs', 'cp-sat'}
         MILP only; 'cp-sat' needs OR-Tools (``pip install 'distalloc[cpsat]'``).
     threads : int
-        MILP only: solver threads.
+        MILP only: solver threads, at most ``os.cpu_count()``.
+    max_memory_gb : float, optional
+        refuse, before any work, a MILP model (or a request set) whose memory estimate
+        exceeds this (default: half the machine's memory, at most 8 GB).
     **options
         'chains' and 'jffc-whole' only: ``reservation`` (int or 'auto'), ``rate_per_s``,
         ``target_load``, ``placement`` (GCA on this placement), ``client_weights``; see
@@ -77,9 +80,14 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     Raises
     ------
     ValidationError
-        unknown method or bad parameters, before any work.
+        unknown method or bad parameters, a scenario whose workload names a trace file
+        that cannot be read, before any work.
     """
+    check_scenario(scenario, "plan")
     check_choice(method, "method", METHODS)
+    if "trace" in scenario.online:   # a scenario that simulate would refuse: refused here too
+        from distalloc._validation import check_readable_file
+        check_readable_file(scenario.online["trace"], "The workload's trace file")
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
     as_generator(seed)  # validate early
     unknown = sorted(set(options) - set(CHAIN_OPTIONS))
@@ -91,8 +99,8 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
         raise ValidationError(f"Option '{sorted(options)[0]}' applies only to the chain "
                               f"methods ({', '.join(CHAIN_METHODS)}), not {method!r}.")
     if num_requests is not None:
-        scenario = scenario.with_requests(num_requests)
+        scenario = scenario.with_requests(num_requests, max_memory_gb=max_memory_gb)
     if method == "milp":
         return _milp(scenario, seed=seed, time_limit_s=time_limit_s, formulation=formulation,
-                     solver=solver, threads=threads)
+                     solver=solver, threads=threads, max_memory_gb=max_memory_gb)
     return METHODS[method](scenario, seed=seed, time_limit_s=time_limit_s, **options)

@@ -153,18 +153,21 @@ always reported when a plan is.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
 
 from distalloc._validation import as_generator, check_number
-from distalloc.llm.milp_model import FORMULATIONS, build_model
+from distalloc.llm.limits import check_memory, max_memory_limit
+from distalloc.llm.milp_model import (BYTES_PER_NONZERO, FORMULATIONS, BuildTimeLimit, build_model,
+                                      estimate_model_size)
 from distalloc.llm.milp_solvers import SOLVERS, SolverOutcome, solve_cpsat, solve_highs
 from distalloc.llm.model import Placement
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan, finish_plan
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["solve_milp", "milp_size", "FORMULATIONS", "SOLVERS"]
 
@@ -196,10 +199,34 @@ def _check_choice(value: str, name: str, choices) -> str:
     return check_choice(value, name, choices)
 
 
+def _build_timed_out(sc: Scenario, incumbent: Plan | None, formulation: str, solver: str,
+                     threads: int, n_vars: float, time_limit_s: float, t0: float) -> Plan:
+    """The answer when the time limit passes before the model is built: the best heuristic
+    plan with the trivial bound and its gap (status time_limit), or no plan."""
+    extra = {"num_variables": int(n_vars), "formulation": formulation, "solver": solver,
+             "threads": threads, "solver_status": "not_started",
+             "heuristic_cutoff_ms": None if incumbent is None else incumbent.mean_token_ms,
+             "source": "solver" if incumbent is None else incumbent.method,
+             "note": f"time limit ({time_limit_s:g} s) reached while building the model"}
+    bound = _trivial_bound_ms(sc)
+    if incumbent is None:
+        p = finish_plan(sc, "milp", None, [], t0, extra=extra, bound_ms=bound,
+                        reason=f"time limit ({time_limit_s:g} s) reached while building the "
+                        "model (none of the heuristics found a plan)")
+        p.status = "time_limit"
+        return p
+    mean = incumbent.mean_token_ms
+    bound = min(bound, mean)
+    gap = max(0.0, (mean - bound) / mean) if mean > 0 else 0.0
+    return finish_plan(sc, "milp", incumbent.placement, incumbent.routes, t0,
+                       status="time_limit", bound_ms=float(bound), gap=float(gap), extra=extra)
+
+
 def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float = 1e-7,
                seed: Any = 0, cutoff: bool = True, presolve: bool = False,
                formulation: str = "aggregated", solver: str = "highs", threads: int = 1,
-               warm_start: bool = True, cuts: bool = True) -> Plan:
+               warm_start: bool = True, cuts: bool = True,
+               max_memory_gb: float | None = None) -> Plan:
     """Solve BPRR exactly (within ``rel_gap``) or until ``time_limit_s``.
 
     Parameters
@@ -224,13 +251,19 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     solver : {'highs', 'cp-sat'}
         HiGHS (``highspy`` if installed, else SciPy's) or OR-Tools CP-SAT.
     threads : int
-        solver threads (CP-SAT workers; HiGHS's thread pool).
+        solver threads (CP-SAT workers; HiGHS's thread pool), at most ``os.cpu_count()``
+        (more only slow the solver down: refused).
     warm_start : bool
         pass the heuristic plan to the solver (``cutoff`` must be on).
     cuts : bool
         add the valid inequalities (visit-capacity envelope, per-bit bounds; window: the
         load hulls, count and prefix rows); off with
         ``formulation='per-request'`` gives the first release's model.
+    max_memory_gb : float, optional
+        refuse, before any work, a model whose memory estimate (its nonzeros, from
+        :func:`~distalloc.llm.milp_model.estimate_model_size`, times
+        ``BYTES_PER_NONZERO``) exceeds this (default: half the machine's memory, at most
+        8 GB; the same limit as ``simulate``'s).
 
     Returns
     -------
@@ -246,7 +279,8 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     Raises
     ------
     ValidationError
-        bad parameters; ``solver='cp-sat'`` without OR-Tools installed.
+        bad parameters; ``solver='cp-sat'`` without OR-Tools installed; a model whose
+        memory estimate exceeds ``max_memory_gb``.
 
     Notes
     -----
@@ -259,25 +293,42 @@ def solve_milp(scenario: Scenario, *, time_limit_s: float = 60.0, rel_gap: float
     time_limit_s = check_number(time_limit_s, "time_limit", low=0, low_open=True)
     rel_gap = check_number(rel_gap, "rel_gap", low=0)
     threads = check_number(threads, "threads", low=1, integer=True)
+    cpus = os.cpu_count() or 1
+    if threads > cpus:
+        from distalloc._validation import ValidationError
+        raise ValidationError(f"The 'threads' parameter must be at most the {cpus} CPUs of "
+                              f"this machine. Got {threads} instead.")
     _check_choice(formulation, "formulation", FORMULATIONS)
     _check_choice(solver, "solver", SOLVERS)
     solver_seed = int(as_generator(seed).integers(2 ** 31)) if not isinstance(seed, int) else seed
+    check_scenario(scenario, "solve_milp")
     sc = scenario
     R = sc.num_requests
+    limit_gb = max_memory_limit(max_memory_gb)
+    n_vars, n_nz = estimate_model_size(sc, formulation, cuts, stop_above=limit_gb * 1e9 / BYTES_PER_NONZERO)
+    check_memory(n_nz * BYTES_PER_NONZERO, f"The '{formulation}' MILP model of {sc.num_servers} "
+                 f"servers and {R} requests (about {n_vars:.3g} variables, {n_nz:.3g} nonzeros)",
+                 limit_gb)
+    deadline = t0 + time_limit_s
 
     incumbent: Plan | None = None
     if cutoff:
         for p in (cg_bprr(sc), petals(sc, seed)):
             if p.feasible and (incumbent is None or p.mean_token_ms < incumbent.mean_token_ms):
                 incumbent = p
-    model = build_model(sc, formulation, cuts=cuts)
+    try:
+        if time.perf_counter() > deadline:
+            raise BuildTimeLimit()
+        model = build_model(sc, formulation, cuts=cuts, deadline=deadline)
+    except BuildTimeLimit:   # the always-a-result path: the heuristic plan, no proof
+        return _build_timed_out(sc, incumbent, formulation, solver, threads, n_vars,
+                                time_limit_s, t0)
     start = None
     if incumbent is not None and warm_start:
         start = model.encode(incumbent.placement.first_block, incumbent.placement.num_blocks,
                              incumbent.routes)
         if model.check(start) is not None:   # a plan the model rejects (tolerances): no start
             start = None
-    deadline = t0 + time_limit_s
     if model.empty_row_infeasible():   # e.g. a client no server can start: no solver run
         out = SolverOutcome("infeasible", None, None, solver)
     elif solver == "highs":

@@ -9,7 +9,9 @@ linear rows in GB.
 """
 from __future__ import annotations
 
+import contextvars
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,9 +20,40 @@ from scipy.sparse import csr_matrix
 
 from distalloc.llm.scenario import Scenario
 
-__all__ = ["LinearModel", "MemoryRow", "build_model", "FORMULATIONS", "identical_server_classes"]
+__all__ = ["LinearModel", "MemoryRow", "build_model", "FORMULATIONS", "identical_server_classes",
+           "BuildTimeLimit", "estimate_model_size", "BYTES_PER_NONZERO"]
 
 FORMULATIONS = ("aggregated", "per-request", "window")
+
+#: memory per nonzero of the constraint matrix while a model is built and solved: the Python
+#: row lists (3 objects per nonzero), the CSR copy and the solver's own copy with its LP
+#: factorisation.  Measured: 'aggregated' on synthetic:80 (3.98e6 nonzeros) peaked at
+#: 1.57 GB resident with HiGHS (~390 bytes per nonzero); rounded up.
+BYTES_PER_NONZERO = 400
+
+# the wall-clock deadline of the model being built (perf_counter seconds), checked by the
+# row and column builders every _CLOCK_EVERY additions
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("milp_build_deadline",
+                                                                          default=None)
+_CLOCK_EVERY = 2048
+
+
+class BuildTimeLimit(Exception):
+    """The time limit passed while the model was being built."""
+
+
+class _Clock:
+    """Counts additions and checks the build deadline every ``_CLOCK_EVERY`` of them."""
+
+    def __init__(self):
+        self.deadline = _deadline.get()
+        self.ticks = 0
+
+    def tick(self):
+        self.ticks += 1
+        if self.deadline is not None and self.ticks % _CLOCK_EVERY == 0 \
+                and time.perf_counter() > self.deadline:
+            raise BuildTimeLimit()
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,7 @@ class _Rows:
     """Sparse constraint rows lb <= A x <= ub."""
 
     def __init__(self):
+        self.clock = _Clock()
         self.r: list[int] = []
         self.c: list[int] = []
         self.v: list[float] = []
@@ -52,6 +86,7 @@ class _Rows:
         self.ub: list[float] = []
 
     def add(self, cols, vals, lb, ub):
+        self.clock.tick()
         i = len(self.lb)
         self.r.extend([i] * len(cols))
         self.c.extend(int(c) for c in cols)
@@ -201,9 +236,20 @@ def _placement_arrays(sc: Scenario, first_block, num_blocks):
     return a, e
 
 
-def build_model(sc: Scenario, formulation: str = "aggregated", cuts: bool = True) -> LinearModel:
+def build_model(sc: Scenario, formulation: str = "aggregated", cuts: bool = True,
+                deadline: float | None = None) -> LinearModel:
     """The linear model of BPRR for ``sc`` in one of ``FORMULATIONS``; ``cuts`` adds the
-    valid inequalities of :func:`_add_visit_cuts` (and, aggregated, the per-bit ones)."""
+    valid inequalities of :func:`_add_visit_cuts` (and, aggregated, the per-bit ones).
+    With ``deadline`` (a ``time.perf_counter()`` value) the builders check the clock every
+    few thousand rows/columns and raise :class:`BuildTimeLimit` once it has passed."""
+    token = _deadline.set(deadline)
+    try:
+        return _build(sc, formulation, cuts)
+    finally:
+        _deadline.reset(token)
+
+
+def _build(sc: Scenario, formulation: str, cuts: bool) -> LinearModel:
     if formulation == "per-request":
         return _build_per_request(sc, cuts)
     if formulation == "aggregated":
@@ -498,3 +544,32 @@ def _build_aggregated(sc: Scenario, cuts: bool) -> LinearModel:
 
     return _finish(sc, "aggregated", rows, cost, lb, ub, integer, memory, cap, a_cols, e_cols,
                    decode, encode, links=nL, bits=sum(bits.values()), **cols)
+
+
+# ------------------------------------------------------------------------------------------
+# size before building: refuse models that cannot fit in memory (issue 16)
+# ------------------------------------------------------------------------------------------
+def estimate_model_size(sc: Scenario, formulation: str = "aggregated", cuts: bool = True,
+                        stop_above: float = math.inf) -> tuple[float, float]:
+    """(variables, nonzeros) of the model :func:`build_model` would build, without building
+    it, in O(S + |C|) for 'aggregated' and 'per-request' and O(distinct server memories x
+    L x cap) for 'window' (counting stops once the nonzeros pass ``stop_above``).
+
+    'per-request': 2S + |R| (2S^2 + S) variables exactly; every request's f and k columns
+    sit in its flow, Lemma 1, k and memory rows: about 34 |R| S^2 nonzeros.
+    'aggregated': 2S + |links| (1 + sum_c B_c) + S^2 sum_c B_c variables exactly
+    (B_c = bitlength(n_c)); each bit column sits in about 16 rows: 32 S^2 sum_c B_c
+    nonzeros.  The constants are counts of the builders' rows, checked against built models
+    in the tests (within a factor 2).  'window': :func:`distalloc.llm.milp_window.estimate_window_size`.
+    """
+    S = float(sc.num_servers)
+    if formulation == "window":
+        from distalloc.llm.milp_window import estimate_window_size
+        return estimate_window_size(sc, cuts, stop_above)
+    if formulation == "per-request":
+        R = float(sc.num_requests)
+        return 2 * S + R * (2 * S * S + S), (22.0 if cuts else 14.0) * R * S * S + 6 * S * S
+    counts = np.bincount(sc.requests, minlength=sc.num_clients)
+    bits = float(sum(int(n).bit_length() for n in counts if n > 0))
+    links = S * S + S
+    return 2 * S + links * (1 + bits) + S * S * bits, (24.0 if cuts else 11.0) * S * S * bits + 6 * links

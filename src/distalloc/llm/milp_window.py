@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from distalloc.llm.milp_model import LinearModel, _Rows, identical_server_classes
+from distalloc.llm.milp_model import LinearModel, _Clock, _Rows, identical_server_classes
 from distalloc.llm.scenario import Scenario
 
 __all__ = ["build_window_model", "room_table", "maximal_loads"]
@@ -73,12 +73,14 @@ def _longest_unbinding(room: list[int], R: int) -> int:
 
 class _Cols:
     def __init__(self):
+        self.clock = _Clock()
         self.cost: list[float] = []
         self.ub: list[float] = []
         self.integer: list[bool] = []
         self.labels: list[str] = []
 
     def new(self, label: str, cost=0.0, ub=1.0, integer=True) -> int:
+        self.clock.tick()
         self.labels.append(label)
         self.cost.append(cost)
         self.ub.append(ub)
@@ -372,3 +374,55 @@ def _prefix_rows(sc, j, room, R, counts, clients, y_col, arc_cols, rows, cuts):
                     ys = [a for a in starts if a <= s]
                     rows.add([arc_cols[(c, j, s, t)][0]] + [y_col[(j, a, t)] for a in ys],
                              [1] + [-int(counts[c])] * len(ys), -np.inf, 0)
+
+
+def estimate_window_size(sc: Scenario, cuts: bool = True,
+                         stop_above: float = math.inf) -> tuple[float, float]:
+    """(variables, nonzeros) of :func:`build_window_model` without building it: the
+    windows and flow columns are counted exactly per server (servers of equal usable
+    memory share the count), the nonzeros per flow column estimated from the rows each
+    sits in (conservation, its window's load/memory rows; the prefix rows counted per end
+    block).  Stops once the nonzeros pass ``stop_above``."""
+    L = sc.num_blocks
+    counts = np.bincount(sc.requests, minlength=sc.num_clients)
+    C = int(np.count_nonzero(counts))
+    R = int(counts.sum())
+    per_memory: dict[float, tuple[float, float]] = {}
+    n_vars = n_nz = 0.0
+    for j in range(sc.num_servers):
+        key = float(sc.usable_memory_gb[j])
+        if key not in per_memory:
+            room = room_table(sc, j)
+            ms = [m for m in range(1, len(room)) if room[m] >= 1]
+            kmax = max([k for k in ms if room[k] >= k], default=0)
+            windows = [(t - m, t) for t in range(1, L + 1) for m in ms if t - m >= 0
+                       and _kept(m, t, room, R)]
+            pairs = sum(min(t - a, kmax) for a, t in windows)
+            v = float(len(windows))
+            nz = 2.0 * len(windows)
+            if cuts and pairs <= DISAGGREGATE_PAIRS:
+                flows = C * sum(t - max(a, t - min(kmax, room[t - a])) for a, t in windows)
+                v += flows
+                nz += flows * (3 + (C > 1)) + 3 * len(windows) * kmax
+            else:
+                per_t = [len([m for m in ms if m <= t and _kept(m, t, room, R)])
+                         for t in range(L + 1)]
+                flows = C * sum(min(kmax, t) for t in range(1, L + 1))
+                v += flows
+                nz += 2 * flows
+                for t in range(1, L + 1):
+                    k = min(kmax, t)
+                    thresholds = range(t - k + 1, t + 1) if cuts else [t]
+                    for a0 in thresholds:
+                        xs = a0 - (t - k)
+                        ys = min(per_t[t], a0)
+                        nz += (C * xs + ys) * (1 + cuts) + (C > 1 and cuts) * (xs + ys) * C
+                    if not cuts:
+                        nz += C * k * (1 + per_t[t])
+            per_memory[key] = (v, nz)
+        v, nz = per_memory[key]
+        n_vars += v
+        n_nz += nz
+        if n_nz > stop_above:
+            break
+    return n_vars, n_nz

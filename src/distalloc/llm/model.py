@@ -19,12 +19,13 @@ import numpy as np
 from distalloc._compiled import llm_kernels
 from distalloc._validation import ValidationError, as_int_array, check_count, describe
 from distalloc.llm.limits import MAX_BLOCKS
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
-__all__ = ["Placement", "RouteMetrics", "evaluate_routes", "check_placement", "ROUTE_STATUS"]
+__all__ = ["Placement", "RouteMetrics", "evaluate_routes", "check_placement", "ROUTE_STATUS",
+           "check_covers_all_blocks"]
 
 #: meaning of the per-route status codes returned by the kernel
-ROUTE_STATUS = {0: "valid", 1: "empty route", 2: "server unused or out of range",
+ROUTE_STATUS = {0: "valid", 1: "empty route", 2: "server unused (holds no block)",
                 3: "infeasible link (gap in blocks or no new block)",
                 4: "route does not reach the last block"}
 
@@ -124,9 +125,10 @@ class RouteMetrics:
         return bool(np.all(self.status == 0))
 
 
-def _csr(routes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Routes as CSR arrays; server entries must be integers (any out-of-range index is
-    reported by the kernel as status 2, never read)."""
+def _csr(routes: Sequence[Sequence[int]], num_servers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Routes as CSR arrays; server entries must be integers in [0, ``num_servers``): a
+    route through a server the swarm does not have is a wrong input, not a route (the
+    kernel still checks every index: status 2, never read)."""
     try:
         lengths = np.fromiter(map(len, routes), dtype=np.int64, count=len(routes))
         indptr = np.zeros(len(routes) + 1, dtype=np.int64)
@@ -138,10 +140,31 @@ def _csr(routes: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
                for j in flat):
         raise ValidationError("'routes' must hold integer server indices. Got "
                               f"{describe(next(j for j in flat if not isinstance(j, (Integral, np.integer)) or isinstance(j, (bool, np.bool_))))} instead.")
-    # an index beyond int64 is out of range anyway: map it to -1 (status 2, server out of range)
-    servers = np.fromiter((int(j) if -2 ** 63 <= int(j) < 2 ** 63 else -1 for j in flat),
-                          dtype=np.int64, count=len(flat))
+    for k, j in enumerate(flat):
+        if not 0 <= int(j) < num_servers:
+            i = int(np.searchsorted(indptr, k, side="right")) - 1
+            raise ValidationError(f"The 'routes' entry routes[{i}][{k - int(indptr[i])}] must be a "
+                                  f"server index in [0, {num_servers - 1}]. Got {int(j)} instead.")
+    servers = np.fromiter((int(j) for j in flat), dtype=np.int64, count=len(flat))
     return indptr, servers
+
+
+def check_covers_all_blocks(first_block: np.ndarray, num_blocks: np.ndarray, num_blocks_total: int,
+                            what: str = "placement") -> None:
+    """Refuse a placement (already in range) that leaves a block on no server, naming the
+    first such block: no request could ever be served."""
+    L = int(num_blocks_total)
+    a = np.asarray(first_block, dtype=np.int64)
+    m = np.asarray(num_blocks, dtype=np.int64)
+    held = np.zeros(L + 1, dtype=np.int64)       # servers holding each block (difference array)
+    used = m > 0
+    np.add.at(held, a[used], 1)
+    np.add.at(held, a[used] + m[used], -1)
+    uncovered = np.flatnonzero(np.cumsum(held[:L]) == 0)
+    if uncovered.size:
+        raise ValidationError(f"The '{what}' leaves block {int(uncovered[0])} on no server "
+                              f"(blocks 0 to {L - 1} must each be held by one server at least); "
+                              f"{uncovered.size} of {L} blocks are uncovered.")
 
 
 def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placement],
@@ -161,8 +184,15 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     -------
     RouteMetrics
         ``token_ms``, ``ttft_ms``, ``request_ms`` (NaN for invalid routes), ``status``
-        (0 = valid, see ``ROUTE_STATUS``) and ``memory_gb`` of every (placement, server)
+        (0 = valid, see ``ROUTE_STATUS``: a route through an unused server, with a gap, or
+        short of the last block is invalid) and ``memory_gb`` of every (placement, server)
         with the caches of all valid routes of that placement.
+
+    Raises
+    ------
+    ValidationError
+        a placement that does not fit the scenario, a client or ``route_placement`` out of
+        range, a route entry that is not a server index in [0, S).
 
     Notes
     -----
@@ -176,6 +206,7 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     >>> round(float(evaluate_routes(sc, pl, [[0, 1]], [0]).token_ms[0]), 3)
     625.379
     """
+    check_scenario(scenario, "evaluate_routes")
     if isinstance(placements, Placement):
         placements = [placements]
     if not isinstance(placements, (list, tuple)) or not placements:
@@ -191,7 +222,7 @@ def evaluate_routes(scenario: Scenario, placements: Placement | Sequence[Placeme
     if first.shape[1] != scenario.num_servers:
         raise ValidationError(f"Placement must have one entry per server ({scenario.num_servers}). "
                               f"Got {first.shape[1]} instead.")
-    indptr, servers = _csr(routes)
+    indptr, servers = _csr(routes, scenario.num_servers)
     n = len(routes)
     clients = as_int_array(clients, "clients", shape=(n,), low=0, high=scenario.num_clients - 1)
     plan_idx = (np.zeros(n, dtype=np.int64) if route_placement is None

@@ -19,7 +19,7 @@ from distalloc.llm.model import Placement
 from distalloc.llm.result import Plan, finish_plan
 from distalloc.llm.routing import (PETALS_NO_CACHE_PENALTY_MS, petals_costs, per_token_costs,
                                    shortest_routes)
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 
 __all__ = ["CGPlacement", "cg_bp_placement", "cg_bprr", "petals", "petals_placement",
            "conservative_block_counts", "theorem2_bound_ms"]
@@ -76,6 +76,7 @@ def cg_bp_placement(scenario: Scenario, num_requests: int | None = None) -> CGPl
     (window sums are exact left-to-right sums, so ties are exact and break by the smallest
     start).
     """
+    check_scenario(scenario, "cg_bp_placement")
     R = scenario.num_requests if num_requests is None else check_count(
         num_requests, "num_requests", low=1, high=MAX_COUNT)
     S, L = scenario.num_servers, scenario.num_blocks
@@ -137,6 +138,7 @@ def cg_bprr(scenario: Scenario) -> Plan:
     >>> p.status, round(p.mean_token_ms, 1), round(p.bound_ms, 1)
     ('feasible', 625.4, 841.4)
     """
+    check_scenario(scenario, "cg_bprr")
     t0 = time.perf_counter()
     cg = cg_bp_placement(scenario)
     if not cg.feasible:
@@ -164,6 +166,7 @@ def petals_placement(scenario: Scenario, join_order: np.ndarray,
     """PETALS's placement: servers join in ``join_order``; each takes the window whose
     sorted per-block throughputs are lexicographically smallest.  Returns the placement
     and the final per-block throughput."""
+    check_scenario(scenario, "petals_placement")
     S, L = scenario.num_servers, scenario.num_blocks
     m = (petals_block_counts(scenario) if num_blocks is None
          else as_int_array(num_blocks, "num_blocks", shape=(S,), low=0, high=L))
@@ -230,6 +233,7 @@ def petals(scenario: Scenario, seed: Any = 0, *, join: str = "random", counts: s
     -----
     O(|V_s| L m) placement + O(|R| (|V_s| + sum_j m_j)) routing.
     """
+    check_scenario(scenario, "petals")
     t0 = time.perf_counter()
     rng = as_generator(seed)
     if counts == "petals":

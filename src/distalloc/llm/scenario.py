@@ -215,6 +215,29 @@ def _interval(low: float, high: float | None, low_open: bool) -> str:
     return f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else format(high, '.4g')}{')' if high is None else ']'}"
 
 
+def _times_column(values: Any, label, t_max: float, why: str, num_blocks: int,
+                  output_tokens: int) -> np.ndarray:
+    """A column of times (ms) bounded by ``t_max`` = TIME_LIMIT_MS / (L x output_tokens).
+    A time over the bound that a smaller ``output_tokens`` would allow blames
+    ``output_tokens`` (the field a user raises, e.g. ``--output-tokens``), naming the time;
+    one that no output length allows blames the time."""
+    col = _real_column(values, label, why=why)
+    over = np.flatnonzero(col > t_max)
+    if over.size:
+        i = int(over[0])
+        most = int((TIME_LIMIT_MS / float(num_blocks)) // col[i])
+        name, owner = label(i)
+        where = f"'{name}' of {owner}" if owner else f"'{name}'"
+        if most >= 1:
+            raise ValidationError(
+                f"The 'output_tokens' parameter of workload must be at most {most} with "
+                f"{where} = {col[i]:.4g} ms (num_blocks x output_tokens x the time must stay "
+                f"at most {TIME_LIMIT_MS:g} ms, so that request times stay finite). "
+                f"Got {output_tokens} instead.")
+        _real_column(values, label, high=t_max, why=why)   # raises, naming the time
+    return col
+
+
 def _real_column(values: Any, label, *, low: float = 0.0, high: float | None = None,
                  low_open: bool = False, why: str = "") -> np.ndarray:
     """A float64 array of the real numbers ``values`` (a list read from a file, or an array
@@ -371,8 +394,8 @@ def _validated_scenario(*, name: str, model_name: str, num_blocks: Any, block_gb
     def server(field):
         return lambda j: (field, f"servers[{j}]")
     mem = _real_column(memory_gb, server("memory_gb"), low_open=True)
-    dec = _real_column(decode_ms, server("decode_ms"), high=t_max, why=why)
-    pre = _real_column(prefill_ms, server("prefill_ms"), high=t_max, why=why)
+    dec = _times_column(decode_ms, server("decode_ms"), t_max, why, L, l_out)
+    pre = _times_column(prefill_ms, server("prefill_ms"), t_max, why, L, l_out)
     res = _real_column(reserve_gb, server("reserve_gb"))
     fwd = None if forward_rps is None else _real_column(
         forward_rps, server("forward_rps"), high=MAX_RPS, low_open=True)
@@ -397,9 +420,9 @@ def _validated_scenario(*, name: str, model_name: str, num_blocks: Any, block_gb
 
     def pair(key):
         return lambda i: (f"{key}[{i // S}][{i % S}]", None)
-    rtt = _real_column(rtt_ms, pair("rtt_ms"), high=t_max, why=why).reshape(C, S)
-    prefill_rtt = (rtt.copy() if prefill_rtt_ms is None else _real_column(
-        prefill_rtt_ms, pair("prefill_rtt_ms"), high=t_max, why=why).reshape(C, S))
+    rtt = _times_column(rtt_ms, pair("rtt_ms"), t_max, why, L, l_out).reshape(C, S)
+    prefill_rtt = (rtt.copy() if prefill_rtt_ms is None else _times_column(
+        prefill_rtt_ms, pair("prefill_rtt_ms"), t_max, why, L, l_out).reshape(C, S))
     return Scenario(
         model_name=model_name, num_blocks=L, block_gb=block, cache_gb=cache,
         server_names=server_names, memory_gb=mem, decode_ms=dec, prefill_ms=pre,
@@ -453,10 +476,8 @@ def _online_workload(workload: dict, num_clients: int) -> dict:
     if "rate_per_s" in out and "num_requests" in out:
         span = out["num_requests"] / out["rate_per_s"]
         if span > MAX_SPAN_S:
-            raise ValidationError(
-                f"The 'rate_per_s' parameter of workload must be at least num_requests / "
-                f"{MAX_SPAN_S:g} s = {out['num_requests'] / MAX_SPAN_S:.3g} (so that arrival "
-                f"times stay finite). Got {out['rate_per_s']!r} instead.")
+            from distalloc.llm.limits import span_error
+            raise span_error(out["num_requests"], out["rate_per_s"], "workload")
     if "time_scale" in workload:
         out["time_scale"] = check_real(workload["time_scale"], "time_scale", "workload",
                                        low=0, low_open=True)
@@ -524,3 +545,14 @@ def __getattr__(name: str) -> Any:
     if name in _devices_module.__all__:
         return getattr(_devices_module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_scenario(scenario: Any, function: str) -> "Scenario":
+    """``scenario`` if it is a :class:`Scenario`; else the one-line error naming the
+    parameter, the function and what was given (never an AttributeError inside)."""
+    if not isinstance(scenario, Scenario):
+        raise ValidationError(f"The 'scenario' parameter of {function}() must be a Scenario "
+                              f"(distalloc.llm.load_scenario, resolve_scenario or a built-in). "
+                              f"Got {type(scenario).__name__} instead.")
+    return scenario
+

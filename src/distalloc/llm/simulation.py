@@ -28,7 +28,7 @@ from distalloc.llm.model import Placement
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
 from distalloc.llm.routing import request_time_costs, shortest_routes
-from distalloc.llm.scenario import Scenario
+from distalloc.llm.scenario import Scenario, check_scenario
 from distalloc.llm.swarm import make_engine
 from distalloc.llm.workload import (Workload, client_probs, poisson_workload, trace_workload,
                                     workload_from_args)
@@ -399,7 +399,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     workload : Workload, optional
         use these arrivals instead of drawing them.
     churn : str, float or (float, float), optional
-        ``"MTBF_S[:MTTR_S]"``: every server fails after an exponential time of mean MTBF
+        ``"MTBF_S[:MTTR_S]"`` (None, 0, ``"0"`` or ``"none"``: no churn): every server fails after an exponential time of mean MTBF
         and comes back after one of mean MTTR (default MTBF / 10), independently, from
         streams keyed from ``seed``; a failure releases its sessions, which
         are re-routed at once (their progress lost and counted), and a repaired server
@@ -463,6 +463,7 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     cache, and a DP over the placement, O(S + sum m_j) plus the sessions of short servers,
     otherwise.  No quadratic term in requests or servers.
     """
+    check_scenario(scenario, "simulate")
     check_choice(method, "method", ONLINE_METHODS)
     # ---- validation, before any work (the LLM hardening pass owns this block) ----------
     delay_s = parse_allocation_delay(allocation_delay_s, method)
@@ -604,6 +605,11 @@ def run_event_loop(scenario: Scenario, method: str, engine: Any, workload: Workl
         why = ("every request gave up after max_attempts retries: the chains PETALS's "
                "routing chose never had free cache" if routing == "petals" else
                "no chain had cache for its blocks")
+        if churn_s is not None:   # the churn the user set is what left nothing to serve
+            up = up_ms / (horizon_ms * scenario.num_servers) if horizon_ms > 0 else 0.0
+            why = (f"the 'churn' MTBF {mtbf_s:g} s, MTTR {mttr_s:g} s kept the servers down: "
+                   f"up {up:.3g} of the time, expected MTBF / (MTBF + MTTR) = "
+                   f"{mtbf_s / (mtbf_s + mttr_s):.3g}; give a larger MTBF or a smaller MTTR")
         raise ValidationError(f"Method '{method}' served none of the {N} requests ({why}).")
     churn_info = None
     if churn_s is not None:

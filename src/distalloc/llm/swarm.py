@@ -21,7 +21,7 @@ from distalloc._compiled import swarm_kernels
 from distalloc._validation import (ValidationError, as_generator, as_int_array, check_choice, check_count,
                                    check_number, check_real)
 from distalloc.llm.limits import MAX_COUNT, MAX_SPAN_S
-from distalloc.llm.model import Placement
+from distalloc.llm.model import Placement, check_covers_all_blocks
 from distalloc.llm.placement import (cg_bp_placement, conservative_block_counts,
                                      petals_block_counts, petals_placement)
 from distalloc.llm.routing import PETALS_NO_CACHE_PENALTY_MS, petals_costs
@@ -87,7 +87,7 @@ def _assignment(sid: int, chain: list[int], start_ms: float, end_ms: float,
 def placement_from_any(scenario: Scenario, placement: Any) -> Placement:
     """A :class:`Placement` from a Placement or the ``llm plan`` list form
     (``[{server, first_block, num_blocks}, ...]``), checked against the scenario: blocks
-    inside [0, L), every server's blocks fit its usable memory."""
+    inside [0, L), every server's blocks fit its usable memory, every block on some server."""
     S, L = scenario.num_servers, scenario.num_blocks
     if isinstance(placement, Placement):
         first = np.asarray(placement.first_block)
@@ -123,6 +123,7 @@ def placement_from_any(scenario: Scenario, placement: Any) -> Placement:
         raise ValidationError(f"The 'placement' gives server {j} {m[j]} blocks "
                               f"({scenario.block_gb * m[j]:.4g} GB), more than its usable "
                               f"memory {scenario.usable_memory_gb[j]:.4g} GB.")
+    check_covers_all_blocks(a, m, L)   # no request could ever be served
     return pl
 
 

@@ -111,9 +111,8 @@ def poisson_workload(scenario: Scenario, rate_per_s: float, num_requests: int,
     rate = check_real(rate_per_s, "rate_per_s", low=0, low_open=True)
     n = check_count(num_requests, "num_requests", low=1, high=MAX_COUNT)
     if n / rate > MAX_SPAN_S:
-        raise ValidationError(
-            f"The 'rate_per_s' parameter must be at least num_requests / {MAX_SPAN_S:g} s = "
-            f"{n / MAX_SPAN_S:.3g} (so that arrival times stay finite). Got {rate!r} instead.")
+        from distalloc.llm.limits import span_error
+        raise span_error(n, rate)
     check_memory(n * BYTES_PER_ARRIVAL, f"a workload of {n} requests", max_memory_gb)
     probs = client_probs(scenario, client_weights)
     rng = as_generator(seed)
@@ -290,13 +289,17 @@ class _TraceReader:
         header = next(reader, None)
         found = [c.strip() for c in header] if header else []
         self._choose(found)
+        seen: set[str] = set()
+        for c in found:                  # which of two equal columns holds the data?
+            if c in seen and c in self.fmt.columns:
+                raise self.fail(1, f"names the column {c} twice.")
+            seen.add(c)
         where = [found.index(c) for c in self.fmt.columns]
-        need = max(where) + 1
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             line = reader.line_num
-            if len(row) < need:
+            if len(row) != len(found):   # a shifted or garbled row: never guess which
                 raise self.fail(line, f"has {len(row)} fields; the header has {len(found)}.")
             if not self.add(row[where[0]], row[where[1]], row[where[2]], line):
                 return
@@ -308,7 +311,9 @@ class _TraceReader:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, object_pairs_hook=_unique_keys)
+            except _DuplicateKey as exc:
+                raise self.fail(line, f"names the key {exc.args[0]} twice.") from None
             except (ValueError, RecursionError):
                 raise self.fail(line, "is not a JSON object.") from None
             if not isinstance(obj, dict) or not set(self.fmt.columns) <= set(obj):
@@ -362,6 +367,21 @@ class _TraceReader:
             raise self.fail(None, f"timestamps are not in order (request {int(np.argmax(back)) + 2} "
                             "arrives before the one read before it).")
         return rel
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all different (json keeps the last of two silently)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            name = k if _SAFE_NAME.fullmatch(k) else "(a key)"
+            raise _DuplicateKey(name)
+        out[k] = v
+    return out
 
 
 def trace_workload(scenario: Scenario, path: str | Path, *, time_scale: float = 1.0,
