@@ -201,7 +201,8 @@ def fork_join_chunk(const double[::1] gaps, const double[:, ::1] work,
                 S = scratch[n + i]
                 lev = <int64_t> scratch[2 * n + i]
                 E = C if C < D else D
-                if S >= D:             # purged while queued: the core skips it
+                if S >= D and C > D:   # purged while queued: the core skips it (a task whose
+                                       # service rounds to 0 at S = D completes at D)
                     if track:
                         _heap_push(heaps + i * cap, &sizes[i], E)
                     continue

@@ -209,3 +209,14 @@ def test_grid_rates_and_overflowing_samples_are_one_line_errors():
     with pytest.raises(ValidationError, match="overflow float64") as e:
         parse_model("lognormal:1000:1").sample(5, 1, 0)
     one_line(e)
+
+
+def test_service_below_the_clock_resolution_still_completes():
+    """Fuzz finding (10^4 budget): with speed 1e20 a task's service rounds to 0 (S + w/mu == S);
+    the task that starts at the departure instant completed there, it was not purged, so the
+    single level's completion fraction is 1, not 0."""
+    from distalloc.queueing import ForkJoin, simulate
+    s = ForkJoin(servers=2, needed=1, rate=0.3214789292053116, speeds=[1e20], powers=[3.72])
+    m = simulate(s, num_jobs=67, seed=3, replications=3, batches=22)
+    assert m.completion_fraction.tolist() == [1.0]
+    assert m.mean_response < 1e-12
