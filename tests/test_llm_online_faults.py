@@ -312,3 +312,15 @@ def test_jffc_bounds_refuse_job_slots_beyond_memory():
     one_line(e, "1099511627779 slots", "limit")
     lo, up = jffc_bounds([1.0], [10 ** 6], 2.0)     # a million slots still computed
     assert lo == pytest.approx(1.0) and up == pytest.approx(1.0)
+
+
+def test_chain_job_length_beyond_the_time_bound_is_refused():
+    """Fuzz finding (10^4 budget): output_tokens 1.4e243 made client costs infinite and
+    scipy's linkage raised a ValueError; the job length is bounded like a scenario's."""
+    from distalloc._validation import ValidationError
+    from distalloc.llm import clustered, compose_chains
+    sc = clustered()
+    with pytest.raises(ValidationError, match=r"'output_tokens' .* \[1, .*Got 1.4e\+243"):
+        compose_chains(sc, "chains", reservation="auto", output_tokens=1.4e243,
+                       client_groups="auto")
+    assert compose_chains(sc, "chains", reservation="auto", output_tokens=128).chains

@@ -45,7 +45,7 @@ import numpy as np
 from distalloc._compiled import chain_kernels
 from distalloc._validation import (ValidationError, check_choice, check_count, check_number,
                                    check_real)
-from distalloc.llm.limits import MAX_COUNT, MAX_RPS, MIN_RPS
+from distalloc.llm.limits import MAX_COUNT, MAX_RPS, MIN_RPS, check_output_tokens
 from distalloc.llm.chain_groups import ClientGroups, client_costs, client_groupings
 from distalloc.llm.chain_types import (CHAIN_METHODS, DEFAULT_TARGET_LOAD, OBJECTIVES, Chain,
                                        ChainComposition, ChainPlacement, NoChainsError,
@@ -85,7 +85,7 @@ def chain_costs(scenario: Scenario, client_weights=None,
     simulator passes the workload's mean, the paper's l̄_out)."""
     w = resolve_client_weights(scenario, client_weights)
     if output_tokens is not None:
-        output_tokens = check_number(output_tokens, "output_tokens", low=1)
+        output_tokens = check_output_tokens(scenario, output_tokens)
     alpha, beta = client_costs(scenario, output_tokens)
     return np.ascontiguousarray(w @ alpha), beta
 
@@ -376,7 +376,7 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
     lam = rate_per_s
     weights = resolve_client_weights(scenario, client_weights)
     if output_tokens is not None:
-        output_tokens = check_number(output_tokens, "output_tokens", low=1)
+        output_tokens = check_output_tokens(scenario, output_tokens)
     groupings = _groupings(scenario, weights, output_tokens, client_groups)
     L = scenario.num_blocks
     c_max = max_reservation(scenario)

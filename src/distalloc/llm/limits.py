@@ -30,10 +30,12 @@ when it would need more memory than :func:`default_max_memory_gb`.
 from __future__ import annotations
 
 from distalloc._resources import default_max_memory_gb
-from distalloc._validation import ValidationError, check_real
+import numpy as np
+
+from distalloc._validation import ValidationError, check_number, check_real
 
 __all__ = ["MAX_BLOCKS", "MAX_COUNT", "MAX_CHURN_EVENTS", "MIN_RPS", "TIME_LIMIT_MS", "MAX_SPAN_S", "MAX_NOISE",
-           "MAX_RPS", "BYTES_PER_REQUEST", "time_bound_ms", "default_max_memory_gb", "check_memory",
+           "MAX_RPS", "BYTES_PER_REQUEST", "time_bound_ms", "check_output_tokens", "default_max_memory_gb", "check_memory",
            "max_memory_limit", "span_error"]
 
 MAX_BLOCKS = 1 << 20
@@ -56,6 +58,17 @@ def time_bound_ms(num_blocks: int, output_tokens: int) -> float:
     """The largest time (ms) any per-block or per-visit time may have: TIME_LIMIT_MS / (L x
     l_out), so that no request time can exceed 2 x TIME_LIMIT_MS."""
     return TIME_LIMIT_MS / (float(num_blocks) * float(output_tokens))
+
+
+def check_output_tokens(scenario, output_tokens) -> float:
+    """``output_tokens`` (a job length the caller asks for instead of the scenario's) checked
+    against the time bound: every per-block and per-visit time of the scenario must stay
+    within :func:`time_bound_ms` for that length, so request times stay finite."""
+    times = [np.max(a, initial=0.0) for a in (scenario.decode_ms, scenario.prefill_ms,
+                                                scenario.rtt_ms, scenario.prefill_rtt_ms)]
+    t_max = max(max(times), 1e-300)
+    high = min(float(MAX_COUNT), TIME_LIMIT_MS / (float(scenario.num_blocks) * t_max))
+    return check_number(output_tokens, "output_tokens", low=1, high=max(1.0, high))
 
 
 def max_memory_limit(max_memory_gb: float | None) -> float:
