@@ -161,3 +161,18 @@ def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == \
         f"distalloc {importlib.metadata.version('distalloc')}"
+
+
+def test_tradeoff_unstable_at_every_mix_is_one_line_error(capsys, tmp_path):
+    """Fuzz finding (10^4 budget): every point unstable made --plot raise matplotlib's
+    'cannot be log-scaled' (internal error); with or without --plot it is one line, exit 2,
+    nothing printed and no plot written."""
+    from distalloc.cli import main
+    plot = tmp_path / "t.png"
+    for extra in ([], ["--json"], ["--plot", str(plot)]):
+        code = main(["queue", "tradeoff", "--servers", "4", "--needed", "2", "--rate", "2.37",
+                     "--speeds", "0.1,0.9278", "--points", "2", *extra])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == ""
+        assert err.count("\n") == 1 and "unstable at every fast-level probability" in err
+    assert not plot.exists()

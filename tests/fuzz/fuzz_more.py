@@ -206,7 +206,7 @@ def more_entries() -> list[EntryPoint]:
             d = {k: float(v[j]) for k, v in g.items()}
             if math.isnan(d["mean_jobs"]):
                 continue                      # refused point (unstable)
-            p += check_queue_dict(d, c["servers"], lam, c["powers"] or [1.0], c["idle_power"],
+            p += check_queue_dict(d, c["servers"], lam, c["powers"] if c["powers"] is not None else [1.0], c["idle_power"],
                                   "approx")
         return p
     entries.append(api_entry("distalloc.queueing.approximate_grid", grid_case(), call_grid,

@@ -12,7 +12,10 @@ import contextlib
 import sys
 import warnings
 
+import numpy as np
+
 from distalloc._resources import default_max_memory_gb
+from distalloc._validation import ValidationError
 from distalloc.cli._common import Parser, floats, print_json, refuse_options
 
 __all__ = ["add_parser"]
@@ -88,6 +91,11 @@ def _cmd_queue_tradeoff(args) -> int:
               if args.method == "simulate" else {})
         t = tradeoff(system, args.points, method=args.method, max_seconds=args.max_seconds,
                      **kw)
+        if not np.isfinite(np.asarray(t.mean_jobs, dtype=float)).any():
+            raise ValidationError(
+                f"The system is unstable at every fast-level probability: rate "
+                f"{system.rate:g} >= the saturation throughput of every mix from 0 to 1 "
+                f"(speeds {args.speeds}); lower --rate or add servers.")
         if args.json:
             print_json(t.to_dict())
         else:
