@@ -220,3 +220,17 @@ def test_service_below_the_clock_resolution_still_completes():
     m = simulate(s, num_jobs=67, seed=3, replications=3, batches=22)
     assert m.completion_fraction.tolist() == [1.0]
     assert m.mean_response < 1e-12
+
+
+def test_exact_tradeoff_is_bounded_by_max_seconds_as_a_whole():
+    """Fuzz finding (10^4 budget): an exact trade-off ran every point under exact()'s own
+    60 s limit (47 s of work, then a refusal); max_seconds now bounds the whole curve, so a
+    point whose chain needs more than the time left is refused before it is built."""
+    import time
+    from distalloc.queueing import ForkJoin, tradeoff
+    s = ForkJoin(servers=6, needed=2, rate=1.0, speeds=[0.3333, 0.704], powers=[1.0, 1.0],
+                 idle_power=1.0)
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match=r"over the limit of 2\d\.\d+ s"):
+        tradeoff(s, 21, method="exact", max_seconds=30)
+    assert time.perf_counter() - t0 < 25

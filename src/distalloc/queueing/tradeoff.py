@@ -2,6 +2,8 @@
 (SPEC 3.1, 3.3)."""
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -63,7 +65,9 @@ def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", *,
     method : {'approx', 'exact', 'simulate'}
         'approx' runs :func:`approximate_grid` (one parallel kernel call).
     max_seconds : float or None
-        refuse (before any work) if the estimated time exceeds this.
+        refuse (before any work) if the estimated time exceeds this; with 'exact' it bounds
+        the whole curve: each point's chain gets the time left and is refused before it is
+        built if its own estimate exceeds that.
     **kw
         passed to :func:`exact` or :func:`simulate`.
 
@@ -110,8 +114,15 @@ def tradeoff(system: ForkJoin, num_points: int = 51, method: str = "approx", *,
     check_work(per_point * num_points, f"tradeoff(method={method!r}) over {num_points} points",
                max_seconds)
     out = np.full((3, num_points), np.nan)
+    t0 = time.perf_counter()
     for i, p in enumerate(ps):
-        m = _evaluate(system.with_probs([1.0 - p, p]), method, **kw)
+        pkw = kw
+        if method == "exact" and max_seconds is not None:
+            # the whole curve within max_seconds: each chain gets what is left, and exact()
+            # refuses (before building) a chain whose estimated time exceeds it
+            left = max_seconds - (time.perf_counter() - t0)
+            pkw = {**kw, "max_seconds": max(left, 1e-3)}
+        m = _evaluate(system.with_probs([1.0 - p, p]), method, **pkw)
         if m is not None:
             out[:, i] = m.mean_jobs, m.mean_response, m.energy_per_job
     return Tradeoff(ps, out[0], out[1], out[2])
