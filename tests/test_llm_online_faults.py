@@ -324,3 +324,13 @@ def test_chain_job_length_beyond_the_time_bound_is_refused():
         compose_chains(sc, "chains", reservation="auto", output_tokens=1.4e243,
                        client_groups="auto")
     assert compose_chains(sc, "chains", reservation="auto", output_tokens=128).chains
+
+
+def test_reroute_waiting_must_be_a_bool():
+    """Fuzz finding (10^4 budget): reroute_waiting=2 was taken as truthy."""
+    from distalloc._validation import ValidationError
+    from distalloc.llm import Swarm, clustered, simulate
+    with pytest.raises(ValidationError, match="'reroute_waiting' parameter must be True or False. Got 2"):
+        Swarm(clustered(), None, "cg-bprr", "ws-rr", reroute_waiting=2)
+    with pytest.raises(ValidationError, match="'reroute_waiting' parameter must be True or False"):
+        simulate(clustered(), "cg-bprr", num_requests=5, reroute_waiting="yes")

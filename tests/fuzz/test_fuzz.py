@@ -117,3 +117,16 @@ def summary_lines() -> list[str]:
         for rep, n in hits.items():
             lines.append(f"known fault hit {n}x in {name}: {rep}")
     return lines
+
+
+def test_swarm_occupancy_check_catches_an_overlap_and_allows_a_handover():
+    """The Swarm check counts cache per instant: a WS-RR booking that starts when another
+    session ends is fine; two sessions holding the last unit at once are over-booked."""
+    from fuzz_llm_online import occupancy_problems
+    d = {"placement": [{"server": 0, "first_block": 0, "num_blocks": 2}],
+         "sessions": [{"servers": [0], "start_s": 0.0, "finish_s": None},
+                      {"servers": [0], "start_s": 1.0, "finish_s": 2.0},
+                      {"servers": [0], "start_s": 2.0, "finish_s": 3.0}]}
+    assert occupancy_problems(d, [4], "x") == []          # 2 + 2 units at any instant
+    d["sessions"][2]["start_s"] = 1.5                       # overlaps the second
+    assert "holds 6 cache units at once" in occupancy_problems(d, [4], "x")[0]

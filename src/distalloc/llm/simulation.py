@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from distalloc._compiled import swarm_kernels
-from distalloc._validation import (ValidationError, as_float_array, as_generator,
+from distalloc._validation import (ValidationError, describe, as_float_array, as_generator,
                                    as_int_array, check_choice, check_count, check_real)
 from distalloc.llm.limits import (MAX_CHURN_EVENTS, MAX_COUNT, MAX_NOISE, MAX_SPAN_S,
                                   check_memory, max_memory_limit)
@@ -480,6 +480,9 @@ def simulate(scenario: Scenario, method: str = "cg-bprr", *, rate_per_s: float |
     check_choice(service, "service", SERVICE_MODELS)
     memory_limit = max_memory_limit(max_memory_gb)
     churn_s = parse_churn(churn)
+    if not isinstance(reroute_waiting, (bool, np.bool_)):
+        raise ValidationError(f"The 'reroute_waiting' parameter must be True or False. "
+                              f"Got {describe(reroute_waiting)} instead.")
     if reroute_waiting and ONLINE_METHODS[method][1] != "ws-rr":
         raise ValidationError(f"The 'reroute_waiting' parameter applies only to the methods "
                               f"with WS-RR routing, not {method!r}.")

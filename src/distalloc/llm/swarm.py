@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from distalloc._compiled import swarm_kernels
-from distalloc._validation import (ValidationError, as_generator, as_int_array, check_choice, check_count,
+from distalloc._validation import (ValidationError, describe, as_generator, as_int_array, check_choice, check_count,
                                    check_number, check_real)
 from distalloc.llm.limits import MAX_COUNT, MAX_SPAN_S
 from distalloc.llm.model import Placement, check_covers_all_blocks
@@ -264,6 +264,9 @@ class Swarm:
                 f"The 'policy' parameter 'jffc' goes with the chain methods (chains, "
                 f"jffc-whole), and they with it. Got method {method!r} and policy "
                 f"{policy!r} instead.")
+        if not isinstance(reroute_waiting, (bool, np.bool_)):
+            raise ValidationError(f"The 'reroute_waiting' parameter must be True or False. "
+                                  f"Got {describe(reroute_waiting)} instead.")
         if not chained:
             if reroute_waiting and policy != "ws-rr":
                 raise ValidationError("The 'reroute_waiting' parameter applies only to the "
