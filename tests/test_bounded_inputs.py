@@ -5,6 +5,7 @@ refused before allocating."""
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -167,11 +168,16 @@ def test_exact_solver_iterations_stop_at_the_time_limit():
                       probs=[0.6, 0.2, 0.2])
     t0 = time.perf_counter()
     # refused by the solve's deadline, or (on a loaded machine, where the smaller
-    # truncations already took long) by the estimate before the next chain is built
-    with pytest.raises(ValidationError, match="did not converge within max_seconds|over the "
-                                              "limit of 3 s") as e:
-        exact(system, max_seconds=3.0)
-    one_line(e)
+    # truncations already took long) by the estimate before the next chain is built; an
+    # idle machine may finish within the 3 s: then the answer must be a real one
+    try:
+        m = exact(system, max_seconds=3.0)
+    except ValidationError as exc:
+        assert re.search("did not converge within max_seconds|over the limit of 3 s",
+                         str(exc)), str(exc)
+        assert "\n" not in str(exc)
+    else:
+        assert np.isfinite(m.mean_jobs) and m.mean_jobs > 0
     assert time.perf_counter() - t0 < 20.0
 
 
