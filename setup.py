@@ -2,6 +2,8 @@
 
 Everything else (metadata, dependencies) lives in pyproject.toml.
 """
+from glob import glob
+
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -14,8 +16,9 @@ extensions = [
         f"distalloc._kernels.{name}",
         [f"kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "kernels"],
+        # the .pxi files are included into swarm_kernels.pyx: a change to one rebuilds
         depends=["kernels/fastk_gradient.h", "kernels/llm_core.pxd",
-                 "kernels/swarm_simulate.pxi", "kernels/swarm_jffc.pxi"],
+                 *sorted(glob("kernels/*.pxi"))],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )
