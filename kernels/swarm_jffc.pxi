@@ -86,7 +86,7 @@ cdef Py_ssize_t _chains_drop_server(Engine self, Py_ssize_t j, double now,
                                     int64_t* out) noexcept nogil:
     """Every chain through server j is removed and its running jobs are released (into
     ``out``, counted as interrupted); queued jobs stay queued."""
-    cdef Py_ssize_t n = self._interrupt_server(j, now, out), k, q
+    cdef Py_ssize_t n = _interrupt_server(self, j, now, out), k, q
     for k in range(self.K):
         if self.ch_cap[k] <= 0:
             continue
@@ -300,7 +300,7 @@ cdef int _chains_compose(Engine self, Py_ssize_t j, int64_t m, double now,
         if _gca_run(&w, cf, cn, G, cal, cbt, csal, co, cfree, &out) < 0:
             fail = 1
     if not fail and j >= 0:
-        self._move_server(j, best_a, m)
+        _move_server(self, j, best_a, m)
     if not fail and out.n_chains > 0:
         gs = <int64_t*> malloc((out.flat_size + 1) * sizeof(int64_t))
         if not gs:

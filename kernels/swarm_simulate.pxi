@@ -173,7 +173,7 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                         break
                     if kind == 0:
                         up += now - up_since[j]
-                        n = eng._leave(j, now, buf)
+                        n = _leave(eng, j, now, buf)
                         _heap_push(cht, chc, &nch, now + _exp_draw(&rng[j], mttr_ms), 2 * j + 1)
                         for q in range(n):
                             r = buf[q]
@@ -218,7 +218,7 @@ def simulate(Engine eng, const double[::1] arrival_ms, const int64_t[::1] client
                         if failed:
                             break
                     else:
-                        if eng._join(j, &a_, &m_) < 0:
+                        if _join(eng, j, &a_, &m_) < 0:
                             failed = 1
                             break
                         if eng.nupd:
