@@ -1,11 +1,11 @@
-# Server churn in the online engine (SPEC 1.7, 5.1) for the shortest-chain policies
-# (WS-RR, PETALS): a server leaving (its sessions interrupted), a server joining (CG-BP's
-# or PETALS's window rule against the current coverage), PETALS's periodic re-choice of
-# blocks, a whole re-plan (set_placement), and WS-RR's optional re-routing of waiting
-# bookings when capacity appears.  JFFC's side of leave/join/re-plan (chains) is in
-# swarm_chains.pxi.  Module-level cdef functions on swarm_kernels.Engine, included into
-# swarm_kernels.pyx (Cython allows ``include`` only at module level, so an engine method
-# cannot live in another file; the Engine's def doors call these).
+# Server churn in the online engine (SPEC 1.7, 5.1): a server leaving (its sessions
+# interrupted), a server joining (CG-BP's or PETALS's window rule against the current
+# coverage), PETALS's periodic re-choice of blocks, a whole re-plan (set_placement), and
+# WS-RR's optional re-routing of waiting bookings when capacity appears.  Under 'jffc'
+# leave, join and re-plan hand over to the chain rules in swarm_chains.pxi.  Module-level
+# cdef functions on swarm_kernels.Engine, included into swarm_kernels.pyx (Cython allows
+# ``include`` only at module level, so an engine method cannot live in another file; the
+# Engine's def doors call these).
 
 # ---- moving a server: the ordered holder list, the routing DAG, the cached chains ----
 

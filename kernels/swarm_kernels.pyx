@@ -8,20 +8,39 @@ scheduler embeds, and ``distalloc.llm.simulation.simulate``; never user code):
 * ``Engine``   — the state of a swarm (placement, cache budget and cache booked per server,
   the sessions in progress with their chains, per-server session lists sorted by end time,
   the routing DAG's end-block buckets, each client's cached static chain) and every online
-  decision on it, as ``cdef ... nogil`` methods: route a session (WS-RR or PETALS's
-  Dijkstra costs, one dispatch per policy; JFFC's slot is reserved), finish it, a server
-  leaving (its sessions reported), a server joining (CG-BP's or PETALS's window rule against
-  the current coverage), PETALS's periodic re-choice of blocks, and the late-finish rule
-  (sessions booked behind a late session move, so started sessions are never over-booked).
-  Its ``def`` methods are the thin door ``Swarm`` calls; they never validate user input.
+  decision on it, in ``cdef ... nogil`` code: route a session (WS-RR or PETALS's Dijkstra
+  costs, one dispatch per policy; JFFC's slot is reserved), finish it, a server leaving (its
+  sessions reported), a server joining (CG-BP's or PETALS's window rule against the current
+  coverage), PETALS's periodic re-choice of blocks, and the late-finish rule (sessions
+  booked behind a late session move, so started sessions are never over-booked).  Its
+  ``def`` methods are the thin door ``Swarm`` calls; they never validate user input.
 * ``simulate`` — the event loop of ``distalloc.llm.simulate``: arrivals, completions,
   PETALS's back-off retries and server churn, each event one call of the same ``cdef``
-  methods ``Swarm`` uses, without the GIL.  What a user measures in simulation is what
-  they embed.
+  code ``Swarm`` uses, without the GIL.  What a user measures in simulation is what they
+  embed.
 
 Layering: ``llm_core.pxd`` (routing DP, session lists, event heap, window rules), then the
-engine's ``cdef`` methods on raw pointers, then the ``def`` doors.  Times are in ms; blocks
+engine's ``cdef`` code on raw pointers, then the ``def`` doors.  Times are in ms; blocks
 0-based; a server j hosts [first[j], first[j] + num[j]), num[j] == 0 means no blocks.
+
+Files.  One module, compiled as one (``include``d at the end of this file).  Cython allows
+``include`` only at module level, so the engine's concerns beyond its core are module-level
+``cdef`` functions taking the ``Engine`` (direct C calls, as its ``cdef`` methods are), and
+the engine's ``def`` doors for them delegate there:
+
+* ``swarm_kernels.pyx`` (this file) — the engine's data structures (session slots, chain
+  arena, heap of predicted ends, session lists, id map), its placement state, booking,
+  release and the late-finish rule, routing (the dispatch per policy; WS-RR and PETALS),
+  finish, and the Python door.
+* ``swarm_churn.pxi`` — server churn: leave, join (CG-BP's and PETALS's window rules),
+  PETALS's re-choice of blocks (``rebalance_petals``), a re-plan (``set_placement``),
+  WS-RR's re-routing of waiting bookings.
+* ``swarm_jffc.pxi`` — the 'jffc' policy's dispatch: route, late finishes, a queued job's
+  start, the queued sessions' predicted chains and starts.
+* ``swarm_chains.pxi`` — JFFC's chains: installing them (``set_chains``), and their churn
+  (leave; join and re-plan by GCA on the slots no chain reserves).
+* ``swarm_check.pxi`` — ``Engine.check``, the consistency check the tests call.
+* ``swarm_simulate.pxi`` — ``simulate``, the event loop.
 
 Late finishes.  A session's ``end`` is its predicted finish.  At every call at time ``now``
 (clock ``p`` before the call) a session not finished although its end < now is late: its
@@ -815,7 +834,7 @@ cdef class Engine:
         return ROUTE_BOOKED
 
     # ----------------------------------------------------------------------------------
-    # JFFC: the engine's side is in swarm_jffc.pxi (module-level functions on Engine)
+    # finish (JFFC's side of routing and finishing: swarm_jffc.pxi)
     # ----------------------------------------------------------------------------------
     cdef int _finish(self, int64_t s, double now) noexcept nogil:
         """Session s ended at ``now`` (after _advance): its cache is released; under JFFC
@@ -1007,7 +1026,7 @@ cdef class Engine:
     def drop_updates(self):
         self.nupd = 0
 
-    # ---- JFFC ---------------------------------------------------------------------------
+    # ---- JFFC (set_chains' body: swarm_chains.pxi) ---------------------------------------
     def set_chains(self, servers, blocks, offsets, capacities, cost_ms, home, prefill_ms,
                    token_ms, rank_ms, owner, group_alpha_ms, shared_alpha_ms, beta_ms,
                    client_group, double rank_tokens):
@@ -1018,77 +1037,9 @@ cdef class Engine:
         (G x S), shared_alpha_ms (S), beta_ms (S), client_group (C, or empty: no groups),
         rank_tokens (the job length chains are ranked for).  Policy 'jffc' only, on a
         fresh engine."""
-        cdef Py_ssize_t S = self.S, C = self.C, K = len(capacities), k, c, q, G
-        _require(self.policy == POLICY_JFFC and self.K == 0 and self.nactive == 0,
-                 "set_chains: a fresh jffc engine")
-        srv = np.ascontiguousarray(servers, dtype=np.int64)
-        blk = np.ascontiguousarray(blocks, dtype=np.int64)
-        off = np.ascontiguousarray(offsets, dtype=np.int64)
-        cap = np.ascontiguousarray(capacities, dtype=np.int64)
-        pre = np.ascontiguousarray(prefill_ms, dtype=np.float64)
-        tok = np.ascontiguousarray(token_ms, dtype=np.float64)
-        rnk = np.ascontiguousarray(rank_ms, dtype=np.float64)
-        ga = np.ascontiguousarray(group_alpha_ms, dtype=np.float64)
-        G = ga.shape[0] if ga.ndim == 2 else 0
-        _require(off.shape == (K + 1,) and off[0] == 0 and srv.shape == blk.shape
-                 and off[K] == srv.shape[0] and bool(np.all(np.diff(off) >= 1))
-                 and bool(np.all((srv >= 0) & (srv < S))) and bool(np.all(cap >= 0))
-                 and np.shape(cost_ms) == (K,) and np.shape(home) == (K,)
-                 and pre.shape == (C, K) and tok.shape == (C, K) and rnk.shape == (C, K)
-                 and np.shape(owner) == (S,) and (G == 0 or ga.shape[1] == S)
-                 and np.shape(shared_alpha_ms) == (S,) and np.shape(beta_ms) == (S,)
-                 and np.shape(client_group) in ((0,), (C,)), "set_chains: shapes")
-        # every chain is a valid route of the placement processing blocks[...] on each
-        for k in range(K):
-            prev = 0
-            for q in range(off[k], off[k + 1]):
-                j = srv[q]
-                e = self.first[j] + self.num[j]
-                _require(self.num[j] > 0 and self.first[j] <= prev < e
-                         and blk[q] == e - prev, "set_chains: a chain is not a route")
-                prev = e
-            _require(prev == self.L, "set_chains: a chain does not end at L")
-        self.G = G
-        self.rank_tokens = rank_tokens
-        self.reserved = <int64_t*> calloc(S + 1, sizeof(int64_t))
-        self.owner = <int64_t*> malloc((S + 1) * sizeof(int64_t))
-        self.galpha = <double*> malloc((G * S + 1) * sizeof(double))
-        self.salpha = <double*> malloc((S + 1) * sizeof(double))
-        self.cbeta = <double*> malloc((S + 1) * sizeof(double))
-        if not (self.reserved and self.owner and self.galpha and self.salpha and self.cbeta):
-            raise MemoryError()
-        for j in range(S):
-            self.owner[j] = owner[j]
-            self.salpha[j] = shared_alpha_ms[j]
-            self.cbeta[j] = beta_ms[j]
-        for q in range(G * S):
-            self.galpha[q] = ga.ravel()[q]
-        if len(client_group) == C and C > 0:
-            self.cgroup = <int64_t*> malloc((C + 1) * sizeof(int64_t))
-            if not self.cgroup:
-                raise MemoryError()
-            for c in range(C):
-                self.cgroup[c] = client_group[c]
-        cdef int64_t[::1] sv = srv, bv = blk, ov = off
-        for k in range(K):
-            if _chain_append(self, &sv[ov[k]], &bv[ov[k]], ov[k + 1] - ov[k], cap[k],
-                             float(cost_ms[k]), int(home[k])) < 0:
-                raise MemoryError()
-            for c in range(C):           # the caller's times exactly (as the plan reports)
-                self.ch_pre[k * C + c] = pre[c, k]
-                self.ch_tok[k * C + c] = tok[c, k]
-                self.ch_rank[k * C + c] = rnk[c, k]
-        for j in range(S):
-            _require(self.reserved[j] <= self.capb[j] or not self.alv[j],
-                     "set_chains: the chains reserve more slots than a server has")
-        table = np.ascontiguousarray(rnk.reshape(C, K) if K else np.zeros((C, 0)))
-        cdef double[:, ::1] tv = table
-        cdef int64_t[::1] hv = np.ascontiguousarray(home, dtype=np.int64)
-        if _jffc_init(&self.js, K, C, self.ch_cap, &tv[0, 0] if K and C else NULL,
-                      &hv[0] if K else NULL, self.cgroup) < 0:
-            raise MemoryError()
-        self.js_ready = True
-        self.pred_valid = False
+        return _set_chains(self, servers, blocks, offsets, capacities, cost_ms, home,
+                           prefill_ms, token_ms, rank_ms, owner, group_alpha_ms,
+                           shared_alpha_ms, beta_ms, client_group, rank_tokens)
 
     def set_score(self, size_t address, owner):
         """A user's dispatch score (SPEC 5.2; distalloc.llm.compiled_dispatch), called
@@ -1129,7 +1080,7 @@ cdef class Engine:
         cdef Py_ssize_t j
         return [self.reserved[j] if self.reserved else 0 for j in range(self.S)]
 
-    # ---- PETALS's re-choice of blocks, a re-plan (swarm_churn.pxi) ----------------------
+    # ---- PETALS's re-choice of blocks, a re-plan (swarm_churn.pxi) -----------------------
     def seed_shuffle(self, uint64_t key):
         """Seed the stream of PETALS's random orders (rebalance)."""
         self.shuffle_state = _mix64(key)
@@ -1227,9 +1178,10 @@ cdef class Engine:
 
 
 # --------------------------------------------------------------------------------------
-# The simulator: an event loop around the engine (its own file, compiled into this module)
+# The engine's other concerns and the simulator (see "Files" in the module docstring)
 # --------------------------------------------------------------------------------------
 include "swarm_churn.pxi"
 include "swarm_jffc.pxi"
+include "swarm_chains.pxi"
 include "swarm_check.pxi"
 include "swarm_simulate.pxi"
