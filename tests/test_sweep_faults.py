@@ -1,7 +1,6 @@
 """Sweeps under faults (issues 14 and 16): failing points recorded with a status (SPEC 4.1),
 bounded work, resume keys, output checks before any work, crashed workers, orphans, locks,
 untrusted files."""
-import csv
 import json
 import math
 import os
@@ -18,42 +17,14 @@ from distalloc.cli import main
 from distalloc.queueing import ForkJoin, approximate
 from distalloc.sweep import load_sweep, run_sweep
 
+from cli_helpers import UNSTABLE_SWEEP as UNSTABLE, one_error_line, rows, write_file
+
 HERE = Path(__file__).parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def write(tmp_path, text, name="s.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def one_error_line(capsys, needle=""):
-    cap = capsys.readouterr()
-    lines = cap.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distalloc: error: "), cap.err
-    assert needle in lines[0], lines[0]
-    return cap
-
-
-UNSTABLE = """
-[sweep]
-target = "queue.approx"
-[fixed]
-servers = 4
-needed = 2
-[grid]
-rate = [1.0, 1.5, 1.9, 2.0, 2.5]
-"""
-
-
 def test_unstable_points_get_a_status_and_the_sweep_completes(tmp_path, capsys):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "u.csv"
     assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1"]) == 0
     assert "5 written (2 failed: see the status column)" in capsys.readouterr().out
@@ -79,7 +50,7 @@ def test_unstable_points_get_a_status_and_the_sweep_completes(tmp_path, capsys):
 
 
 def test_fail_fast_stops_at_the_first_failure_and_keeps_the_rest(tmp_path, capsys):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "u.csv"
     assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1", "--fail-fast"]) == 2
     one_error_line(capsys, "--fail-fast), rate=2.0, seed=0:")
@@ -106,7 +77,7 @@ def test_a_raising_user_target_is_one_row_not_a_stop(tmp_path, monkeypatch):
     ("1000000000000000000", "more than --max-tasks 10000000"),
 ])
 def test_absurd_seed_counts_are_refused_at_once(tmp_path, capsys, seeds, needle):
-    cfg = write(tmp_path, UNSTABLE.replace("[fixed]", f"seeds = {seeds}\n[fixed]"))
+    cfg = write_file(tmp_path, UNSTABLE.replace("[fixed]", f"seeds = {seeds}\n[fixed]"))
     t0 = time.perf_counter()
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
     assert time.perf_counter() - t0 < 5
@@ -140,7 +111,7 @@ def test_large_sweeps_stream_their_tasks(tmp_path):
     (["--scheduler", "tcp://127.0.0.1:1", "--n-jobs", "1"], "'n_jobs' option is for local"),
 ])
 def test_bad_options_one_line_nothing_written(tmp_path, capsys, flags, needle):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "o.csv"
     assert main(["sweep", str(cfg), "--out", str(out), *flags]) == 2
     one_error_line(capsys, needle)
@@ -256,7 +227,7 @@ def _readonly_dir(tmp_path):
 ])
 def test_bad_output_paths_fail_before_any_task(tmp_path, capsys, case, needle):
     marker = tmp_path / "ran"
-    cfg = write(tmp_path, f"""
+    cfg = write_file(tmp_path, f"""
 [sweep]
 target = "sweep_helpers:record_call"
 [fixed]
@@ -300,7 +271,7 @@ x = [1, 2]
 ])
 def test_targets_are_checked_before_they_run(tmp_path, capsys, text, needle):
     marker = tmp_path / "marker"
-    cfg = write(tmp_path, text.replace("MARKER", str(marker)))
+    cfg = write_file(tmp_path, text.replace("MARKER", str(marker)))
     sys.path.insert(0, str(HERE))
     try:
         assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
@@ -331,7 +302,7 @@ def test_sweep_help_says_a_sweep_file_is_code(capsys):
 # crashes, kills, locks
 # ------------------------------------------------------------------------------------------
 def test_a_task_that_crashes_its_worker_is_recorded_and_the_rest_finish(tmp_path, capsys):
-    cfg = write(tmp_path, """
+    cfg = write_file(tmp_path, """
 [sweep]
 target = "sweep_helpers:crash_on"
 seeds = 2
@@ -391,7 +362,7 @@ def _wait_for(cond, timeout=60.0):
 
 
 def _slow_sweep(tmp_path, n=40, delay=0.3):
-    return write(tmp_path, f"""
+    return write_file(tmp_path, f"""
 [sweep]
 target = "sweep_helpers:slow_square"
 [fixed]
@@ -456,7 +427,7 @@ def test_two_sweeps_on_one_output(tmp_path, capsys):
 # warnings from tasks, metric names
 # ------------------------------------------------------------------------------------------
 def test_task_warnings_are_reported_once_on_stderr(tmp_path, capsys):
-    cfg = write(tmp_path, "[sweep]\ntarget = 'sweep_helpers:warn_once'\n[grid]\nx = [1, 2, 3]\n")
+    cfg = write_file(tmp_path, "[sweep]\ntarget = 'sweep_helpers:warn_once'\n[grid]\nx = [1, 2, 3]\n")
     sys.path.insert(0, str(HERE))
     try:
         assert main(["sweep", str(cfg), "--out", str(tmp_path / "w.csv"), "--json",
