@@ -519,3 +519,71 @@ def test_unstable_points_through_the_batch_hook_become_status_rows(monkeypatch):
             assert r["status"] == "ok"
             assert r["mean_jobs"] == pytest.approx(
                 approximate(ForkJoin(4, 2, r["rate"])).mean_jobs, rel=1e-12)
+
+
+@pytest.mark.parametrize("where", ["fixed", "grid", "nested"])
+@pytest.mark.parametrize("out", ["o.csv", "o.parquet"])
+def test_integers_beyond_64_bits_in_a_sweep_dict_are_refused(tmp_path, where, out):
+    """Fuzz finding (10^4 budget): a sweep given as a dict (TOML itself stops at 64 bits)
+    with idle_power = -2^63 - 1 ran, and the Parquet writer died of OverflowError on the
+    row; every value is now checked when the sweep is loaded."""
+    from distalloc import ValidationError
+    from distalloc.sweep import load_sweep, run_sweep
+    big = -9223372036854775809
+    cfg = {"sweep": {"target": "queue.approx"},
+           "fixed": {"servers": 4, "needed": 2, "rate": 0.5, "idle_power": 0.1},
+           "grid": {"probs": [[0.2, 0.8], [0.5, 0.5]]}}
+    if where == "fixed":
+        cfg["fixed"]["idle_power"] = big
+    elif where == "grid":
+        cfg["grid"]["rate"] = [0.5, 2 ** 64]
+        del cfg["fixed"]["rate"]
+    else:
+        cfg["grid"]["probs"] = [[0.2, 0.8], [big, 0.5]]
+    with pytest.raises(ValidationError, match="must be an integer that fits in 64 bits") as e:
+        run_sweep(load_sweep(cfg), tmp_path / out, progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / out).exists()
+    cfg["fixed"]["idle_power"] = 2 ** 63 - 1          # the largest int64 is a value like any
+    cfg["grid"] = {"probs": [[0.2, 0.8]]}
+    cfg["fixed"]["rate"] = 0.5
+    summary = run_sweep(load_sweep(cfg), tmp_path / out, progress=False)
+    assert summary["written"] == summary["tasks"] == 1
+
+
+def test_builtin_targets_take_the_resource_limits(tmp_path):
+    """Fuzz finding (10^4 budget): a sweep of queue.exact points could only run each point
+    to exact()'s 60 s default.  The built-in targets take max_seconds / max_memory_gb under
+    the API's names; a point over its limit is a status row, the others compute."""
+    from distalloc.sweep import load_sweep, run_sweep
+    out = tmp_path / "o.csv"
+    cfg = {"sweep": {"target": "queue.exact"},
+           "fixed": {"servers": 3, "needed": 3, "max_seconds": 1.0},
+           "grid": {"rate": [0.2, 0.8590578506679408]}}
+    t0 = time.perf_counter()
+    summary = run_sweep(load_sweep(cfg), out, progress=False)
+    assert time.perf_counter() - t0 < 30          # the slow point took ~20 s alone before
+    got = {r["rate"]: r for r in rows(out)}
+    assert summary["written"] == 2
+    assert got["0.2"]["status"] == "ok" and float(got["0.2"]["mean_jobs"]) > 0
+    slow = got["0.8590578506679408"]
+    assert slow["status"] != "ok" and "max_seconds" in slow["status"] and slow["mean_jobs"] == ""
+    assert slow["max_seconds"] == "1.0"
+    cfg["fixed"] = {"servers": 3, "needed": 3, "max_memory_gb": 1e-6}
+    out2 = tmp_path / "o2.csv"
+    run_sweep(load_sweep(cfg), out2, progress=False)
+    assert all("max_memory_gb" in r["status"] or "--max-memory-gb" in r["status"]
+               for r in rows(out2)), [r["status"] for r in rows(out2)]
+    for target, fixed in [("queue.simulate", {"servers": 4, "needed": 2, "rate": 1.0,
+                                              "jobs": 10 ** 9, "max_seconds": 0.5}),
+                          ("llm.plan", {"scenario": "synthetic:200", "method": "milp",
+                                        "max_memory_gb": 0.5, "time_limit": 5.0})]:
+        out3 = tmp_path / f"{target}.csv"
+        run_sweep(load_sweep({"sweep": {"target": target}, "fixed": fixed,
+                              "grid": {"scenario_seed" if target == "llm.plan" else "idle_power":
+                                       [0] if target == "llm.plan" else [0.0]}}),
+                  out3, progress=False)
+        (row,) = rows(out3)
+        assert row["status"] != "ok" and ("max_seconds" in row["status"] or
+                                          "max-seconds" in row["status"] or
+                                          "GB" in row["status"]), row["status"]

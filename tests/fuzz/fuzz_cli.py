@@ -400,8 +400,11 @@ SWEEP_TARGETS = {
     "queue.simulate": ({"servers": st.integers(1, 6), "needed": st.integers(1, 6),
                         "rate": small_floats(0.05, 3.0), "jobs": st.integers(10, 2000)},
                        ["servers", "needed", "jobs"]),
+    # each point is bounded by max_seconds (default 60 s, above the per-case limit): as in
+    # `limited`, a slow but legitimate point must be refused within the case's time
     "queue.exact": ({"servers": st.integers(1, 4), "needed": st.integers(1, 4),
-                     "rate": small_floats(0.05, 2.0)}, ["servers", "needed"]),
+                     "rate": small_floats(0.05, 2.0), "max_seconds": st.sampled_from([1.0, 3.0])},
+                    ["servers", "needed", "max_seconds"]),
     "llm.plan": ({"scenario": st.sampled_from(["clustered", "topology:Abvt"]),
                   "method": st.sampled_from(["cg-bprr", "petals"]),
                   "num_requests": st.integers(1, 60)}, ["scenario"]),
