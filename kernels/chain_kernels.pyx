@@ -65,7 +65,7 @@ def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
            const double[::1] target_rate_per_ms, int64_t[::1] first_block,
            int64_t[::1] num_blocks, int64_t[::1] chain_of, int64_t[::1] owner,
            double[::1] amortised_ms, int64_t[::1] order, double[::1] group_rate_per_ms,
-           int64_t[::1] group_chains):
+           int64_t[::1] group_chains, double[::1] group_rate_needing_per_ms):
     """GBP-CR(c) (Alg. 1), 0-based, for G client groups at once (G = 1: the paper's).
 
     m_j(c) as in ``block_counts``; group g's per-visit times are alpha[g] and its chains'
@@ -82,7 +82,11 @@ def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
     then incomplete ones in order of start; -1 not placed), ``owner`` (group, -1 not
     placed), ``amortised_ms`` (t~ of the owner; of the first pair in the order if not
     placed; inf if m_j = 0), ``order[:n]`` the servers with m_j >= 1 by their first pair.
-    Per group: ``group_rate_per_ms`` nu_g and ``group_chains`` complete chains.
+    Per group: ``group_rate_per_ms`` nu_g, ``group_chains`` complete chains, and
+    ``group_rate_needing_per_ms`` the last rate at which the group still needed rate (its
+    rate before its last chain if it reached its target, nu_g if not; -inf for a group
+    with no target): every decision above, so the whole output, is the same for any targets
+    above these rates (the reservation search skips the c that only lower the targets so).
     Returns (complete chains K, total rate in 1/ms, every group done, servers reached,
     sum_j m_j).  O(P log P) for P = G x (servers with m_j >= 1).
     """
@@ -108,8 +112,10 @@ def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
                 group_chains[g] = 0
                 if target_rate_per_ms[g] <= 0.0:
                     done[g] = 1
+                    group_rate_needing_per_ms[g] = -INFINITY
                 else:
                     pending += 1
+                    group_rate_needing_per_ms[g] = 0.0
             for j in range(S):
                 m = _floor_count(usable_memory_gb[j] / per_block)
                 if m > L:
@@ -158,6 +164,8 @@ def gbp_cr(const double[::1] usable_memory_gb, const double[:, ::1] alpha,
                     if group_rate_per_ms[g] >= target_rate_per_ms[g]:
                         done[g] = 1
                         pending -= 1
+                    else:
+                        group_rate_needing_per_ms[g] = group_rate_per_ms[g]
                     a[g] = 0
                     T[g] = 0.0
             # number the incomplete chains after the complete ones, in order of start

@@ -36,6 +36,19 @@ def random_scenario_dict(rng: np.random.Generator, *, max_servers=4, max_blocks=
                          "requests": rng.integers(0, C, size=R).tolist()}}
 
 
+def two_chain_scenario():
+    """Two whole-model servers: fast (2 job slots, 4 s per job), slow (1 slot, 8 s)."""
+    from distalloc.llm import scenario_from_dict
+    return scenario_from_dict({
+        "model": {"name": "m", "num_blocks": 2, "block_gb": 1.0, "cache_gb": 0.5},
+        "servers": [{"name": "fast", "memory_gb": 4.25, "decode_ms": 500.0, "prefill_ms": 1000.0},
+                    {"name": "slow", "memory_gb": 3.25, "decode_ms": 1000.0,
+                     "prefill_ms": 2000.0}],
+        "clients": [{"name": "c"}], "rtt_ms": [[0.0, 0.0]],
+        "workload": {"input_tokens": 1, "output_tokens": 3, "requests": [0],
+                     "rate_per_s": 0.1}})
+
+
 @pytest.fixture
 def data_dir():
     if not (DATA / "topologies").is_dir():

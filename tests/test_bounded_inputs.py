@@ -61,9 +61,9 @@ def test_order_stat_means_are_linear_and_equal_the_scalar_means():
     from distalloc.sgd import Exponential, Heterogeneous, LogNormal, Pareto, ShiftedExponential
     from distalloc.sgd.models import MAX_WORKERS
     n = MAX_WORKERS
-    t0 = time.perf_counter()
+    t0 = time.process_time()             # CPU seconds: a shared machine's load cannot fail it
     mu = Exponential(2.0).order_stat_means(n)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0    # O(n) closed form: about 0.1 ms
     harmonic = math.fsum(1.0 / j for j in range(1, n + 1))
     assert mu[-1] == pytest.approx(harmonic / 2.0, rel=1e-13)
     assert mu[0] == pytest.approx(1.0 / (2.0 * n), rel=1e-13)

@@ -61,3 +61,16 @@ def test_a_bound_that_is_bad_input_is_a_validation_error(bounds):
     """order_stat_mean(k, n='') used to end in 'Unknown format code g' (fuzz suite)."""
     with pytest.raises(ValidationError, match="The 'k' parameter must be an int"):
         check_number(3, "k", integer=True, **bounds)
+
+
+@pytest.mark.parametrize("argv", [
+    ["llm", "compare", "clustered", "--seed", "1000"],       # would have been --seeds 1000
+    ["queue", "approx", "--servers", "4", "--needed", "2", "--rate", "1", "--max-sec", "5"],
+    ["sgd", "run", "--work", "10"],
+])
+def test_abbreviated_options_are_unknown_not_matched(capsys, argv):
+    """Fuzz finding (10^4 budget): argparse matched `--seed` to `--seeds`, so `llm compare
+    --seed 1000` silently ran a thousand seeds.  Options are spelled in full."""
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "unrecognized arguments" in err and argv[-2] in err

@@ -336,3 +336,56 @@ def test_scarce_servers_fall_back_to_one_shared_group():
     assert comp.client_groups.num_groups == 1 and len(comp.search.groupings) == 2
     assert all(s == "infeasible" for s, g in zip(comp.search.status, comp.search.grouping)
                if g == 1)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([None, 0.01, 0.002]))
+@settings(max_examples=30, deadline=None)
+def test_search_skips_only_c_with_the_same_placement(seed, cache_gb):
+    """Fuzz finding (10^4 budget): with 2-token sessions (c_max = 710 603 on BellCanada)
+    the scan evaluated 9 122 c per search, 24 s for one `llm compare`.  A run of c with the
+    same GBP-CR placement is now evaluated once; against the scan of every c: the same
+    winner, the same values at the runs' first c, and every skipped c has its run's
+    placement (so its bounds too)."""
+    from distalloc.llm.chain_types import DEFAULT_TARGET_LOAD as rho
+    from distalloc.llm.chains import _gbp_cr
+    rng = np.random.default_rng(seed)
+    d = random_scenario_dict(rng, max_servers=8, max_blocks=8, max_clients=3, max_requests=6)
+    if cache_gb is not None:
+        d["model"]["cache_gb"] = cache_gb
+    sc = scenario_from_dict(d)
+    lam = float(rng.choice([0.05, 1.0, 20.0, 500.0]))
+    w = rng.dirichlet(np.ones(sc.num_clients))
+    every = search_reservation(sc, lam, client_weights=w, prune=False, skip_identical=False)
+    runs = search_reservation(sc, lam, client_weights=w, prune=False)
+    assert (runs.best, runs.best_grouping) == (every.best, every.best_grouping)
+    assert runs.stop == every.stop
+    at = {(g, c): i for i, (g, c) in enumerate(zip(every.grouping.tolist(),
+                                                    every.reservation.tolist()))}
+    assert set(at) >= set(zip(runs.grouping.tolist(), runs.reservation.tolist()))
+    for i, (g, c) in enumerate(zip(runs.grouping.tolist(), runs.reservation.tolist())):
+        j = at[(g, c)]
+        assert runs.status[i] == every.status[j] and runs.num_chains[i] == every.num_chains[j]
+        np.testing.assert_array_equal(
+            [runs.lower_s[i], runs.upper_s[i], runs.service_rate_per_s[i]],
+            [every.lower_s[j], every.upper_s[j], every.service_rate_per_s[j]])
+    # every c of the full scan: the placement of the run it falls in
+    for g, c in zip(every.grouping.tolist(), every.reservation.tolist()):
+        starts = runs.reservation[runs.grouping == g]
+        first = int(starts[starts <= c].max())
+        groups = every.groupings[g]
+        a, b = _gbp_cr(sc, c, lam, rho, groups), _gbp_cr(sc, first, lam, rho, groups)
+        for field in ("first_block", "num_blocks", "group", "owner"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        assert (a.feasible, a.num_chains) == (b.feasible, b.num_chains)
+
+
+def test_two_token_sessions_search_once_per_placement():
+    """The reproducer: BellCanada with 1 input and 1 output token (c_max = 710 603)."""
+    from distalloc.llm import resolve_scenario
+    from distalloc.llm.chains import max_reservation
+    sc = resolve_scenario("topology:Bellcanada", input_tokens=1, output_tokens=1)
+    assert max_reservation(sc) > 700_000
+    s = search_reservation(sc, 0.5)
+    assert s.best is not None and s.reservation.size < 100
+    every = search_reservation(sc, 0.5, skip_identical=False, max_c=3000)
+    assert every.best == s.best

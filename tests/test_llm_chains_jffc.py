@@ -14,7 +14,7 @@ import scipy.sparse.linalg as spla
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from conftest import random_scenario_dict
+from conftest import random_scenario_dict, two_chain_scenario
 from distalloc._compiled import swarm_kernels
 from distalloc.cli import main
 from distalloc import ValidationError
@@ -156,35 +156,43 @@ def run_kernel(cap, mu, lam, n, seed):
 # ------------------------------------------------------------------------------------------
 # The compiled loop makes the reference's decisions
 # ------------------------------------------------------------------------------------------
-@given(st.integers(0, 2**32 - 1))
-@settings(max_examples=60)
-def test_kernel_matches_naive_jffc_decision_by_decision(seed):
-    rng = np.random.default_rng(seed)
-    K = int(rng.integers(1, 5))
-    C = int(rng.integers(1, 3))
+def random_jffc_case(rng, max_chains, max_slots):
+    """Chains, clients and requests on integer times (many ties between arrivals and
+    completions, and between chains); client groups (home chains first) half the time."""
+    K, C = int(rng.integers(1, max_chains + 1)), int(rng.integers(1, 3))
     N = int(rng.integers(1, 60))
-    cap = rng.integers(1, 4, K)
-    # integer times: many ties between arrivals and completions, and between chains
+    cap = rng.integers(1, max_slots + 1, K)
     rank = rng.integers(1, 6, (C, K)).astype(float)
     pre = rng.integers(0, 4, (C, K)).astype(float)
     tok = rng.integers(0, 3, (C, K)).astype(float)
     arrival = np.sort(rng.integers(0, 40, N)).astype(float)
     client = rng.integers(0, C, N)
     out_tok = rng.integers(1, 4, N)
-    service = [[pre[client[r], k] + (out_tok[r] - 1) * tok[client[r], k] for k in range(K)]
-               for r in range(N)]
-    if rng.random() < 0.5:                           # client groups: home chains first
+    home = group = np.zeros(0, dtype=np.int64)
+    if rng.random() < 0.5:
         G = int(rng.integers(1, 3))
         home, group = rng.integers(-1, G, K), rng.integers(-1, G, C)
-        want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
-                                            arrival.tolist(), client.tolist(), home.tolist(),
-                                            group.tolist())
-    else:
-        home = group = np.zeros(0, dtype=np.int64)
-        want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service,
-                                            arrival.tolist(), client.tolist())
-    start, end, ttft, wait, chain, events = jffc_simulate(
-        cap, rank, home, group, pre, tok, arrival, client, out_tok, np.ones(N))
+    return cap, rank, home, group, pre, tok, arrival, client, out_tok
+
+
+def naive_for(case, score=None):
+    """The pure-Python JFFC loop on the same case."""
+    cap, rank, home, group, pre, tok, arrival, client, out_tok = case
+    service = [[pre[c, k] + (n - 1) * tok[c, k] for k in range(len(cap))]
+               for c, n in zip(client, out_tok)]
+    return naive_jffc(cap.tolist(), rank.tolist(), service, arrival.tolist(), client.tolist(),
+                      home.tolist() if home.size else None,
+                      group.tolist() if group.size else None, score=score)
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=60)
+def test_kernel_matches_naive_jffc_decision_by_decision(seed):
+    case = random_jffc_case(np.random.default_rng(seed), max_chains=4, max_slots=3)
+    want_start, want_chain = naive_for(case)
+    arrival = case[6]
+    N = len(arrival)
+    start, end, ttft, wait, chain, events = jffc_simulate(*case, np.ones(N))
     assert chain.tolist() == want_chain
     np.testing.assert_array_equal(start, want_start)
     np.testing.assert_array_equal(wait, start - arrival)
@@ -212,26 +220,10 @@ SCORE = numba.cfunc("float64(float64, float64, int64, int64)")(_score)
 def test_kernel_with_a_user_score_matches_naive(seed):
     """Through the function pointer: every arrival takes the free chain of lowest score
     (ties and NaN by the built-in ranking), as the pure-Python loop with the same function."""
-    rng = np.random.default_rng(seed)
-    K, C, N = int(rng.integers(1, 6)), int(rng.integers(1, 3)), int(rng.integers(1, 60))
-    cap = rng.integers(1, 5, K)
-    rank = rng.integers(1, 6, (C, K)).astype(float)
-    pre = rng.integers(0, 4, (C, K)).astype(float)
-    tok = rng.integers(0, 3, (C, K)).astype(float)
-    arrival = np.sort(rng.integers(0, 40, N)).astype(float)
-    client = rng.integers(0, C, N)
-    out_tok = rng.integers(1, 4, N)
-    service = [[pre[client[r], k] + (out_tok[r] - 1) * tok[client[r], k] for k in range(K)]
-               for r in range(N)]
-    home = group = np.zeros(0, dtype=np.int64)
-    if rng.random() < 0.5:
-        G = int(rng.integers(1, 3))
-        home, group = rng.integers(-1, G, K), rng.integers(-1, G, C)
-    want_start, want_chain = naive_jffc(cap.tolist(), rank.tolist(), service, arrival.tolist(),
-                                        client.tolist(), home.tolist() if home.size else None,
-                                        group.tolist() if group.size else None, score=_score)
-    start, *_, chain, _ = jffc_simulate(cap, rank, home, group, pre, tok, arrival, client,
-                                        out_tok, np.ones(N), score=compiled_dispatch(SCORE))
+    case = random_jffc_case(np.random.default_rng(seed), max_chains=5, max_slots=4)
+    want_start, want_chain = naive_for(case, score=_score)
+    start, *_, chain, _ = jffc_simulate(*case, np.ones(len(case[6])),
+                                        score=compiled_dispatch(SCORE))
     assert chain.tolist() == want_chain
     np.testing.assert_array_equal(start, want_start)
 
@@ -324,22 +316,11 @@ def test_swarm_routes_with_the_score():
     @numba.cfunc("float64(float64, float64, int64, int64)")
     def slowest(chain_service_s, wait_s, free_slots, client):
         return -chain_service_s
-    sc = resolve_two()
+    sc = two_chain_scenario()
     fast = Swarm(sc, method="jffc-whole")
     slow = Swarm(sc, method="jffc-whole", dispatch=compiled_dispatch(slowest))
     assert fast.route(0, 0.0).servers == [0] and slow.route(0, 0.0).servers == [1]
     assert slow.route(0, 0.0).servers == [0]         # the slow chain is full now
-
-
-def resolve_two():
-    return scenario_from_dict({
-        "model": {"name": "m", "num_blocks": 2, "block_gb": 1.0, "cache_gb": 0.5},
-        "servers": [{"name": "fast", "memory_gb": 4.25, "decode_ms": 500.0, "prefill_ms": 1000.0},
-                    {"name": "slow", "memory_gb": 3.25, "decode_ms": 1000.0,
-                     "prefill_ms": 2000.0}],
-        "clients": [{"name": "c"}], "rtt_ms": [[0.0, 0.0]],
-        "workload": {"input_tokens": 1, "output_tokens": 3, "requests": [0],
-                     "rate_per_s": 0.1}})
 
 
 # ------------------------------------------------------------------------------------------

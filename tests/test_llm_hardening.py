@@ -26,6 +26,8 @@ from distalloc.llm.placement import petals_placement
 from distalloc.llm.routing import per_token_costs
 from distalloc.llm.simulation import ONLINE_METHODS, simulate
 
+from cli_helpers import assert_one_line_error
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -42,22 +44,6 @@ def write_json(tmp_path, data, name="s.json"):
     p = tmp_path / name
     p.write_text(json.dumps(data))
     return str(p)
-
-
-def cli(capsys, *argv):
-    """Run the CLI in-process: (exit status, stdout, stderr lines)."""
-    status = main(list(argv))
-    out = capsys.readouterr()
-    return status, out.out, out.err.strip().splitlines()
-
-
-def assert_one_line_error(capsys, *argv, needle=""):
-    status, out, err = cli(capsys, *argv)
-    assert status == 2 and out == "", (status, out, err)
-    assert len(err) == 1 and err[0].startswith("distalloc: error: "), err
-    assert needle in err[0], err[0]
-    assert "Traceback" not in err[0]
-    return err[0]
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,25 +7,12 @@ import time
 import pytest
 
 from distalloc import ValidationError
-from distalloc.cli import main
 from distalloc.llm import clustered, plan, synthetic_scenario
 from distalloc.llm import milp_model
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.milp_model import FORMULATIONS, BuildTimeLimit, build_model, estimate_model_size
 
-
-def cli(capsys, *argv):
-    status = main(list(argv))
-    out = capsys.readouterr()
-    return status, out.out, out.err.strip().splitlines()
-
-
-def one_line_error(capsys, *argv, needle=""):
-    status, out, err = cli(capsys, *argv)
-    assert status == 2 and out == "", (status, out, err)
-    assert len(err) == 1 and err[0].startswith("distalloc: error: "), err
-    assert needle in err[0], err[0]
-    return err[0]
+from cli_helpers import assert_one_line_error, cli
 
 
 # --- 1. the exact MILP is bounded in memory and time ---------------------------------------
@@ -56,10 +43,10 @@ def test_milp_refuses_a_model_above_max_memory_before_building_it(formulation):
 
 
 def test_milp_cli_refuses_a_model_above_max_memory(capsys):
-    err = one_line_error(capsys, "llm", "plan", "synthetic:200", "--method", "milp",
+    err = assert_one_line_error(capsys, "llm", "plan", "synthetic:200", "--method", "milp",
                          "--time-limit", "5", "--max-memory-gb", "0.5", needle="--max-memory-gb")
     assert "nonzeros" in err and "200 servers" in err
-    one_line_error(capsys, "llm", "plan", "synthetic:100000", "--method", "milp",
+    assert_one_line_error(capsys, "llm", "plan", "synthetic:100000", "--method", "milp",
                    "--time-limit", "10", needle="GB of memory")
 
 
@@ -94,13 +81,13 @@ def test_milp_time_limit_covers_model_building():
     (["--threads", "2", "--method", "cg-bprr"], "'--threads' applies only to --method milp"),
 ])
 def test_plan_refuses_milp_options_without_milp(capsys, argv, needle):
-    one_line_error(capsys, "llm", "plan", "clustered", *argv, needle=needle)
+    assert_one_line_error(capsys, "llm", "plan", "clustered", *argv, needle=needle)
 
 
 def test_milp_refuses_more_threads_than_cpus(capsys):
     import os
     n = (os.cpu_count() or 1) + 1
-    one_line_error(capsys, "llm", "plan", "clustered", "--method", "milp", "--threads", str(n),
+    assert_one_line_error(capsys, "llm", "plan", "clustered", "--method", "milp", "--threads", str(n),
                    needle=f"'threads' parameter must be at most the {n - 1} CPUs")
     with pytest.raises(ValidationError, match=f"Got {n} instead"):
         solve_milp(clustered(), threads=n)
@@ -114,7 +101,7 @@ def test_milp_refuses_more_threads_than_cpus(capsys):
 def test_calibrate_out_is_checked_first(capsys, tmp_path, path, needle):
     measurements = tmp_path / "m.csv"        # no rows: the output check must come first
     measurements.write_text("servers,blocks,rtt_ms,input_tokens,output_tokens,ttft_ms,token_ms\n")
-    one_line_error(capsys, "llm", "calibrate", str(measurements), "--out", path, needle=needle)
+    assert_one_line_error(capsys, "llm", "calibrate", str(measurements), "--out", path, needle=needle)
 
 
 @pytest.mark.parametrize("command", [["plan", "clustered"],
@@ -122,15 +109,15 @@ def test_calibrate_out_is_checked_first(capsys, tmp_path, path, needle):
                                      ["compare", "clustered", "--seeds", "1"]])
 @pytest.mark.parametrize("path", ["/nonexistent_dir/p.png", "/tmp", "/proc/version", "", "x.txt"])
 def test_llm_plot_paths_are_checked_first(capsys, command, path):
-    one_line_error(capsys, "llm", *command, "--num-requests", "5", "--plot", path, needle="'plot'")
+    assert_one_line_error(capsys, "llm", *command, "--num-requests", "5", "--plot", path, needle="'plot'")
 
 
 def test_simulate_refuses_rate_with_a_trace_unless_it_is_a_design_rate(capsys, tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,5\n1,10,5\n2,10,5\n")
-    one_line_error(capsys, "llm", "simulate", "clustered", "--trace", str(trace), "--rate", "1",
+    assert_one_line_error(capsys, "llm", "simulate", "clustered", "--trace", str(trace), "--rate", "1",
                    needle="Option '--rate' (1) does not apply to a trace workload")
-    one_line_error(capsys, "llm", "compare", "clustered", "--methods", "cg-bprr,petals",
+    assert_one_line_error(capsys, "llm", "compare", "clustered", "--methods", "cg-bprr,petals",
                    "--seeds", "1", "--trace", str(trace), "--rate", "1", needle="'--rate'")
     status, out, err = cli(capsys, "llm", "simulate", "clustered", "--trace", str(trace),
                            "--rate", "1", "--method", "chains", "--json")
@@ -165,7 +152,7 @@ def test_trace_readers_refuse_extra_fields_and_duplicated_columns(capsys, tmp_pa
     trace.write_text(text)
     with pytest.raises(ValidationError, match=needle):
         trace_workload(clustered(), trace)
-    one_line_error(capsys, "llm", "simulate", "clustered", "--trace", str(trace), needle=needle)
+    assert_one_line_error(capsys, "llm", "simulate", "clustered", "--trace", str(trace), needle=needle)
 
 
 def test_evaluate_routes_refuses_a_server_out_of_range():
@@ -198,12 +185,12 @@ def test_plan_refuses_a_scenario_whose_trace_file_is_missing(capsys, tmp_path):
     from distalloc.llm import load_scenario
     with pytest.raises(ValidationError, match="trace file .*missing.csv' does not exist"):
         plan(load_scenario(path))
-    one_line_error(capsys, "llm", "plan", str(path), needle="missing.csv' does not exist")
+    assert_one_line_error(capsys, "llm", "plan", str(path), needle="missing.csv' does not exist")
 
 
 # --- 5. messages name the field the user set -------------------------------------------------
 def test_huge_output_tokens_blames_output_tokens(capsys):
-    one_line_error(capsys, "llm", "simulate", "clustered", "--output-tokens", "100000000000",
+    assert_one_line_error(capsys, "llm", "simulate", "clustered", "--output-tokens", "100000000000",
                    needle="The 'output_tokens' parameter of workload must be at most 68537423043 "
                    "with 'prefill_ms' of servers[2]")
     with pytest.raises(ValidationError, match="'output_tokens' parameter of workload.*Got "
@@ -225,7 +212,7 @@ def test_huge_num_requests_blames_num_requests(capsys, tmp_path):
     d["workload"]["num_requests"] = 10 ** 12
     path = tmp_path / "s.json"
     path.write_text(json.dumps(d))
-    one_line_error(capsys, "llm", "plan", str(path),
+    assert_one_line_error(capsys, "llm", "plan", str(path),
                    needle="The 'num_requests' parameter of workload (1000000000000) at its "
                    "'rate_per_s' 0.5 spans 2e+12 s")
     from distalloc.llm.workload import poisson_workload
@@ -235,7 +222,7 @@ def test_huge_num_requests_blames_num_requests(capsys, tmp_path):
 
 
 def test_empty_scenario_name(capsys):
-    one_line_error(capsys, "llm", "plan", "", needle="The 'scenario' argument is empty")
+    assert_one_line_error(capsys, "llm", "plan", "", needle="The 'scenario' argument is empty")
 
 
 @pytest.mark.parametrize("name", ["plan", "simulate", "solve_milp", "cg_bprr", "petals",
@@ -250,6 +237,6 @@ def test_public_functions_refuse_a_non_scenario(name):
 
 
 def test_churn_that_keeps_every_server_down_is_named(capsys):
-    one_line_error(capsys, "llm", "simulate", "clustered", "--churn", "1e-9:1e9",
+    assert_one_line_error(capsys, "llm", "simulate", "clustered", "--churn", "1e-9:1e9",
                    "--num-requests", "20",
                    needle="the 'churn' MTBF 1e-09 s, MTTR 1e+09 s kept the servers down")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import two_chain_scenario
 from test_llm_swarm import swarm_scenario
 from distalloc import ValidationError
 from distalloc._compiled import chain_kernels
-from distalloc.llm import Swarm, clustered, scenario_from_dict
+from distalloc.llm import Swarm, clustered
 from distalloc.llm.simulation import ONLINE_METHODS, poisson_workload, simulate
 
 
@@ -195,18 +196,6 @@ def test_jffc_sequences_reach_queues_late_jobs_churn_and_new_chains():
 # ------------------------------------------------------------------------------------------
 # Hand-checked
 # ------------------------------------------------------------------------------------------
-def two_chain_scenario():
-    """Two whole-model servers: fast (2 job slots, 4 s per job), slow (1 slot, 8 s)."""
-    return scenario_from_dict({
-        "model": {"name": "m", "num_blocks": 2, "block_gb": 1.0, "cache_gb": 0.5},
-        "servers": [{"name": "fast", "memory_gb": 4.25, "decode_ms": 500.0, "prefill_ms": 1000.0},
-                    {"name": "slow", "memory_gb": 3.25, "decode_ms": 1000.0,
-                     "prefill_ms": 2000.0}],
-        "clients": [{"name": "c"}], "rtt_ms": [[0.0, 0.0]],
-        "workload": {"input_tokens": 1, "output_tokens": 3, "requests": [0],
-                     "rate_per_s": 0.1}})
-
-
 def test_jffc_whole_queue_predictions_and_hand_over():
     sw = Swarm(two_chain_scenario(), method="jffc-whole")
     assert [(c["servers"], c["capacity"], c["service_s"]) for c in sw.chains] == \

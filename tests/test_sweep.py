@@ -1,7 +1,5 @@
 """Sweeps: validation before work, local processes, resume after a kill, a worker dying,
 Parquet output, and a real Dask cluster (LocalCluster with worker processes)."""
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -15,18 +13,9 @@ from distalloc import ValidationError
 from distalloc.cli import main
 from distalloc.sweep import load_sweep, run_sweep
 
+from cli_helpers import rows, write_file
+
 HERE = Path(__file__).parent
-
-
-def rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def sweep_file(tmp_path, text, name="s.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
 
 
 QUEUE = """
@@ -57,7 +46,7 @@ probs = [[0.5, 0.5], [0.2, 0.8]]
 ])
 def test_bad_sweep_files_fail_before_work(tmp_path, text, needle):
     with pytest.raises(ValidationError, match=needle):
-        load_sweep(sweep_file(tmp_path, text))
+        load_sweep(write_file(tmp_path, text))
     out = subprocess.run([sys.executable, "-m", "distalloc.cli", "sweep",
                           str(tmp_path / "s.toml"), "--out", str(tmp_path / "o.csv")],
                          capture_output=True, text=True)
@@ -66,7 +55,7 @@ def test_bad_sweep_files_fail_before_work(tmp_path, text, needle):
 
 
 def test_local_sweep_rows_and_resume(tmp_path):
-    cfg = load_sweep(sweep_file(tmp_path, QUEUE))
+    cfg = load_sweep(write_file(tmp_path, QUEUE))
     out = tmp_path / "r.csv"
     s1 = run_sweep(cfg, out, n_jobs=2, progress=False)
     assert s1 == {**s1, "tasks": 12, "skipped": 0, "written": 12}
@@ -89,7 +78,7 @@ def test_local_sweep_rows_and_resume(tmp_path):
 
 
 def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
-    cfg = sweep_file(tmp_path, """
+    cfg = write_file(tmp_path, """
 [sweep]
 target = "sweep_helpers:slow_square"
 seeds = 2
@@ -130,7 +119,7 @@ def test_worker_death_is_retried(tmp_path, monkeypatch):
 
 def test_parquet_output_and_resume(tmp_path):
     pa = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs pyarrow")
-    cfg = load_sweep(sweep_file(tmp_path, QUEUE))
+    cfg = load_sweep(write_file(tmp_path, QUEUE))
     out = tmp_path / "r.parquet"
     assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 12
     assert run_sweep(cfg, out, n_jobs=1, progress=False)["written"] == 0
@@ -143,7 +132,7 @@ def test_parquet_output_and_resume(tmp_path):
 
 def test_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed", reason="Dask sweeps need distributed")
-    cfg = load_sweep(sweep_file(tmp_path, QUEUE))
+    cfg = load_sweep(write_file(tmp_path, QUEUE))
     local = tmp_path / "local.csv"
     run_sweep(cfg, local, n_jobs=1, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

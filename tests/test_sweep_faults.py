@@ -1,7 +1,6 @@
 """Sweeps under faults (issues 14 and 16): failing points recorded with a status (SPEC 4.1),
 bounded work, resume keys, output checks before any work, crashed workers, orphans, locks,
 untrusted files."""
-import csv
 import json
 import math
 import os
@@ -18,42 +17,14 @@ from distalloc.cli import main
 from distalloc.queueing import ForkJoin, approximate
 from distalloc.sweep import load_sweep, run_sweep
 
+from cli_helpers import UNSTABLE_SWEEP as UNSTABLE, one_error_line, rows, write_file
+
 HERE = Path(__file__).parent
 ENV = {**os.environ, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def write(tmp_path, text, name="s.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def one_error_line(capsys, needle=""):
-    cap = capsys.readouterr()
-    lines = cap.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distalloc: error: "), cap.err
-    assert needle in lines[0], lines[0]
-    return cap
-
-
-UNSTABLE = """
-[sweep]
-target = "queue.approx"
-[fixed]
-servers = 4
-needed = 2
-[grid]
-rate = [1.0, 1.5, 1.9, 2.0, 2.5]
-"""
-
-
 def test_unstable_points_get_a_status_and_the_sweep_completes(tmp_path, capsys):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "u.csv"
     assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1"]) == 0
     assert "5 written (2 failed: see the status column)" in capsys.readouterr().out
@@ -79,7 +50,7 @@ def test_unstable_points_get_a_status_and_the_sweep_completes(tmp_path, capsys):
 
 
 def test_fail_fast_stops_at_the_first_failure_and_keeps_the_rest(tmp_path, capsys):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "u.csv"
     assert main(["sweep", str(cfg), "--out", str(out), "--n-jobs", "1", "--fail-fast"]) == 2
     one_error_line(capsys, "--fail-fast), rate=2.0, seed=0:")
@@ -106,7 +77,7 @@ def test_a_raising_user_target_is_one_row_not_a_stop(tmp_path, monkeypatch):
     ("1000000000000000000", "more than --max-tasks 10000000"),
 ])
 def test_absurd_seed_counts_are_refused_at_once(tmp_path, capsys, seeds, needle):
-    cfg = write(tmp_path, UNSTABLE.replace("[fixed]", f"seeds = {seeds}\n[fixed]"))
+    cfg = write_file(tmp_path, UNSTABLE.replace("[fixed]", f"seeds = {seeds}\n[fixed]"))
     t0 = time.perf_counter()
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
     assert time.perf_counter() - t0 < 5
@@ -140,7 +111,7 @@ def test_large_sweeps_stream_their_tasks(tmp_path):
     (["--scheduler", "tcp://127.0.0.1:1", "--n-jobs", "1"], "'n_jobs' option is for local"),
 ])
 def test_bad_options_one_line_nothing_written(tmp_path, capsys, flags, needle):
-    cfg = write(tmp_path, UNSTABLE)
+    cfg = write_file(tmp_path, UNSTABLE)
     out = tmp_path / "o.csv"
     assert main(["sweep", str(cfg), "--out", str(out), *flags]) == 2
     one_error_line(capsys, needle)
@@ -256,7 +227,7 @@ def _readonly_dir(tmp_path):
 ])
 def test_bad_output_paths_fail_before_any_task(tmp_path, capsys, case, needle):
     marker = tmp_path / "ran"
-    cfg = write(tmp_path, f"""
+    cfg = write_file(tmp_path, f"""
 [sweep]
 target = "sweep_helpers:record_call"
 [fixed]
@@ -300,7 +271,7 @@ x = [1, 2]
 ])
 def test_targets_are_checked_before_they_run(tmp_path, capsys, text, needle):
     marker = tmp_path / "marker"
-    cfg = write(tmp_path, text.replace("MARKER", str(marker)))
+    cfg = write_file(tmp_path, text.replace("MARKER", str(marker)))
     sys.path.insert(0, str(HERE))
     try:
         assert main(["sweep", str(cfg), "--out", str(tmp_path / "o.csv")]) == 2
@@ -331,7 +302,7 @@ def test_sweep_help_says_a_sweep_file_is_code(capsys):
 # crashes, kills, locks
 # ------------------------------------------------------------------------------------------
 def test_a_task_that_crashes_its_worker_is_recorded_and_the_rest_finish(tmp_path, capsys):
-    cfg = write(tmp_path, """
+    cfg = write_file(tmp_path, """
 [sweep]
 target = "sweep_helpers:crash_on"
 seeds = 2
@@ -391,7 +362,7 @@ def _wait_for(cond, timeout=60.0):
 
 
 def _slow_sweep(tmp_path, n=40, delay=0.3):
-    return write(tmp_path, f"""
+    return write_file(tmp_path, f"""
 [sweep]
 target = "sweep_helpers:slow_square"
 [fixed]
@@ -456,7 +427,7 @@ def test_two_sweeps_on_one_output(tmp_path, capsys):
 # warnings from tasks, metric names
 # ------------------------------------------------------------------------------------------
 def test_task_warnings_are_reported_once_on_stderr(tmp_path, capsys):
-    cfg = write(tmp_path, "[sweep]\ntarget = 'sweep_helpers:warn_once'\n[grid]\nx = [1, 2, 3]\n")
+    cfg = write_file(tmp_path, "[sweep]\ntarget = 'sweep_helpers:warn_once'\n[grid]\nx = [1, 2, 3]\n")
     sys.path.insert(0, str(HERE))
     try:
         assert main(["sweep", str(cfg), "--out", str(tmp_path / "w.csv"), "--json",
@@ -548,3 +519,71 @@ def test_unstable_points_through_the_batch_hook_become_status_rows(monkeypatch):
             assert r["status"] == "ok"
             assert r["mean_jobs"] == pytest.approx(
                 approximate(ForkJoin(4, 2, r["rate"])).mean_jobs, rel=1e-12)
+
+
+@pytest.mark.parametrize("where", ["fixed", "grid", "nested"])
+@pytest.mark.parametrize("out", ["o.csv", "o.parquet"])
+def test_integers_beyond_64_bits_in_a_sweep_dict_are_refused(tmp_path, where, out):
+    """Fuzz finding (10^4 budget): a sweep given as a dict (TOML itself stops at 64 bits)
+    with idle_power = -2^63 - 1 ran, and the Parquet writer died of OverflowError on the
+    row; every value is now checked when the sweep is loaded."""
+    from distalloc import ValidationError
+    from distalloc.sweep import load_sweep, run_sweep
+    big = -9223372036854775809
+    cfg = {"sweep": {"target": "queue.approx"},
+           "fixed": {"servers": 4, "needed": 2, "rate": 0.5, "idle_power": 0.1},
+           "grid": {"probs": [[0.2, 0.8], [0.5, 0.5]]}}
+    if where == "fixed":
+        cfg["fixed"]["idle_power"] = big
+    elif where == "grid":
+        cfg["grid"]["rate"] = [0.5, 2 ** 64]
+        del cfg["fixed"]["rate"]
+    else:
+        cfg["grid"]["probs"] = [[0.2, 0.8], [big, 0.5]]
+    with pytest.raises(ValidationError, match="must be an integer that fits in 64 bits") as e:
+        run_sweep(load_sweep(cfg), tmp_path / out, progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / out).exists()
+    cfg["fixed"]["idle_power"] = 2 ** 63 - 1          # the largest int64 is a value like any
+    cfg["grid"] = {"probs": [[0.2, 0.8]]}
+    cfg["fixed"]["rate"] = 0.5
+    summary = run_sweep(load_sweep(cfg), tmp_path / out, progress=False)
+    assert summary["written"] == summary["tasks"] == 1
+
+
+def test_builtin_targets_take_the_resource_limits(tmp_path):
+    """Fuzz finding (10^4 budget): a sweep of queue.exact points could only run each point
+    to exact()'s 60 s default.  The built-in targets take max_seconds / max_memory_gb under
+    the API's names; a point over its limit is a status row, the others compute."""
+    from distalloc.sweep import load_sweep, run_sweep
+    out = tmp_path / "o.csv"
+    cfg = {"sweep": {"target": "queue.exact"},
+           "fixed": {"servers": 3, "needed": 3, "max_seconds": 1.0},
+           "grid": {"rate": [0.2, 0.8590578506679408]}}
+    t0 = time.perf_counter()
+    summary = run_sweep(load_sweep(cfg), out, progress=False)
+    assert time.perf_counter() - t0 < 30          # the slow point took ~20 s alone before
+    got = {r["rate"]: r for r in rows(out)}
+    assert summary["written"] == 2
+    assert got["0.2"]["status"] == "ok" and float(got["0.2"]["mean_jobs"]) > 0
+    slow = got["0.8590578506679408"]
+    assert slow["status"] != "ok" and "max_seconds" in slow["status"] and slow["mean_jobs"] == ""
+    assert slow["max_seconds"] == "1.0"
+    cfg["fixed"] = {"servers": 3, "needed": 3, "max_memory_gb": 1e-6}
+    out2 = tmp_path / "o2.csv"
+    run_sweep(load_sweep(cfg), out2, progress=False)
+    assert all("max_memory_gb" in r["status"] or "--max-memory-gb" in r["status"]
+               for r in rows(out2)), [r["status"] for r in rows(out2)]
+    for target, fixed in [("queue.simulate", {"servers": 4, "needed": 2, "rate": 1.0,
+                                              "jobs": 10 ** 9, "max_seconds": 0.5}),
+                          ("llm.plan", {"scenario": "synthetic:200", "method": "milp",
+                                        "max_memory_gb": 0.5, "time_limit": 5.0})]:
+        out3 = tmp_path / f"{target}.csv"
+        run_sweep(load_sweep({"sweep": {"target": target}, "fixed": fixed,
+                              "grid": {"scenario_seed" if target == "llm.plan" else "idle_power":
+                                       [0] if target == "llm.plan" else [0.0]}}),
+                  out3, progress=False)
+        (row,) = rows(out3)
+        assert row["status"] != "ok" and ("max_seconds" in row["status"] or
+                                          "max-seconds" in row["status"] or
+                                          "GB" in row["status"]), row["status"]

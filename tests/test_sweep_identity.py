@@ -1,7 +1,6 @@
 """Which sweep an output belongs to (issues 14/16, fresh-user review): the target is part of
 every row and of the resume key, another sweep's output is refused and left byte for byte,
 input files are read relative to the sweep file and their content is part of the key."""
-import csv
 import hashlib
 import shutil
 from pathlib import Path
@@ -12,20 +11,9 @@ from distalloc import ValidationError
 from distalloc.cli import main
 from distalloc.sweep import load_sweep, run_sweep
 
+from cli_helpers import UNSTABLE_SWEEP as UNSTABLE, one_error_line, rows
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def one_error_line(capsys, needle=""):
-    cap = capsys.readouterr()
-    lines = cap.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distalloc: error: "), cap.err
-    assert needle in lines[0], lines[0]
-    return cap
 
 
 def approx_sweep(target="queue.approx"):
@@ -82,15 +70,6 @@ jobs = 2000
 [grid]
 rate = [1.0, 2.0]
 probs = [[0.5, 0.5], [0.2, 0.8]]
-"""
-UNSTABLE = """
-[sweep]
-target = "queue.approx"
-[fixed]
-servers = 4
-needed = 2
-[grid]
-rate = [1.0, 1.5, 1.9, 2.0, 2.5]
 """
 
 

@@ -239,14 +239,16 @@ def chain_map(scenario, plans: Sequence, path: str, max_chains: int = 12) -> Non
 
 def response_vs_reservation(curve: dict, path: str, title: str = "") -> None:
     """Mean response time against the reservation c: Theorem 4's lower and upper bounds
-    (lines, every stable c) and the simulated JFFC mean (points), the lower bound's
-    minimiser marked."""
+    (steps: constant over each run of c with the same placement) and the simulated JFFC mean
+    (points), the lower bound's minimiser marked."""
     import numpy as np
     plt = _pyplot()
     c = np.asarray(curve["reservation"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(c, curve["lower_s"], "-", color="tab:blue", label="Theorem 4 lower bound")
-    ax.plot(c, curve["upper_s"], "-", color="tab:red", label="Theorem 4 upper bound")
+    ax.plot(c, curve["lower_s"], "-", color="tab:blue", drawstyle="steps-post",
+            label="Theorem 4 lower bound")
+    ax.plot(c, curve["upper_s"], "-", color="tab:red", drawstyle="steps-post",
+            label="Theorem 4 upper bound")
     sim = np.asarray(curve["simulated_s"])
     ok = np.isfinite(sim)
     ax.plot(c[ok], sim[ok], "o", color="k", ms=4, label="simulated JFFC")

@@ -31,6 +31,12 @@ File paths in a sweep file (the ``scenario`` of ``llm.plan`` and ``llm.simulate`
 file is an error before any work.  Each row records the sha256 of its input file's bytes
 (``scenario_sha256``), so a rerun after the file was edited computes its rows again.
 
+The built-in targets take the resource limits of the functions they call, under the same
+names: ``max_seconds`` (``queue.exact``, ``queue.simulate``), ``max_memory_gb``
+(``queue.exact``, ``llm.plan``, ``llm.simulate``), ``time_limit`` (``llm.plan``); a point
+over its limit is refused, and its row says so, like any other failure.  Unset, each is the
+function's own default (e.g. 60 s for ``queue.exact``).
+
 A task that fails (invalid for the target, an unstable system, a solver error) writes its
 row with empty metrics and its one-line error in the ``status`` column (``ok`` otherwise),
 and the sweep goes on; ``fail_fast`` stops at the first failure instead.  Failed rows are
@@ -149,26 +155,37 @@ def _queue_approx(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs
                                                  idle_power)))
 
 
+def _limits(**limits) -> dict:
+    """The resource limits a sweep file sets (TOML has no null: an absent limit is the
+    API's default, passed on by leaving it out)."""
+    return {name: value for name, value in limits.items() if value is not None}
+
+
 def _queue_exact(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
-                 idle_power=0.0, max_jobs=None, tail_tol=1e-8) -> dict:
+                 idle_power=0.0, max_jobs=None, tail_tol=1e-8, max_seconds=None,
+                 max_memory_gb=None) -> dict:
     from distalloc.queueing import exact
     return _queue_metrics(exact(_fork_join(servers, needed, rate, speeds, powers, probs,
-                                           idle_power), max_jobs=max_jobs, tail_tol=tail_tol))
+                                           idle_power), max_jobs=max_jobs, tail_tol=tail_tol,
+                                **_limits(max_seconds=max_seconds,
+                                          max_memory_gb=max_memory_gb)))
 
 
 def _queue_simulate(seed, servers, needed, rate, speeds=(1.0,), powers=None, probs=None,
-                    idle_power=0.0, jobs=200_000, replications=1) -> dict:
+                    idle_power=0.0, jobs=200_000, replications=1, max_seconds=None) -> dict:
     from distalloc.queueing import simulate
     return _queue_metrics(simulate(_fork_join(servers, needed, rate, speeds, powers, probs,
                                               idle_power), jobs, seed=seed,
-                                   replications=replications))
+                                   replications=replications,
+                                   **_limits(max_seconds=max_seconds)))
 
 
 def _llm_plan(seed, scenario, method="cg-bprr", num_requests=None, time_limit=60.0,
-              servers=None, scenario_seed=0) -> dict:
+              servers=None, scenario_seed=0, max_memory_gb=None) -> dict:
     from distalloc.llm import plan, resolve_scenario
     sc = resolve_scenario(scenario, num_servers=servers, seed=scenario_seed)
-    d = plan(sc, method, seed=seed, num_requests=num_requests, time_limit_s=time_limit).to_dict()
+    d = plan(sc, method, seed=seed, num_requests=num_requests, time_limit_s=time_limit,
+             max_memory_gb=max_memory_gb).to_dict()
     d["servers_used"] = len(d.pop("placement") or [])
     d["plan_status"] = d.pop("status")       # the sweep's own `status` column is ok/error
     d.pop("routes", None)
@@ -178,14 +195,16 @@ def _llm_plan(seed, scenario, method="cg-bprr", num_requests=None, time_limit=60
 
 def _llm_simulate(seed, scenario, method="cg-bprr", rate=None, num_requests=None,
                   allocation_delay=0.0, planned_requests=None, noise=0.0, client_weights=None,
-                  servers=None, scenario_seed=0, output_tokens=None) -> dict:
+                  servers=None, scenario_seed=0, output_tokens=None,
+                  max_memory_gb=None) -> dict:
     from distalloc.llm import resolve_scenario
     from distalloc.llm.simulation import simulate
     sc = resolve_scenario(scenario, num_servers=servers, seed=scenario_seed,
                           output_tokens=output_tokens)
     d = simulate(sc, method, rate_per_s=rate, num_requests=num_requests,
                  allocation_delay_s=allocation_delay, planned_requests=planned_requests,
-                 noise=noise, client_weights=client_weights, seed=seed).to_dict()
+                 noise=noise, client_weights=client_weights, seed=seed,
+                 max_memory_gb=max_memory_gb).to_dict()
     for key in ("join_order", "wall_s", "events"):
         d.pop(key, None)
     return d
@@ -310,7 +329,12 @@ class SweepConfig:
 
 
 def _check_value(value: Any, where: str) -> None:
-    """Parameter values are what JSON can hold (TOML dates and times are not)."""
+    """Parameter values are what JSON and every output format can hold (TOML dates and
+    times are not; integers must fit in 64 bits, as TOML's own do)."""
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not -2 ** 63 <= value < 2 ** 63:
+        raise ValidationError(f"The value of {where} must be an integer that fits in 64 bits. "
+                              f"Got {value} instead.")
     if isinstance(value, (str, bool, int, float)):
         return
     if isinstance(value, list):

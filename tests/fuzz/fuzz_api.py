@@ -11,7 +11,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from fuzz_checks import _finite, check_plan_dict, check_queue_dict, check_simulate_dict
+from fuzz_checks import check_plan_dict, check_queue_dict, check_simulate_dict
 from fuzz_cli import (MODELS, POLICIES, check_sgd_run, check_sgd_schedule, check_tradeoff,
                       sweep_toml)
 from fuzz_runner import EntryPoint

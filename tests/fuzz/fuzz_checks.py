@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import numpy as np
 
 
@@ -34,6 +35,26 @@ def _json(result) -> dict | None:
         return json.loads(stdout)
     except ValueError:
         return None
+
+
+def text_has_nan(case, stdout: str) -> list[str]:
+    """Without --json: a printed nan is a fault."""
+    return ["nan in the output"] if re.search(r"\bnan\b", stdout, re.I) else []
+
+
+def json_check(check=None, *, text=lambda case, stdout: []):
+    """Wrap ``check(case, d)`` of a command's --json output into a fuzz check
+    ``(case, result) -> faults``: stdout that is not JSON is a fault; without --json only
+    ``text(case, stdout)`` applies.  Usable as a decorator."""
+    def wrap(check):
+        def checked(case, result) -> list[str]:
+            if "--json" not in case["argv"]:
+                return text(case, result[2])
+            d = _json(result)
+            return ["stdout is not JSON"] if d is None else check(case, d)
+        checked.__name__ = check.__name__
+        return checked
+    return wrap if check is None else wrap(check)
 
 
 def _args(case):

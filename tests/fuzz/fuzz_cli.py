@@ -5,12 +5,12 @@ with at most two weird ones) and files (scenarios, traces, sweep files).  Each e
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from hypothesis import strategies as st
 
-from fuzz_checks import (_args, _finite, _json, _powers, check_plan_dict, check_queue_dict,
+from fuzz_checks import (_args, _finite, _powers, check_plan_dict, check_queue_dict,
+                         json_check, text_has_nan,
                          check_simulate_dict, need_finite)
 from fuzz_runner import EntryPoint, run_cli
 from fuzz_values import (SECRET, Opt, cli_number, corrupt, number_list, scenario_file,
@@ -105,11 +105,7 @@ def llm_plan_case(draw) -> dict:
     return {"argv": argv, "files": files}
 
 
-def check_llm_plan(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    return ["stdout is not JSON"] if d is None else check_plan_dict(d)
+check_llm_plan = json_check(lambda case, d: check_plan_dict(d))
 
 
 def _trace_option(draw) -> tuple[list[str], dict]:
@@ -152,26 +148,26 @@ def _for_scenario(spec: dict, scen: list[str]) -> dict:
     return spec
 
 
-@st.composite
-def llm_simulate_case(draw) -> dict:
+def _online_case(draw, command: str, spec: dict) -> dict:
+    """``llm COMMAND`` on a drawn scenario (and maybe a trace) with flags drawn from SPEC."""
     scen, files = draw(llm_scenario_arg(allow_big=False))
-    spec = _for_scenario(_online_spec(), scen)
+    spec = _for_scenario(spec, scen)
     trace, tfiles = _trace_option(draw)
-    return {"argv": ["llm", "simulate", *scen, *trace, *draw(flags(spec))],
+    return {"argv": ["llm", command, *scen, *trace, *draw(flags(spec))],
             "files": {**files, **tfiles}}
 
 
-def check_llm_simulate(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    return ["stdout is not JSON"] if d is None else check_simulate_dict(d)
+@st.composite
+def llm_simulate_case(draw) -> dict:
+    return _online_case(draw, "simulate", _online_spec())
+
+
+check_llm_simulate = json_check(lambda case, d: check_simulate_dict(d))
 
 
 @st.composite
 def llm_compare_case(draw) -> dict:
     from distalloc.llm.simulation import ONLINE_METHODS
-    scen, files = draw(llm_scenario_arg(allow_big=False))
     spec = _online_spec()
     del spec["--method"]
     spec["--methods"] = st.one_of(
@@ -181,18 +177,11 @@ def llm_compare_case(draw) -> dict:
     spec["--seeds"] = cli_number(st.integers(1, 3))
     spec["--plot"] = Opt(st.sampled_from(["c.png", "c.svg"]),
                          st.sampled_from(["c.txt", "nodir/c.png", "."]))
-    spec = _for_scenario(spec, scen)
-    trace, tfiles = _trace_option(draw)
-    return {"argv": ["llm", "compare", *scen, *trace, *draw(flags(spec))],
-            "files": {**files, **tfiles}}
+    return _online_case(draw, "compare", spec)
 
 
-def check_llm_compare(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_llm_compare(case, d) -> list[str]:
     p = []
     for m, v in d.get("methods", {}).items():
         p += need_finite(v, ["mean_token_s", "p95_token_s", "mean_ttft_s", "mean_wait_s"],
@@ -251,12 +240,8 @@ def sgd_schedule_case(draw) -> dict:
     return {"argv": ["sgd", "schedule", *draw(flags(spec, req))]}
 
 
-def check_sgd_schedule(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_sgd_schedule(case, d) -> list[str]:
     p = []
     t, e = d.get("switch_times", []), d.get("switch_errors", [])
     if any(not _finite(x) or x < 0 for x in t + e):
@@ -291,13 +276,8 @@ def sgd_run_case(draw) -> dict:
     return {"argv": argv}
 
 
-def check_sgd_run(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        _, _, stdout, _ = result
-        return ["nan in the output"] if " nan" in stdout.lower() else []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check(text=text_has_nan)
+def check_sgd_run(case, d) -> list[str]:
     p = []
     t, e, k = d.get("time", []), d.get("error", []), d.get("k", [])
     if not t or any(not _finite(x) for x in t) or any(b < a for a, b in zip(t, t[1:])):
@@ -378,24 +358,15 @@ def limited(strategy, seconds="4"):
     return case()
 
 
-def check_queue(case, result) -> list[str]:
+@json_check(text=text_has_nan)
+def check_queue(case, d) -> list[str]:
     args = _args(case)
-    _, _, stdout, _ = result
-    if "--json" not in case["argv"]:
-        return ["nan in the output"] if re.search(r"\bnan\b", stdout) else []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
     return check_queue_dict(d, args.servers, args.rate, _powers(args), args.idle_power,
                             d.get("method", args.command))
 
 
-def check_tradeoff(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_tradeoff(case, d) -> list[str]:
     p = []
     for a, b, c in zip(d["mean_jobs"], d["energy_per_job"], d["switch_prob"]):
         if a is not None and (a < 0 or b is None or b < 0):
@@ -405,12 +376,8 @@ def check_tradeoff(case, result) -> list[str]:
     return p
 
 
-def check_optimize(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_optimize(case, d) -> list[str]:
     args = _args(case)
     probs = d.get("probs", [])
     p = []
@@ -433,8 +400,11 @@ SWEEP_TARGETS = {
     "queue.simulate": ({"servers": st.integers(1, 6), "needed": st.integers(1, 6),
                         "rate": small_floats(0.05, 3.0), "jobs": st.integers(10, 2000)},
                        ["servers", "needed", "jobs"]),
+    # each point is bounded by max_seconds (default 60 s, above the per-case limit): as in
+    # `limited`, a slow but legitimate point must be refused within the case's time
     "queue.exact": ({"servers": st.integers(1, 4), "needed": st.integers(1, 4),
-                     "rate": small_floats(0.05, 2.0)}, ["servers", "needed"]),
+                     "rate": small_floats(0.05, 2.0), "max_seconds": st.sampled_from([1.0, 3.0])},
+                    ["servers", "needed", "max_seconds"]),
     "llm.plan": ({"scenario": st.sampled_from(["clustered", "topology:Abvt"]),
                   "method": st.sampled_from(["cg-bprr", "petals"]),
                   "num_requests": st.integers(1, 60)}, ["scenario"]),

@@ -22,7 +22,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from fuzz_api import api_draw, api_entry, build_scenario, scenario_spec
-from fuzz_checks import _finite, _json, check_plan_dict, check_simulate_dict, need_finite
+from fuzz_checks import (_finite, _json, check_plan_dict, check_simulate_dict, json_check,
+                         need_finite)
 from fuzz_cli import _for_scenario, cli_entry, flags, llm_scenario_arg
 from fuzz_runner import EntryPoint
 from fuzz_values import (Opt, api_arg, args_dict, cli_number, corrupt, extreme_number,
@@ -983,12 +984,8 @@ def plan_chains_case(draw) -> dict:
     return {"argv": argv, "files": {**files, **extra}}
 
 
-def check_plan_chains(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_plan_chains(case, d) -> list[str]:
     p = check_plan_dict(d)
     if d.get("feasible"):
         first = {e["server"]: e["first_block"] for e in d.get("placement") or []}
@@ -1063,12 +1060,8 @@ def mooncake_file(draw) -> bytes:
     return draw(damaged_bytes(("\n".join(lines) + "\n").encode()))
 
 
-def check_simulate_online(case, result) -> list[str]:
-    if "--json" not in case["argv"]:
-        return []
-    d = _json(result)
-    if d is None:
-        return ["stdout is not JSON"]
+@json_check
+def check_simulate_online(case, d) -> list[str]:
     p = check_simulate_dict(d)
     for k in ("mean_response_s", "p95_response_s"):
         if k in d:

@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from fuzz_api import api_entry
-from fuzz_checks import _finite, _json, check_queue_dict
+from fuzz_checks import _finite, check_queue_dict, json_check
 from fuzz_cli import check_sgd_schedule, cli_entry, flags
 from fuzz_runner import EntryPoint
 from fuzz_values import (SECRET, Opt, api_arg, args_dict, cli_number, corrupt, small_floats,
@@ -240,12 +240,8 @@ def more_entries() -> list[EntryPoint]:
             argv.append("--json")
         return {"argv": argv, "files": {"t.txt": draw(_times_file()), "dir": None}}
 
-    def check_sgd_fit(case, result):
-        if "--json" not in case["argv"]:
-            return []
-        d = _json(result)
-        if d is None:
-            return ["stdout is not JSON"]
+    @json_check
+    def check_sgd_fit(case, d):
         return [] if d.get("spec") and _finite(d["aic"][d["family"]]) else [f"fit {d}"]
     entries.append(cli_entry("sgd fit", sgd_fit_case(), check_sgd_fit, weight=1))
 

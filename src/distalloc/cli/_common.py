@@ -38,9 +38,11 @@ class HelpFormatter(argparse.HelpFormatter):
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit status 2, and shows defaults
-    in the help."""
+    in the help.  Options are spelled in full: an abbreviation is an unknown option, never
+    a silent match (``llm compare --seed 1000`` used to run 1000 seeds as ``--seeds``)."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
         if kwargs.get("formatter_class") in (None, argparse.HelpFormatter):
             kwargs["formatter_class"] = HelpFormatter
         elif kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:

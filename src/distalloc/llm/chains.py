@@ -106,21 +106,32 @@ def _slots(scenario: Scenario, placement: Placement) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # GBP-CR and GCA
 # ------------------------------------------------------------------------------------------
+def _group_targets_per_ms(c: int, rate_per_s: float, target_load: float,
+                          groups: ClientGroups) -> np.ndarray:
+    """Each group's chain-rate target w_g λ / (ρ̄ c) in 1/ms, as GBP-CR(c) uses it."""
+    target_per_s = rate_per_s / (target_load * c)
+    # a group with arrivals needs a chain even when its target underflows (tiny weights)
+    return np.where(groups.weight > 0, np.maximum(groups.weight * (target_per_s / 1000.0),
+                                                  np.finfo(float).tiny), 0.0)
+
+
 def _gbp_cr(scenario: Scenario, c: int, rate_per_s: float, target_load: float,
-            groups: ClientGroups) -> ChainPlacement:
+            groups: ClientGroups, rate_needing_per_ms: np.ndarray | None = None
+            ) -> ChainPlacement:
     S, G = scenario.num_servers, groups.num_groups
     first, num, group, owner, order = (np.empty(S, dtype=np.int64) for _ in range(5))
     amortised = np.empty(S)
     group_rate = np.empty(G)
     group_chains = np.empty(G, dtype=np.int64)
+    if rate_needing_per_ms is None:
+        rate_needing_per_ms = np.empty(G)
     target_per_s = rate_per_s / (target_load * c)
-    # a group with arrivals needs a chain even when its target underflows (tiny weights)
-    target_per_ms = np.where(groups.weight > 0, np.maximum(groups.weight * (target_per_s / 1000.0),
-                                                           np.finfo(float).tiny), 0.0)
+    target_per_ms = _group_targets_per_ms(c, rate_per_s, target_load, groups)
     K, nu, done, _, _ = chain_kernels.gbp_cr(
         scenario.usable_memory_gb, groups.alpha_ms, groups.beta_ms, scenario.block_gb,
         scenario.cache_gb, c, scenario.num_blocks, target_per_ms,
-        first, num, group, owner, amortised, order, group_rate, group_chains)
+        first, num, group, owner, amortised, order, group_rate, group_chains,
+        rate_needing_per_ms)
     n_used = int(np.count_nonzero(np.isfinite(amortised)))
     return ChainPlacement(first, num, reservation=c, group=group, num_chains=int(K),
                           rate_per_s=float(nu) * 1000.0, target_rate_per_s=target_per_s,
@@ -305,9 +316,10 @@ def _group_bounds(chains: list[Chain], rate_per_s: float,
                                 rate_per_s, groups)
 
 
-def _evaluate(scenario: Scenario, c: int, lam: float, rho: float, groups: ClientGroups):
+def _evaluate(scenario: Scenario, c: int, lam: float, rho: float, groups: ClientGroups,
+              rate_needing_per_ms: np.ndarray | None = None):
     """GBP-CR(c), GCA and the bounds: (placement, ν, lower, upper, status)."""
-    pl = _gbp_cr(scenario, c, lam, rho, groups)
+    pl = _gbp_cr(scenario, c, lam, rho, groups, rate_needing_per_ms)
     if not pl.feasible:
         return pl, math.nan, math.nan, math.nan, "infeasible"
     _, _, _, caps, cost, home = _gca_arrays(scenario, pl, groups.shared_alpha_ms,
@@ -346,7 +358,8 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
                        target_load: float = DEFAULT_TARGET_LOAD, *, objective: str = "lower",
                        client_weights=None, prune: bool = True,
                        max_c: int | None = None, output_tokens: float | None = None,
-                       client_groups: Any = "auto") -> ReservationSearch:
+                       client_groups: Any = "auto",
+                       skip_identical: bool = True) -> ReservationSearch:
     """The 1-D search over the reservation c (notes §5.4), for each client grouping.
 
     For each grouping of ``client_groups`` (:func:`~distalloc.llm.chain_groups.client_groupings`;
@@ -368,8 +381,20 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
     is far from every client) then stop at their first c.  ``max_c`` caps the scan (for
     plots).
 
-    Cost: per (grouping, c) one GBP-CR, O(G S log(G S)), and one GCA on the servers it
-    placed; O(log C) groupings.
+    With ``skip_identical`` (default) a run of c that gives the same GBP-CR placement is
+    evaluated once, at its first c: the placement depends on c only through the block
+    counts m_j(c) and the groups' targets w_g λ/(ρ̄c), and it stays the same while the counts
+    do and every target stays above the rate at which its group last needed rate (the
+    kernel reports it); GCA and Theorem 4 do not depend on c, so every c of the run has the
+    same bounds and the first one wins every objective (the surrogate c·K(c)/λ grows with c).
+    The run's end is found by a galloping search on both conditions (O(S log c) per run).
+    Without it, sessions with a tiny cache (c_max in the 10^5–10^11) made the scan take
+    minutes to days; with it, the scan costs one evaluation per distinct placement.  The
+    returned arrays then hold the first c of each run (``reservation``), so a curve over
+    c is a step function through them.
+
+    Cost: per (grouping, run of c) one GBP-CR, O(G S log(G S)), one GCA on the servers it
+    placed and O(S log c) to find the run's end; O(log C) groupings.
     """
     check_choice(objective, "objective", OBJECTIVES)
     t0 = time.perf_counter()
@@ -392,7 +417,9 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
         groups = groupings[gi]
         alpha_min = groups.alpha_ms.min(axis=1)
         stop = "c_max"
-        for c in range(1, c_max + 1):
+        needing = np.empty(groups.num_groups)
+        c = 1
+        while c <= c_max:
             if chain_kernels.block_counts(scenario.usable_memory_gb, scenario.block_gb,
                                           scenario.cache_gb, c, L, counts) < L:
                 stop = "blocks"
@@ -403,9 +430,12 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
                         >= best_obj:
                     stop = "bound"
                     break
-            pl, nu, lo, up, st = _evaluate(scenario, c, lam, target_load, groups)
+            pl, nu, lo, up, st = _evaluate(scenario, c, lam, target_load, groups, needing)
+            c_now = c
+            c = _end_of_run(scenario, c, c_max, counts, lam, target_load, groups,
+                            needing) + 1 if skip_identical else c + 1
             gs.append(gi)
-            cs.append(c)
+            cs.append(c_now)
             ks.append(pl.num_chains if pl.feasible else 0)
             status.append(st)
             nus.append(nu)
@@ -413,14 +443,45 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
             ups.append(up)
             if st != "ok":
                 continue
-            obj = {"lower": lo, "upper": up, "surrogate": c * pl.num_chains / lam}[objective]
+            obj = {"lower": lo, "upper": up, "surrogate": c_now * pl.num_chains / lam}[objective]
             if obj < best_obj:
-                best, best_g, best_obj = c, gi, obj
+                best, best_g, best_obj = c_now, gi, obj
     return ReservationSearch(objective, np.array(cs, dtype=np.int64),
                              np.array(ks, dtype=np.int64), status, np.array(nus),
                              np.array(lows), np.array(ups), best, stop,
                              time.perf_counter() - t0, np.array(gs, dtype=np.int64),
                              groupings, best_g)
+
+
+def _end_of_run(scenario: Scenario, c: int, c_max: int, counts: np.ndarray, lam: float,
+                rho: float, groups: ClientGroups, needing_per_ms: np.ndarray) -> int:
+    """The last c' in [c, c_max] whose GBP-CR placement equals GBP-CR(c)'s: the same block
+    counts (``counts``, m_j(c)) and every group's target above ``needing_per_ms`` (the
+    kernel's rates at which each group last needed rate).  Both conditions hold up to some
+    c' and fail after it (counts and targets only fall as c grows): galloping, then
+    bisection, each step one O(S) count."""
+    L = scenario.num_blocks
+    other = np.empty_like(counts)
+
+    def same(c2: int) -> bool:
+        if not np.all(_group_targets_per_ms(c2, lam, rho, groups) > needing_per_ms):
+            return False
+        chain_kernels.block_counts(scenario.usable_memory_gb, scenario.block_gb,
+                                   scenario.cache_gb, c2, L, other)
+        return bool(np.array_equal(other, counts))
+
+    lo, step = c, 1
+    while lo + step <= c_max and same(lo + step):
+        lo += step
+        step *= 2
+    hi = min(lo + step, c_max + 1)          # same(lo) holds; same(hi) fails or hi > c_max
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _fallback_reservation(scenario, search, lam, rho, groups):
@@ -442,7 +503,7 @@ def _fallback_reservation(scenario, search, lam, rho, groups):
     if best is None:
         raise NoChainsError(
             f"No reservation c gives a chain that covers all {scenario.num_blocks} blocks "
-            f"(scanned c = 1..{int(np.count_nonzero(search.grouping == 0))}, "
+            f"(scanned c = 1..{int(search.reservation[search.grouping == 0].max(initial=0))}, "
             f"stopped: {search.stop}).")
     (lo, neg_nu, c), pl = best[0], best[2]
     how = ("the lowest lower bound among them" if math.isfinite(lo) else

@@ -204,8 +204,8 @@ def response_curve(scenario: Scenario, workload: Workload, factor: np.ndarray,
                    rate_per_s: float, target_load: float = DEFAULT_TARGET_LOAD, *,
                    client_weights=None, max_points: int = 30,
                    max_c: int | None = None) -> dict[str, np.ndarray]:
-    """Mean response time against the reservation c: Theorem 4's bounds at every c of an
-    unpruned scan, and the simulated JFFC mean (on ``workload`` with ``factor``) at up to
+    """Mean response time against the reservation c: Theorem 4's bounds at the first c of
+    every run of c with the same placement (an unpruned scan), and the simulated JFFC mean (on ``workload`` with ``factor``) at up to
     ``max_points`` of the stable c, always including the lower bound's minimiser; for the
     client grouping the search picks."""
     from distalloc.llm.chains import _gbp_cr, _gca, search_reservation
