@@ -1,12 +1,12 @@
-"""Sweep output (SPEC 4.1): canonical resume keys, the output lock, checks of the output
-path before any work, and the CSV and Parquet sinks.
+"""Sweep output (SPEC 4.1): canonical resume keys and the CSV and Parquet sinks.
 
 A row is identified by its *key*: the values of every parameter (grid and fixed), the
 seed, the target (``sweep_target``) and the sha256 of its input files, in a canonical form so that ``1``, ``1.0`` and the CSV text ``"1.0"`` are the same key
 (Parquet stores a column mixing 1 and 1.5 as doubles; CSV gives everything back as text).
 Keys are kept as 16-byte digests so that resuming a sweep of 10^7 rows holds ~1 GB at most.
-An existing output holding another sweep's rows (another target, columns that do not fit)
-is refused before anything in it changes.
+The checks made before any work (the output path, the lock, an existing output holding
+another sweep's rows) are :mod:`distalloc._sweep_output_checks`'s; ``OutputLock`` and
+``check_output_path`` are imported from here too.
 """
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ import itertools
 import json
 import math
 import os
-import stat
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from distalloc._sweep_output_checks import (SEED, STATUS, OutputLock, check_columns,
+                                            check_output_path, check_writable_dir,
+                                            other_target)
 from distalloc._sweep_run import TARGET_COLUMN
 from distalloc._validation import ValidationError
 
 __all__ = ["OK", "canonical", "row_key", "OutputLock", "open_sink", "check_output_path"]
 
 OK = "ok"
-STATUS = "status"
-SEED = "seed"
 
 csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))
 
@@ -125,154 +125,6 @@ def is_ok(status: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------
-# The lock: one sweep per output at a time
-# ------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class OutputLock:
-    """``OUT.lock`` beside the output, holding the owner's pid.
-
-    The lock itself is a POSIX record lock (``fcntl.lockf``): the kernel releases it when
-    its process dies, however it dies, and forked workers do not inherit it, so a lock file
-    left by a dead sweep is simply taken over.  Where ``fcntl`` is missing, the file is
-    created exclusively and a lock whose pid is not alive is taken over.
-    """
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.path = out.with_name(out.name + ".lock")
-        self.fd: int | None = None
-        for _ in range(5):
-            if self._try_acquire():
-                return
-        raise ValidationError(f"Cannot lock the output '{out}': its lock file {self.path} keeps "
-                              "changing (another sweep starting at the same time?).")
-
-    def _refuse(self) -> None:
-        try:
-            pid = self.path.read_text().strip() or "unknown"
-        except OSError:
-            pid = "unknown"
-        raise ValidationError(f"The output '{self.out}' is in use by another sweep (pid {pid}, "
-                              f"lock file {self.path}); wait for it to finish or choose "
-                              "another --out.")
-
-    def _try_acquire(self) -> bool:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            return self._try_acquire_exclusive()
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ValidationError(f"Cannot create the lock file {self.path} beside the output: "
-                                  f"{exc.strerror or exc}.") from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            self._refuse()
-        try:   # the file we locked must still be the one at the path (not unlinked meanwhile)
-            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return True
-
-    def _try_acquire_exclusive(self) -> bool:  # pragma: no cover - not POSIX
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(self.path.read_text().strip())
-            except (OSError, ValueError):
-                pid = None
-            if pid is not None and _pid_alive(pid):
-                self._refuse()
-            self.path.unlink(missing_ok=True)
-            return False
-        except OSError as exc:
-            raise ValidationError(f"Cannot create the lock file {self.path} beside the output: "
-                                  f"{exc.strerror or exc}.") from None
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
-        os.close(self.fd)
-        self.fd = None
-
-    def __enter__(self) -> "OutputLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-# ------------------------------------------------------------------------------------------
-# Output paths, checked before any work
-# ------------------------------------------------------------------------------------------
-def check_output_path(out: str | Path) -> Path:
-    """The output must end in .csv or .parquet, its folder must exist, and what is there
-    must be of the right kind (a regular file for CSV, a folder for Parquet)."""
-    if not isinstance(out, (str, os.PathLike)) or str(out) == "":
-        raise ValidationError(f"The 'out' option must be a file path. Got {out!r} instead.")
-    path = Path(out)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValidationError(f"The 'out' option must end in .csv or .parquet. Got '{path}' "
-                              "instead.")
-    parent = path.parent
-    if not parent.exists():
-        raise ValidationError(f"The folder of the output '{path}' does not exist.")
-    if not parent.is_dir():
-        raise ValidationError(f"The folder of the output '{path}' is not a folder.")
-    if path.exists() or path.is_symlink():
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise ValidationError(f"Cannot read the output '{path}': {exc.strerror or exc}.") \
-                from None
-        if suffix == ".csv" and not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ValidationError(f"The output '{path}' is {kind}; a .csv output must be a "
-                                  "regular file (it is appended to and read back to resume).")
-        if suffix == ".parquet" and not stat.S_ISDIR(mode):
-            raise ValidationError(f"The output '{path}' exists and is not a folder; a .parquet "
-                                  "output is a folder of part files.")
-    return path
-
-
-def _writable_dir(folder: Path, what: str) -> None:
-    probe = folder / f".distalloc-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        probe.touch(exist_ok=False)
-        probe.unlink()
-    except OSError as exc:
-        raise ValidationError(f"Cannot write to {what} '{folder}': {exc.strerror or exc}.") \
-            from None
-
-
-# ------------------------------------------------------------------------------------------
 # Sinks
 # ------------------------------------------------------------------------------------------
 class _Sink:
@@ -288,30 +140,6 @@ class _Sink:
         self.done: set[bytes] = set()
         self.failed_in_output = 0
 
-    def _not_ours(self, why: str) -> ValidationError:
-        return ValidationError(f"The output '{self.path}' exists and is not the output of this "
-                               f"sweep ({why}); choose another --out, or delete it to start "
-                               "again.")
-
-    def _check_columns(self, columns: list[str]) -> None:
-        """An existing output's columns must be this sweep's: its grid parameters and seed,
-        the target column, and no parameter of this sweep among the metrics."""
-        if not columns:
-            return
-        missing = [c for c in self.grid_names + [SEED] if c not in columns]
-        if missing:
-            raise self._not_ours(f"no '{missing[0]}' column")
-        if TARGET_COLUMN not in columns:
-            raise self._not_ours(f"no '{TARGET_COLUMN}' column: written by another program "
-                                 "or an older distalloc, so whose results it holds is unknown")
-        if STATUS in columns:
-            params = set(self.grid_names) | set(self.fixed_names)
-            metrics = columns[columns.index(SEED) + 1:columns.index(STATUS)]
-            clash = [c for c in metrics if c in params]
-            if clash:
-                raise self._not_ours(f"its column '{clash[0]}' holds a metric, here it is a "
-                                     "parameter")
-
     def _set_columns(self, columns: list[str]) -> None:
         """Columns after ``status`` are fixed parameters (see :func:`order_columns`); those
         this sweep does not set are part of the key too, so a row written with a fixed value
@@ -323,9 +151,7 @@ class _Sink:
         for row in rows:
             found = row.get(TARGET_COLUMN)
             if found != self.target:
-                shown = "none" if found in (None, "") else repr(str(found)[:80])
-                raise self._not_ours(f"its rows are of the target {shown}, not "
-                                     f"{self.target!r}")
+                raise other_target(self.path, found, self.target)
             self.done.add(self.key_of(row))
             if not is_ok(row.get(STATUS)):
                 self.failed_in_output += 1
@@ -420,7 +246,7 @@ class CsvSink(_Sink):
             with path.open("rb") as fh:
                 reader = csv.DictReader(_lines_before(fh, keep))
                 columns = list(reader.fieldnames or [])
-                self._check_columns(columns)
+                check_columns(self.path, columns, self.grid_names, self.fixed_names)
                 self.columns = columns
                 self._set_columns(columns)
                 self._remember(reader)
@@ -518,7 +344,7 @@ class ParquetSink(_Sink):
         import pyarrow.parquet as pq
         self.schema = None
         path.mkdir(exist_ok=True)
-        _writable_dir(path, "the Parquet output folder")
+        check_writable_dir(path, "the Parquet output folder")
         columns: list[str] = []
         try:
             for part in self._parts():
@@ -530,7 +356,7 @@ class ParquetSink(_Sink):
             raise ValidationError(f"The output '{path}' holds a part file that cannot be read "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                                   "choose another --out.") from None
-        self._check_columns(columns)
+        check_columns(self.path, columns, self.grid_names, self.fixed_names)
         self._set_columns(columns)
         for part in self._parts():
             self._remember(pq.read_table(part).to_pylist())
@@ -658,5 +484,5 @@ def open_sink(path: Path, key_names: list[str], grid_names: list[str],
                                   ".csv output otherwise.") from None
         return ParquetSink(path, key_names, grid_names, fixed_names, meta_names, target)
     if not path.exists():
-        _writable_dir(path.parent, "the output folder")
+        check_writable_dir(path.parent, "the output folder")
     return CsvSink(path, key_names, grid_names, fixed_names, meta_names, target)

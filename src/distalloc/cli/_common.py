@@ -1,18 +1,22 @@
 """Helpers shared by every family's subcommands: one-line errors, help that shows every
-default, strict JSON output, comma-separated number lists, checks of output files."""
+default, strict JSON output, warnings held back from it, comma-separated number lists,
+checks of output files."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
+import sys
 import uuid
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from distalloc._validation import ValidationError, describe
 
-__all__ = ["Parser", "HelpFormatter", "print_json", "floats", "check_plot_path",
+__all__ = ["Parser", "HelpFormatter", "print_json", "guarded", "floats", "check_plot_path",
            "check_writable_folder", "refuse_options", "PLOT_FORMATS"]
 
 #: File types ``--plot`` can write (matplotlib's Agg backend).
@@ -77,6 +81,31 @@ def _clean(obj: Any) -> Any:
 
 def print_json(obj: dict) -> None:
     print(json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default)))))
+
+
+def guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
+    """Run a command so that warnings never garble its output (every ``llm`` command runs
+    so).
+
+    A RuntimeWarning (numpy overflow, invalid value, division by zero) means a number
+    went wrong, so it becomes the command's one-line error and no answer is printed.
+    Other warnings are held back: dropped when the command ends in an error (the error
+    stays the only stderr line), else printed after the answer as one
+    ``distalloc: warning:`` line each on stderr (never on stdout)."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", RuntimeWarning)
+            try:
+                status = command(args)
+            except RuntimeWarning as exc:
+                raise ValidationError(f"a numeric computation failed ({exc}); no result is "
+                                      "reported because it would be wrong.") from None
+        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)):
+            print(f"distalloc: warning: {message}", file=sys.stderr)
+        return status
+    return run
 
 
 def refuse_options(args: argparse.Namespace, options: tuple[str, ...] | list[str],

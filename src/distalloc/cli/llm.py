@@ -1,43 +1,17 @@
-"""``distalloc llm``: plan, simulate, compare, scenario, calibrate (SPEC 4.2, 1.10, 1.11)."""
+"""``distalloc llm``: plan, simulate, compare, scenario, calibrate (SPEC 4.2, 1.10, 1.11).
+
+``calibrate`` is built by :mod:`distalloc.cli.llm_calibrate` and registered here."""
 from __future__ import annotations
 
-import functools
-import json
 import math
-import sys
-import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from distalloc._validation import ValidationError
-from distalloc.cli._common import Parser, floats, print_json
+from distalloc.cli._common import Parser, floats, guarded, print_json
 
 __all__ = ["add_parser"]
-
-
-def _guarded(command: Callable[[Any], int]) -> Callable[[Any], int]:
-    """Run an llm command so that warnings never garble its output.
-
-    A RuntimeWarning (numpy overflow, invalid value, division by zero) means a number
-    went wrong, so it becomes the command's one-line error and no answer is printed.
-    Other warnings are held back: dropped when the command ends in an error (the error
-    stays the only stderr line), else printed after the answer as one
-    ``distalloc: warning:`` line each on stderr (never on stdout)."""
-    @functools.wraps(command)
-    def run(args) -> int:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            warnings.simplefilter("error", RuntimeWarning)
-            try:
-                status = command(args)
-            except RuntimeWarning as exc:
-                raise ValidationError(f"a numeric computation failed ({exc}); no result is "
-                                      "reported because it would be wrong.") from None
-        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)):
-            print(f"distalloc: warning: {message}", file=sys.stderr)
-        return status
-    return run
 
 
 def _scenario(args) -> Any:
@@ -392,60 +366,6 @@ def _cmd_llm_compare(args) -> int:
     return 0
 
 
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so that an
-    earlier file is never left half-written (a full disk is a one-line error)."""
-    import os
-    import tempfile
-    from pathlib import Path
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".",
-                               prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ValidationError(f"Cannot write '{path}': {exc.strerror or exc}.") from None
-
-
-def _cmd_llm_calibrate(args) -> int:
-    from distalloc.cli._common import check_output_file
-    from distalloc.llm.calibrate import calibrate, parse_classes
-    if args.out is not None:            # checked before any work (issue 16), '' included
-        check_output_file(args.out, "out")
-    cal = calibrate(args.file, validate=args.validate,
-                    classes=parse_classes(args.classes) if args.classes else None)
-    d = cal.to_dict()
-    if args.out:
-        _write_atomic(args.out, json.dumps(d, indent=1) + "\n")
-    if args.json:
-        print_json(d)
-        return 0
-    p = cal.profile
-    print(f"calibrated on {d['num_rows']} measured requests ({args.file}); ms")
-    width = max(len(n) for n in p.servers)
-    print(f"{'server':>{width}}  {'decode_ms':>10}  {'prefill_ms':>22}")
-    for name, sp in p.servers.items():
-        print(f"{name:>{width}}  {sp.decode_ms:>10.4g}  "
-              f"{f'{sp.prefill_ms_intercept:.4g} + {sp.prefill_ms_per_token:.4g} l_in':>22}")
-    print(f"hop overhead: {p.hop_overhead_ms:.4g} per token, "
-          f"{p.prefill_hop_overhead_ms:.4g} + {p.prefill_hop_overhead_ms_per_token:.4g} l_in "
-          "per prompt")
-    for label, s in (("fit", d), ("held out", d.get("validation"))):
-        if s is not None:
-            print(f"{label:>8}: per-token relative error median {s['token_rel_error_median']:.1%}"
-                  f", p95 {s['token_rel_error_p95']:.1%}; time to first token median "
-                  f"{s['ttft_rel_error_median']:.1%}, p95 {s['ttft_rel_error_p95']:.1%} "
-                  f"({s['num_rows']} rows)")
-    if args.out:
-        print(f"profile written to {args.out}")
-    return 0
-
-
 # ------------------------------------------------------------------------------------------
 
 
@@ -562,7 +482,7 @@ def add_parser(sub) -> None:
     _add_memory_option(pl)
     pl.add_argument("--json", action="store_true", help="print one JSON object")
     _add_chain_options(pl, rate=True)
-    pl.set_defaults(func=_guarded(_cmd_llm_plan))
+    pl.set_defaults(func=guarded(_cmd_llm_plan))
 
     from distalloc.llm.simulation import ONLINE_METHODS
     sim = llm_sub.add_parser("simulate", help="discrete-event simulation of online serving")
@@ -574,7 +494,7 @@ def add_parser(sub) -> None:
     sim.add_argument("--plot", default=None, metavar="FILE",
                      help="--method chains: PNG of the mean response time against the "
                      "reservation c (Theorem 4's bounds and simulated)")
-    sim.set_defaults(func=_guarded(_cmd_llm_simulate))
+    sim.set_defaults(func=guarded(_cmd_llm_simulate))
 
     cmp_ = llm_sub.add_parser("compare", help="methods side by side on the same arrivals")
     _add_online_options(cmp_)
@@ -584,7 +504,7 @@ def add_parser(sub) -> None:
     cmp_.add_argument("--seeds", type=int, default=5, metavar="K",
                       help="seeds 0..K-1, each with its own arrivals and join order (default 5)")
     cmp_.add_argument("--plot", default=None, metavar="FILE", help="per-token time CDF PNG")
-    cmp_.set_defaults(func=_guarded(_cmd_llm_compare))
+    cmp_.set_defaults(func=guarded(_cmd_llm_compare))
 
     scn = llm_sub.add_parser(
         "scenario", help="print a scenario as canonical JSON",
@@ -609,17 +529,7 @@ def add_parser(sub) -> None:
                      help="static output length of a built-in scenario")
     _add_memory_option(scn)
     scn.add_argument("--json", action="store_true", help="print one JSON object (compact)")
-    scn.set_defaults(func=_guarded(_cmd_llm_scenario))
+    scn.set_defaults(func=guarded(_cmd_llm_scenario))
 
-    cal = llm_sub.add_parser("calibrate", help="fit the performance model to measurements "
-                             "of a real swarm")
-    cal.add_argument("file", help="measurements CSV: servers,blocks,rtt_ms,input_tokens,"
-                     "output_tokens,ttft_ms,token_ms (hops '>'-separated)")
-    cal.add_argument("--validate", default=None, metavar="CSV",
-                     help="held-out measurements to predict with the fitted profile")
-    cal.add_argument("--classes", default=None, metavar="one|NAME=CLASS,...",
-                     help="servers of one class share their constants ('one': all servers)")
-    cal.add_argument("--out", default=None, metavar="PROFILE.json",
-                     help="write the profile (the --json object) for --profile")
-    cal.add_argument("--json", action="store_true", help="print one JSON object")
-    cal.set_defaults(func=_guarded(_cmd_llm_calibrate))
+    from distalloc.cli import llm_calibrate
+    llm_calibrate.add_parser(llm_sub)
