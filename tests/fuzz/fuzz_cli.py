@@ -273,6 +273,12 @@ def sgd_run_case(draw) -> dict:
     # a horizon is always given (the default 6000 is fine but slow for a fuzz budget)
     argv += ["--horizon", cli_number(small_floats(1.0, 100.0)).draw(
         draw, draw(st.integers(0, 8)) == 0)]
+    # as `limited` for queues: within the per-case time limit a long but legitimate run
+    # (--horizon 84000 at k = 1: ~5e6 iterations, minutes) must be refused, not run
+    if draw(st.integers(0, 9)) == 0:
+        argv += ["--max-iterations", draw(st.sampled_from(["0", "-1", "1", "x", "1e20"]))]
+    else:
+        argv += ["--max-iterations", "200000"]
     return {"argv": argv}
 
 

@@ -213,9 +213,9 @@ def add_parser(sub) -> None:
     sr.add_argument("--k-max", type=int, default=None, metavar="K",
                     help="largest k for the policies pflug, dbw (default n)")
     sr.add_argument("--seed", type=int, default=0, help="response times / injected delays")
-    sr.add_argument("--max-iterations", type=int, default=10**8, metavar="N",
+    sr.add_argument("--max-iterations", type=int, default=10**7, metavar="N",  # run.MAX_ITERATIONS
                     help="refuse (simulated) or stop (--cluster) runs longer than N iterations "
-                         "(default 1e8)")
+                         "(default 1e7: about ten minutes of one core at n = 50)")
     sr.add_argument("--allow-divergence", action="store_true",
                     help="print the record of a diverged run (with a warning) instead of an error")
     sr.add_argument("--cluster", default=None, metavar="ADDR",
