@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 
 import numpy as np
@@ -240,3 +241,39 @@ def test_exact_tradeoff_is_bounded_by_max_seconds_as_a_whole():
     with pytest.raises(ValidationError, match=r"over the limit of 2\d\.\d+ s"):
         tradeoff(s, 21, method="exact", max_seconds=30)
     assert time.perf_counter() - t0 < 25
+
+
+def test_optimize_is_bounded_by_max_seconds_and_evaluates_each_mix_once(monkeypatch):
+    """Fuzz finding (10^4 budget): `queue optimize` of a 3-level (5,2) system took 41 s
+    (each mix evaluated twice, the Gauss-Laguerre nodes recomputed per call, a quadratic
+    cache sweep); now each mix once, and max_seconds (default 60) bounds the search."""
+    from distalloc.queueing import ForkJoin, optimize
+    tr = sys.modules["distalloc.queueing.tradeoff"]    # the package exports the function
+    s = ForkJoin(servers=5, needed=2, rate=5.9532885887915805,
+                 speeds=[2.572186624820653, 0.7577568130619352, 4.525300592744211],
+                 idle_power=1.4964854247473005)
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match=r"did not finish within max_seconds = 0.5 s "
+                       r"\(\d+ mixes evaluated\); raise it with max_seconds") as e:
+        optimize(s, max_response=2.7042515282839865, max_seconds=0.5)
+    assert time.perf_counter() - t0 < 10 and "\n" not in str(e.value)
+    with pytest.raises(ValidationError, match="'max_seconds'"):
+        optimize(s, max_response=2.7, max_seconds=float("nan"))
+    calls = []
+    real = tr._evaluate
+    monkeypatch.setattr(tr, "_evaluate", lambda system, method: calls.append(
+        tuple(system.probs)) or real(system, method))
+    two = ForkJoin(servers=4, needed=2, rate=1.0, speeds=[1.0, 3.0], powers=[1.0, 6.0])
+    o = optimize(two, max_jobs=2.0)
+    assert o.feasible and len(calls) == len(set(calls))
+
+
+def test_light_traffic_slope_nodes_are_cached_and_unchanged():
+    from distalloc.queueing.approx import _laguerre, fork_join_light_traffic_slope
+    u, w = _laguerre(80)
+    ref_u, ref_w = np.polynomial.laguerre.laggauss(80)
+    np.testing.assert_array_equal(u, ref_u)
+    np.testing.assert_array_equal(w, ref_w)
+    assert _laguerre(80)[0] is u and not u.flags.writeable
+    assert fork_join_light_traffic_slope(2, np.array([1.0]), np.array([1.0])) == \
+        pytest.approx(11 / 8, rel=1e-6)

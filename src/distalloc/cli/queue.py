@@ -122,7 +122,7 @@ def _cmd_queue_optimize(args) -> int:
     with _held_warnings():
         system = _fork_join(args)
         o = optimize(system, max_jobs=args.max_jobs, max_response=args.max_response,
-                     max_energy=args.max_energy)
+                     max_energy=args.max_energy, max_seconds=args.max_seconds)
         if args.json:
             print_json(o.to_dict())
         else:
@@ -205,4 +205,6 @@ def add_parser(sub) -> None:
                    help="minimise energy per job subject to E[T] <= T")
     q.add_argument("--max-energy", type=float, default=None, metavar="E",
                    help="instead: minimise E[N] subject to energy per job <= E")
+    q.add_argument("--max-seconds", type=float, default=60.0, metavar="S",
+                   help="stop the search and refuse once it has taken longer (default: 60)")
     q.set_defaults(func=_cmd_queue_optimize)

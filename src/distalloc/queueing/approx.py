@@ -116,6 +116,18 @@ def light_traffic_slope(n: int, k: int) -> float:
     return d1 * (n * mu / k) ** 2
 
 
+@lru_cache(maxsize=8)
+def _laguerre(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Laguerre nodes and weights (read-only): numpy finds them by an eigenvalue
+    problem of size ``order`` (~10 ms at the default order), so they are computed once;
+    an optimisation over mixes evaluates the slope thousands of times (issue 16: 41 s for
+    one `queue optimize`, 33 of them in eigvalsh)."""
+    u, w = np.polynomial.laguerre.laggauss(order)
+    u.flags.writeable = False
+    w.flags.writeable = False
+    return u, w
+
+
 def fork_join_light_traffic_slope(n: int, speeds: np.ndarray, probs: np.ndarray,
                                   order: int = LAGUERRE_ORDER) -> float:
     """beta(0) for k = n, any speed mix, exactly: without purging each core serves the
@@ -133,7 +145,7 @@ def fork_join_light_traffic_slope(n: int, speeds: np.ndarray, probs: np.ndarray,
     of probability 0 contribute nothing."""
     mu = np.asarray(speeds, dtype=float)
     p = np.asarray(probs, dtype=float)
-    u, wts = np.polynomial.laguerre.laggauss(order)
+    u, wts = _laguerre(int(order))
     mu_min = float(mu[p > 0].min())
     x = u / mu_min
     wx = wts * np.exp(u) / mu_min

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,9 @@ BATCHES = 32
 #: separate from the capacity is refused as "cannot be shown stable"
 QUICK_LOOKS = 3
 _CACHE_STEPS = 2 ** 22              # clock samples kept over all cached runs
+_CACHE_RUNS = 64                    # and at most this many runs (an optimiser visits thousands
+                                    # of mixes: summing over every cached run per call was
+                                    # quadratic, 20 s of a 41 s `queue optimize`)
 
 
 class UnstableError(ValidationError):
@@ -223,7 +227,7 @@ class _SaturatedRun:
             warm = m // 8 // self.grain
             edges = warm + (np.arange(BATCHES + 1) * (m // self.grain - warm)) // BATCHES
             tau = np.diff(t[edges]) / (np.diff(edges) * self.grain)
-            half = (stats.t.ppf(0.5 + LOOK_LEVEL / 2, BATCHES - 1) * tau.std(ddof=1)
+            half = (_t_quantile(0.5 + LOOK_LEVEL / 2) * tau.std(ddof=1)
                     / math.sqrt(BATCHES))
             self.looks.append((m, float(tau.mean()), float(half)))
         return self.looks[c]
@@ -232,11 +236,21 @@ class _SaturatedRun:
 _RUNS: OrderedDict[tuple, _SaturatedRun] = OrderedDict()
 
 
+@lru_cache(maxsize=4)
+def _t_quantile(q: float) -> float:
+    """Student's t quantile with BATCHES - 1 degrees of freedom (scipy's ppf costs ~0.2 ms;
+    an optimiser decides stability thousands of times)."""
+    return float(stats.t.ppf(q, BATCHES - 1))
+
+
 def _run_for(key: tuple, make) -> _SaturatedRun:
     run = _RUNS.pop(key, None) or make()
     _RUNS[key] = run
-    while sum(r.stored for r in _RUNS.values()) > _CACHE_STEPS and len(_RUNS) > 1:
+    while len(_RUNS) > _CACHE_RUNS:
         _RUNS.popitem(last=False)
+    total = sum(r.stored for r in _RUNS.values())
+    while total > _CACHE_STEPS and len(_RUNS) > 1:
+        total -= _RUNS.popitem(last=False)[1].stored
     return run
 
 
@@ -254,8 +268,8 @@ def _decide_measured(run: _SaturatedRun, rate: float, max_looks: int | None = No
         lo_tau, hi_tau = tau - half, tau + half
         decided = rate * hi_tau < 1.0 or rate * lo_tau >= 1.0
         if decided or c == looks - 1:
-            ci95 = half / stats.t.ppf(0.5 + LOOK_LEVEL / 2, BATCHES - 1) * \
-                stats.t.ppf(0.975, BATCHES - 1)
+            ci95 = half / _t_quantile(0.5 + LOOK_LEVEL / 2) * \
+                _t_quantile(0.975)
             upper = 1.0 / lo_tau if lo_tau > 0 else math.inf
             return rate * hi_tau < 1.0, m, 1.0 / tau, ci95 / tau ** 2, upper
     raise AssertionError("unreachable")  # pragma: no cover
@@ -315,7 +329,7 @@ def measure_saturation(n: int, k: int, speeds, probs=None, *, checkpoint: int = 
                        lambda: _SaturatedRun(n, k, speeds, None, speed_rule.address))
     c = checkpoint % len(run.checkpoints)
     m, tau, half = run.look(c)
-    ci95 = half / stats.t.ppf(0.5 + LOOK_LEVEL / 2, BATCHES - 1) * stats.t.ppf(0.975, BATCHES - 1)
+    ci95 = half / _t_quantile(0.5 + LOOK_LEVEL / 2) * _t_quantile(0.975)
     return 1.0 / tau, ci95 / tau ** 2, m
 
 

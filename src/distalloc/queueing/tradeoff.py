@@ -144,18 +144,27 @@ class OptimalMix:
                 **(self.metrics.to_dict() if self.metrics is not None else {})}
 
 
+DEFAULT_OPTIMIZE_SECONDS = 60.0
+
+
 def optimize(system: ForkJoin, *, max_jobs: float | None = None,
              max_response: float | None = None, max_energy: float | None = None,
-             starts: int = 8, seed: int = 0) -> OptimalMix:
+             starts: int = 8, seed: int = 0,
+             max_seconds: float | None = DEFAULT_OPTIMIZE_SECONDS) -> OptimalMix:
     """The speed mix (any number of levels) that minimises energy per job subject to
     E[N] <= ``max_jobs`` or E[T] <= ``max_response``; or, with ``max_energy``, the mix that
     minimises E[N] subject to energy per job <= ``max_energy``.  Uses the approximation,
     SLSQP on the probability simplex from several starts (a grid for two levels).
 
+    Each mix is evaluated once (its stability decided as in :func:`approximate`, measured
+    by a saturated simulation where the bounds cannot tell); SLSQP needs a few thousand
+    evaluations for three levels, seconds to tens of seconds.
+
     Raises
     ------
     ValidationError
-        no constraint, or more than one.
+        no constraint, or more than one; or the search took longer than ``max_seconds``
+        (None: no limit), stopped at the first evaluation past it.
     """
     given = [(name, v) for name, v in (("max_jobs", max_jobs), ("max_response", max_response),
                                        ("max_energy", max_energy)) if v is not None]
@@ -164,13 +173,33 @@ def optimize(system: ForkJoin, *, max_jobs: float | None = None,
                               f"max_energy. Got {[g[0] for g in given] or 'none'} instead.")
     name, bound = given[0]
     bound = check_number(bound, name, low=0, low_open=True)
+    if max_seconds is not None:
+        max_seconds = check_number(max_seconds, "max_seconds", low=0, low_open=True)
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     s = system.num_levels
 
+    seen: dict[bytes, Any] = {}
+    evaluated = 0
+
     def metrics(x):
+        nonlocal evaluated
+        # SLSQP asks for the objective and the constraint at the same points (and their
+        # finite differences): each mix is evaluated once (its stability may be measured)
         x = np.clip(np.asarray(x, dtype=float), 0, None)
-        if x.sum() <= 0:
-            return None
-        return _evaluate(system.with_probs(x / x.sum()), "approx")
+        total = x.sum()
+        x = x / total if total > 0 else x
+        key = x.tobytes()
+        if key not in seen:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise ValidationError(
+                    f"optimize() did not finish within max_seconds = {max_seconds:g} s "
+                    f"({evaluated} mixes evaluated); raise it with max_seconds "
+                    "(--max-seconds) if you mean it.")
+            if len(seen) >= 4096:
+                seen.clear()
+            evaluated += 1
+            seen[key] = None if total <= 0 else _evaluate(system.with_probs(x), "approx")
+        return seen[key]
 
     def split(m):
         if m is None:
