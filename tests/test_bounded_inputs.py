@@ -277,3 +277,53 @@ def test_light_traffic_slope_nodes_are_cached_and_unchanged():
     assert _laguerre(80)[0] is u and not u.flags.writeable
     assert fork_join_light_traffic_slope(2, np.array([1.0]), np.array([1.0])) == \
         pytest.approx(11 / 8, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1.0, 0.0, "abc", True, [1.0]])
+def test_every_max_seconds_is_validated(value):
+    """Review finding: simulate(), approximate() (check_work) compared est > max_seconds
+    unchecked: NaN meant no limit, a string gave TypeError.  One checker for every queue
+    entry point; inf means no limit, like None."""
+    from distalloc.queueing import ForkJoin, approximate, optimize, simulate, tradeoff
+    s = ForkJoin(4, 2, 1.0, [1.0, 3.0], [1.0, 6.0], [0.5, 0.5])
+    for call in (lambda: simulate(s, 2000, max_seconds=value),
+                 lambda: approximate(s, max_seconds=value),
+                 lambda: tradeoff(s, 3, max_seconds=value),
+                 lambda: optimize(s, max_jobs=2.0, max_seconds=value)):
+        with pytest.raises(ValidationError, match="'max_seconds' parameter must be") as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert simulate(s, 2000, max_seconds=float("inf")).mean_jobs > 0
+
+
+def test_max_memory_gb_of_plan_is_checked_for_every_method(capsys):
+    from distalloc.llm import clustered, plan
+    for method in ("cg-bprr", "petals", "chains"):
+        with pytest.raises(ValidationError, match="'max_memory_gb' parameter"):
+            plan(clustered(), method, max_memory_gb="abc")
+    assert main(["llm", "plan", "clustered", "--max-memory-gb", "-5"]) == 2
+    assert "'max_memory_gb'" in capsys.readouterr().err
+
+
+def test_search_reservation_checks_its_arguments():
+    from distalloc.llm import clustered
+    from distalloc.llm.chains import search_reservation
+    for kw, name in (({"rate_per_s": float("nan")}, "rate_per_s"),
+                     ({"rate_per_s": -1.0}, "rate_per_s"),
+                     ({"rate_per_s": 1.0, "target_load": 0.0}, "target_load"),
+                     ({"rate_per_s": 1.0, "target_load": 5.0}, "target_load"),
+                     ({"rate_per_s": 1.0, "max_c": 0}, "max_c")):
+        with pytest.raises(ValidationError, match=f"'{name}'"):
+            search_reservation(clustered(), **kw)
+
+
+def test_sgd_sweeps_take_max_iterations(tmp_path):
+    from distalloc.sweep import load_sweep, run_sweep
+    cfg = {"sweep": {"target": "sgd.run"},
+           "fixed": {"workers": 10, "policy": "fixed:2", "max_iterations": 10},
+           "grid": {"horizon": [1.0, 1000.0]}}
+    run_sweep(load_sweep(cfg), tmp_path / "o.csv", progress=False)
+    import csv
+    rows = {r["horizon"]: r for r in csv.DictReader(open(tmp_path / "o.csv"))}
+    assert rows["1.0"]["status"] == "ok"
+    assert "more than max_iterations = 10" in rows["1000.0"]["status"]

@@ -33,7 +33,8 @@ file is an error before any work.  Each row records the sha256 of its input file
 
 The built-in targets take the resource limits of the functions they call, under the same
 names: ``max_seconds`` (``queue.exact``, ``queue.simulate``), ``max_memory_gb``
-(``queue.exact``, ``llm.plan``, ``llm.simulate``), ``time_limit`` (``llm.plan``); a point
+(``queue.exact``, ``llm.plan``, ``llm.simulate``), ``time_limit`` (``llm.plan``),
+``max_iterations`` (``sgd.run``); a point
 over its limit is refused, and its row says so, like any other failure.  Unset, each is the
 function's own default (e.g. 60 s for ``queue.exact``).
 
@@ -211,9 +212,10 @@ def _llm_simulate(seed, scenario, method="cg-bprr", rate=None, num_requests=None
 
 
 def _sgd_run(seed, problem="synthetic", workers=50, policy="pflug", horizon=None, lr=None,
-             k_max=None) -> dict:
+             k_max=None, max_iterations=None) -> dict:
     from distalloc.sgd import run
-    r = run(problem, workers, policy, horizon=horizon, lr=lr, seed=seed, k_max=k_max)
+    r = run(problem, workers, policy, horizon=horizon, lr=lr, seed=seed, k_max=k_max,
+            **_limits(max_iterations=max_iterations))
     return {"policy": r.policy, "final_time": float(r.time[-1]), "final_error": float(r.error[-1]),
             "min_error": float(r.error.min()), "final_k": int(r.k[-1]),
             "iterations": r.iterations, "uplink_gradients": r.uplink_gradients,

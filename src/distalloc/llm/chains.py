@@ -397,8 +397,13 @@ def search_reservation(scenario: Scenario, rate_per_s: float,
     placed and O(S log c) to find the run's end; O(log C) groupings.
     """
     check_choice(objective, "objective", OBJECTIVES)
+    check_scenario(scenario, "search_reservation")
     t0 = time.perf_counter()
-    lam = rate_per_s
+    lam = check_real(rate_per_s, "rate_per_s", low=MIN_RPS, high=MAX_RPS)
+    target_load = check_number(target_load, "target_load", low=0, high=1, low_open=True,
+                               high_open=True)
+    if max_c is not None:
+        max_c = check_count(max_c, "max_c", low=1, high=MAX_COUNT)
     weights = resolve_client_weights(scenario, client_weights)
     if output_tokens is not None:
         output_tokens = check_output_tokens(scenario, output_tokens)

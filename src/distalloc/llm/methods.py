@@ -10,6 +10,7 @@ from typing import Any, Callable
 from distalloc._validation import ValidationError, as_generator, check_choice, check_number
 from distalloc.llm.chains import CHAIN_METHODS
 from distalloc.llm.chains_plan import chains_plan
+from distalloc.llm.limits import max_memory_limit
 from distalloc.llm.milp import solve_milp
 from distalloc.llm.placement import cg_bprr, petals
 from distalloc.llm.result import Plan
@@ -98,6 +99,8 @@ def plan(scenario: Scenario, method: str = "cg-bprr", *, seed: Any = 0,
     if options and method not in CHAIN_METHODS:
         raise ValidationError(f"Option '{sorted(options)[0]}' applies only to the chain "
                               f"methods ({', '.join(CHAIN_METHODS)}), not {method!r}.")
+    if max_memory_gb is not None:       # checked for every method, not only where it binds
+        max_memory_gb = max_memory_limit(max_memory_gb)
     if num_requests is not None:
         scenario = scenario.with_requests(num_requests, max_memory_gb=max_memory_gb)
     if method == "milp":

@@ -12,10 +12,11 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from distalloc._validation import ValidationError
+from distalloc._validation import ValidationError, check_number
 
 __all__ = ["distinct_speeds", "compositions", "log_factorials", "log_multinomial", "race_k1",
            "count_compositions", "check_work", "WORK_PER_SECOND", "COMPILED_PER_SECOND"]
@@ -51,9 +52,18 @@ def count_compositions(g: int, s: int) -> int:
     return math.comb(g + s - 1, s - 1)
 
 
+def check_max_seconds(limit_s: Any) -> float | None:
+    """A ``max_seconds`` limit: None (no limit) or a number in (0, inf]; NaN, strings and
+    negative values are one-line errors (NaN used to mean no limit)."""
+    if limit_s is None or (isinstance(limit_s, float) and limit_s == math.inf):
+        return None
+    return check_number(limit_s, "max_seconds", low=0, low_open=True)
+
+
 def check_work(seconds: float, what: str, limit_s: float | None) -> None:
     """Refuse work whose estimated time exceeds ``limit_s`` seconds, naming the estimate and
     the option that raises the limit (max_seconds, --max-seconds)."""
+    limit_s = check_max_seconds(limit_s)
     if limit_s is not None and seconds > limit_s:
         raise ValidationError(
             f"{what} needs about {seconds:.3g} s, over the limit of {limit_s:g} s; raise it "

@@ -10,6 +10,7 @@ from scipy import stats
 
 from distalloc._compiled import queue_kernels
 from distalloc._validation import ValidationError, as_generator, check_number
+from distalloc.queueing.mixes import check_max_seconds
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.rules import compiled_speed_rule
 from distalloc.queueing.stability import SECONDS_PER_TASK, Stability, UnstableError, stability
@@ -165,6 +166,7 @@ def simulate(system: ForkJoin, num_jobs: int = 1_000_000, *, seed: Any = 0,
                               f"warm-up. Got {num_jobs} instead.")
     n = system.servers
     est = float(num_jobs) * replications * n * SECONDS_PER_TASK
+    max_seconds = check_max_seconds(max_seconds)
     if max_seconds is not None and est > max_seconds:
         raise ValidationError(
             f"simulate() of {num_jobs:.3g} jobs x {replications} replication(s) on {n} cores "

@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 from distalloc._validation import ValidationError, check_number
 from distalloc.queueing.approx import approximate
 from distalloc.queueing.grid import approximate_grid
-from distalloc.queueing.mixes import check_work
+from distalloc.queueing.mixes import check_max_seconds, check_work
 from distalloc.queueing.model import ForkJoin, QueueMetrics
 from distalloc.queueing.stability import SECONDS_PER_TASK, UnstableError
 
@@ -173,8 +173,7 @@ def optimize(system: ForkJoin, *, max_jobs: float | None = None,
                               f"max_energy. Got {[g[0] for g in given] or 'none'} instead.")
     name, bound = given[0]
     bound = check_number(bound, name, low=0, low_open=True)
-    if max_seconds is not None:
-        max_seconds = check_number(max_seconds, "max_seconds", low=0, low_open=True)
+    max_seconds = check_max_seconds(max_seconds)
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     s = system.num_levels
 
