@@ -366,22 +366,24 @@ class ParquetSink(_Sink):
 
     @staticmethod
     def _unify(a, b):
-        """One schema for both: types widened where Arrow can (int -> double, null -> any),
-        text where it cannot (a column holding numbers in one chunk and tables in another),
-        so that no chunk's rows are ever refused after they were computed."""
+        """One schema for both: a column keeps its type, a null column takes the other's,
+        ints widen to double; any other mix (numbers and booleans, numbers and text or
+        lists) becomes text, written as the CSV cell would be, so that the resume key read
+        back equals the one computed (Arrow's own casts write inf as 'inf' and True as 1)
+        and no chunk's rows are ever refused after they were computed."""
         import pyarrow as pa
-        try:
-            return pa.unify_schemas([a, b], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
-            pass
         fields = []
         for name in list(a.names) + [n for n in b.names if n not in a.names]:
-            parts = [s.field(name) for s in (a, b) if name in s.names]
-            try:
-                fields.append(pa.unify_schemas([pa.schema([f]) for f in parts],
-                                               promote_options="permissive").field(name))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, NotImplementedError):
-                fields.append(pa.field(name, pa.string()))
+            types = [s.field(name).type for s in (a, b) if name in s.names]
+            types = [t for t in types if not pa.types.is_null(t)] or types[:1]
+            first = types[0]
+            if all(t.equals(first) for t in types):
+                kind = first
+            elif all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+                kind = pa.float64()
+            else:
+                kind = pa.string()
+            fields.append(pa.field(name, kind))
         return pa.schema(fields)
 
     def _replace(self, table, name: str | None = None) -> None:
@@ -391,22 +393,30 @@ class ParquetSink(_Sink):
         final = self.path / (name or f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet")
         os.replace(tmp, final)
 
-    def _conform(self, table):
+    def _conform(self, table, schema=None):
+        """``table`` in ``schema`` (default the sink's): columns cast where the values allow
+        it; text columns made of each value's CSV cell.  Raises _NotRepresentable naming a
+        column whose values do not fit (an int beyond 2^53 in a double column)."""
         import pyarrow as pa
-        for field in self.schema:
+        schema = self.schema if schema is None else schema
+        for field in schema:
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-        table = table.select(self.schema.names)
+        table = table.select(schema.names)
         columns = []
-        for field, column in zip(self.schema, table.columns):
-            if column.type != field.type and pa.types.is_string(field.type):
+        for field, column in zip(schema, table.columns):
+            if column.type.equals(field.type):
+                pass
+            elif pa.types.is_string(field.type):
+                column = pa.array([None if v is None else cell(v)
+                                   for v in column.to_pylist()], type=field.type)
+            else:
                 try:
-                    column = column.cast(field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):   # lists, tables
-                    column = pa.array([None if v is None else cell(v)
-                                       for v in column.to_pylist()], type=field.type)
+                    column = column.cast(field.type, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise _NotRepresentable(field.name) from None
             columns.append(column)
-        return pa.table(dict(zip(self.schema.names, columns))).cast(self.schema)
+        return pa.table(dict(zip(schema.names, columns)), schema=schema)
 
     def drop_failed(self) -> int:
         import pyarrow.compute as pc
@@ -451,15 +461,33 @@ class ParquetSink(_Sink):
         if self.schema is None:
             self.schema = table.schema
             self._set_columns(list(table.schema.names))
-        else:
-            unified = self._unify(self.schema, table.schema)
-            new = pa.schema([unified.field(c) for c in columns])   # order_columns' order
-            if not new.equals(self.schema):      # widen the parts already written
-                self.schema = new
-                self._set_columns(columns)
-                for part in self._parts():
-                    self._replace(self._conform(pq.read_table(part)), part.name)
-        self._replace(self._conform(table))
+            self._replace(table)
+            return
+        unified = self._unify(self.schema, table.schema)
+        new = pa.schema([unified.field(c) for c in columns])        # order_columns' order
+        while True:        # everything conformed in memory first: a failed cast loses nothing
+            try:
+                parts = ([] if new.equals(self.schema) else
+                         [(part.name, self._conform(pq.read_table(part), new))
+                          for part in self._parts()])
+                table = self._conform(table, new)
+                break
+            except _NotRepresentable as bad:                         # that column as text
+                new = new.set(new.get_field_index(bad.column), pa.field(bad.column, pa.string()))
+        if not new.equals(self.schema):          # widen the parts already written
+            self.schema = new
+            self._set_columns(columns)
+            for name, part in parts:
+                self._replace(part, name)
+        self._replace(table)
+
+
+class _NotRepresentable(Exception):
+    """A column's values do not fit the unified type (an int beyond 2^53 as a double)."""
+
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
 
 
 def _arrow_value(v: Any) -> Any:
