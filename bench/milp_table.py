@@ -295,7 +295,7 @@ def table(args) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--out", default="bench-results/milp_table.jsonl",
                     help="JSON-lines file of the rows (--table: several, comma-separated)")
     ap.add_argument("--servers", type=_ints, default=_ints("4-8"))

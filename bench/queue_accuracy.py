@@ -26,7 +26,7 @@ def k_class(n, k):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--jobs", type=int, default=300_000)
     args = ap.parse_args()
     table = defaultdict(list)

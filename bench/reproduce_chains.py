@@ -197,7 +197,7 @@ def part_swarm_checks():
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--part", default="all",
                     choices=["sim", "grid", "testbed", "swarm", "swarm-checks", "all"])
     ap.add_argument("--seeds", type=int, default=10)

@@ -40,7 +40,7 @@ def runs(sc, method, churn, seeds, n, rate, kw):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=0.5)

@@ -40,7 +40,7 @@ def fmt(c):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
     rates = [0.1, 0.5, 1.0, 2.0]

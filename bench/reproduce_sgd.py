@@ -25,7 +25,7 @@ def label(policy, kw):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--plot", default=None)
     args = ap.parse_args()

@@ -87,7 +87,7 @@ def _fmt(values, digits=2):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sim-seeds", type=int, default=10)
     ap.add_argument("--horizon", type=float, default=15.0)

@@ -75,7 +75,7 @@ def client(folder: str, peer: str, prefix: str, workload: list[dict]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("model")
     m.add_argument("folder")

@@ -269,7 +269,7 @@ def write_csv(path: str | Path, results: Sequence[RunResult]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from distalloc.llm import plan as make_plan, resolve_scenario
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     ap.add_argument("scenario", help="distalloc scenario (file or built-in, e.g. topology:Abvt)")
     ap.add_argument("--servers", type=int, default=None, help="servers of a built-in scenario")
     ap.add_argument("--scenario-seed", type=int, default=0)

@@ -245,7 +245,7 @@ def analyse(data_dir: str | Path, out=print) -> dict:
 
 def main(argv=None) -> int:
     import swarm
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the real swarm (needs the PETALS venv), then analyse")
     r.add_argument("--out-dir", default=None)
