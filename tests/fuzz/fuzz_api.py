@@ -339,7 +339,7 @@ def api_entries() -> list[EntryPoint]:
                                "max_energy": api_arg(st.one_of(st.none(), small_floats(0.1, 20.0)))}),
         lambda c: __import__("distalloc.queueing", fromlist=["x"]).optimize(
             fork_join(c["system"]), max_jobs=c["max_jobs"], max_response=c["max_response"],
-            max_energy=c["max_energy"]),
+            max_energy=c["max_energy"], max_seconds=4.0),       # as the CLI cases (limited)
         lambda c, o: [] if abs(float(np.sum(o.probs)) - 1) < 1e-6 else [f"probs {o.probs}"],
         weight=1))
 

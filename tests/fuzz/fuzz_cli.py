@@ -414,8 +414,10 @@ SWEEP_TARGETS = {
     "llm.plan": ({"scenario": st.sampled_from(["clustered", "topology:Abvt"]),
                   "method": st.sampled_from(["cg-bprr", "petals"]),
                   "num_requests": st.integers(1, 60)}, ["scenario"]),
+    # max_iterations as `sgd run` cases carry --max-iterations (the default 1e7 is minutes)
     "sgd.run": ({"workers": st.integers(2, 30), "policy": st.sampled_from(["fixed:2", "pflug"]),
-                 "horizon": small_floats(1.0, 50.0)}, ["horizon"]),
+                 "horizon": small_floats(1.0, 50.0), "max_iterations": st.just(200_000)},
+                ["horizon", "max_iterations"]),
     "sweep_helpers:fail_on": ({"x": st.integers(0, 5), "bad": st.integers(0, 5)}, ["bad"]),
 }
 
@@ -547,11 +549,13 @@ CLI_ENTRIES = [
         "--method": st.sampled_from(["approx", "approx", "exact", "nope"]),
         "--plot": st.sampled_from(["t.png", "t.gif", "t"])}, max_servers=6),
         check_tradeoff, weight=1),
-    cli_entry("queue optimize", queue_case("optimize", {
+    # optimize is bounded by --max-seconds (default 60 s, above the per-case limit): its
+    # cases carry it as exact's do (300 equal speed levels searched for 60 s before)
+    cli_entry("queue optimize", limited(queue_case("optimize", {
         "--max-jobs": cli_number(small_floats(0.1, 10.0)),
         "--max-response": cli_number(small_floats(0.1, 10.0)),
-        "--max-energy": cli_number(small_floats(0.1, 20.0))}, max_servers=8), check_optimize,
-        weight=0.5),      # (up to 12 servers took 3-6 s a case on a loaded machine: no limit flag)
+        "--max-energy": cli_number(small_floats(0.1, 20.0))}, max_servers=8)), check_optimize,
+        weight=0.5),
     cli_entry("sweep", sweep_case(), check_sweep, weight=1, run=run_sweep_cli, timeout_s=60),
     cli_entry("demo", demo_case(), check_demo, weight=0.1, timeout_s=120),
 ]
